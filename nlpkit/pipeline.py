@@ -1,0 +1,85 @@
+"""``nlpkit.pipeline(...)``: batched inference from a trained run, a model folder or a model id."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from nlpkit.modeling import saved_task
+from nlpkit.registry import available_tasks, get_task
+from nlpkit.task import Task
+
+# transformers architectures -> our task, so a plain model folder or hub id needs no task name.
+_ARCH_SUFFIX = {"ForSequenceClassification": "sentiment", "ForCausalLM": "generation",
+                "ForConditionalGeneration": "translation", "MTModel": "translation"}
+
+
+class Pipeline:
+    """A callable predictor: ``pipe(inputs, batch_size=64, **options)``.
+
+    A single input gives a single result; a list gives a list, in the input order.
+    """
+
+    def __init__(self, task: Task):
+        self.task = task
+
+    @property
+    def model(self) -> Any:
+        return self.task.model
+
+    def __call__(self, inputs: Any, batch_size: int = 64, **kwargs: Any) -> Any:
+        single = not isinstance(inputs, (list, tuple))
+        outputs = self.task.predict([inputs] if single else list(inputs), batch_size=batch_size, **kwargs)
+        return outputs[0] if single else outputs
+
+    def __repr__(self) -> str:
+        return f"nlpkit.Pipeline(task={self.task.name!r}, model={self.task.cfg.model!r})"
+
+
+def _guess_task(model: str) -> str | None:
+    task = saved_task(model)
+    if task:
+        return task
+    config = Path(model) / "config.json"
+    if config.exists():
+        archs = json.loads(config.read_text()).get("architectures") or []
+        for arch in archs:
+            for suffix, name in _ARCH_SUFFIX.items():
+                if arch.endswith(suffix):
+                    return name
+    if (Path(model) / "word2vec.model").exists() or (Path(model) / "vectors.kv").exists():
+        return "word2vec"
+    return None
+
+
+def pipeline(task_or_model: str, model: str | None = None, device: str | None = None,
+             **overrides: Any) -> Pipeline:
+    """Load a predictor.
+
+    ``pipeline("outputs/<run>")`` loads a trained run (its task is recorded in the run);
+    ``pipeline("sentiment", model="<path or hub id>")`` names the task for any compatible model.
+    ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``) defaults to the first GPU if there is one.
+    ``overrides`` are config keys (e.g. ``**{"data.max_length": 256}``).
+    """
+    if model is None:
+        if task_or_model in available_tasks():
+            model = get_task(task_or_model).Config().model  # the task's default model
+            task_name = task_or_model
+        else:
+            model = task_or_model
+            task_name = _guess_task(model)
+            if task_name is None:
+                raise ValueError(f"Cannot tell which task {model!r} is for; name it: "
+                                 f"nlpkit.pipeline(<task>, model={model!r}) with a task from {available_tasks()}.")
+    else:
+        task_name = task_or_model
+    task_cls = get_task(task_name)
+    task = task_cls.from_pretrained(model, **overrides)
+    if device is not None or hasattr(task.model, "to"):
+        import torch
+
+        target = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if hasattr(task.model, "to"):
+            task.model.to(target)
+    return Pipeline(task)

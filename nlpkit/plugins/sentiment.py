@@ -1,0 +1,170 @@
+"""Sentiment (any text classification): ``AutoModelForSequenceClassification`` fine-tuned on labelled texts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+
+from nlpkit.config import DataConfig, RunConfig, TrainConfig, opt
+from nlpkit.data import check_columns, drop_empty_texts, label_map, load_splits, map_labels
+from nlpkit.metrics import compute
+from nlpkit.modeling import resolve_model
+from nlpkit.registry import register_task
+from nlpkit.report import md_table, save_figure
+from nlpkit.task import Task
+
+
+@dataclass
+class SentimentConfig(RunConfig):
+    task: str = opt("sentiment", "Task name (set by the launch script).")
+    model: str = opt("minilm-l6", "Encoder to fine-tune: a catalog name, a hub id (e.g. distilbert-base-uncased) "
+                                  "or a local folder / previous run.")
+    labels: Optional[list[str]] = opt(None, "Label names in id order (default: the sorted labels of the "
+                                            "training split, or the saved model's).")
+    data: DataConfig = opt(help="Data options.", factory=lambda: DataConfig(source="rotten_tomatoes"))
+    train: TrainConfig = opt(help="Training options.", factory=lambda: TrainConfig(
+        lr=1e-4, epochs=2.0, batch_size=32, metric_for_best="accuracy", greater_is_better=True))
+
+
+@register_task("sentiment")
+class SentimentTask(Task):
+    """Sequence classification. Metrics: accuracy, macro precision/recall/F1, confusion matrix."""
+
+    Config = SentimentConfig
+    main_metric = "accuracy"
+    greater_is_better = True
+    hub_task_type = "text-classification"
+    usage_example = ["a gripping, beautifully shot film", "dull and far too long"]
+    cfg: SentimentConfig
+
+    def __init__(self, cfg: SentimentConfig):
+        super().__init__(cfg)
+        self.labels: list[str] | None = list(cfg.labels) if cfg.labels else None
+
+    # ------------------------------------------------------------------ data
+    def load_data(self):
+        d = self.cfg.data
+        ds, meta = load_splits(d, self.cfg.seed)
+        check_columns(ds, [d.text_column], d.source, "data.text_column")
+        check_columns(ds, [d.label_column], d.source, "data.label_column")
+        dropped = drop_empty_texts(ds, [d.text_column], d.empty_texts, d.source)
+        if any(dropped.values()):
+            self.data_notes["empty texts skipped"] = dropped
+        self.labels = label_map(ds["train"], d.label_column, self.labels or meta.get("labels"))
+        ds = map_labels(ds, d.label_column, self.labels, d.source)
+        keep = [d.text_column, "labels"]
+        return ds.remove_columns([c for c in ds["train"].column_names if c not in keep])
+
+    def encode(self, batch: dict[str, list]) -> dict[str, list]:
+        enc = self.tokenizer(batch[self.cfg.data.text_column], truncation=True, max_length=self.cfg.data.max_length)
+        out = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+        if "labels" in batch:
+            out["labels"] = batch["labels"]
+        return out
+
+    def collate(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        return self.tokenizer.pad(features, return_tensors="pt")
+
+    # ------------------------------------------------------------------ model
+    def build_model(self) -> None:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        path = resolve_model(self.cfg.model)
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        kwargs: dict[str, Any] = {}
+        if self.labels is not None:
+            kwargs = {"num_labels": len(self.labels), "id2label": dict(enumerate(self.labels)),
+                      "label2id": {n: i for i, n in enumerate(self.labels)},
+                      "ignore_mismatched_sizes": True}  # a new head when the label set differs
+        self.model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
+        if self.labels is None:
+            self.labels = [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
+
+    # ------------------------------------------------------------------ evaluation
+    def eval_step(self, model, batch):
+        logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits.float()
+        labels = batch["labels"]
+        return {"pred": logits.argmax(-1), "label": labels,
+                "loss": F.cross_entropy(logits, labels, reduction="none")}
+
+    def compute_metrics(self, outputs: dict[str, list]) -> dict[str, Any]:
+        preds, refs = outputs["pred"], outputs["label"]
+        ids = list(range(len(self.labels or [])))
+        metrics: dict[str, Any] = {}
+        metrics.update(compute("accuracy", predictions=preds, references=refs))
+        prf = compute("precision_recall_f1", predictions=preds, references=refs, labels=ids)
+        metrics.update({f"macro_{k}": v for k, v in prf.items()})
+        metrics["loss"] = float(sum(outputs["loss"]) / max(len(outputs["loss"]), 1))
+        metrics["confusion_matrix"] = compute("confusion_matrix", predictions=preds, references=refs,
+                                              labels=ids)["confusion_matrix"]
+        metrics["labels"] = list(self.labels or [])
+        return metrics
+
+    # ------------------------------------------------------------------ inference
+    @torch.inference_mode()
+    def predict(self, inputs: list[Any], batch_size: int = 64, **kwargs: Any) -> list[dict[str, Any]]:
+        """``[{"label": str, "score": float}]`` per text; blank texts get ``{"label": None, "score": None}``.
+
+        Texts are sorted by length so each batch pads to similar lengths; results come back in input order.
+        """
+        if kwargs:
+            raise TypeError(f"Unknown option(s) for sentiment prediction: {sorted(kwargs)}")
+        results: list[dict[str, Any]] = [{"label": None, "score": None} for _ in inputs]
+        todo = [i for i, t in enumerate(inputs) if isinstance(t, str) and t.strip()]
+        for i, t in enumerate(inputs):
+            if not isinstance(t, str):
+                raise TypeError(f"Input {i} is a {type(t).__name__}, expected a string.")
+        if not todo:
+            return results
+        enc = self.tokenizer([inputs[i] for i in todo], truncation=True, max_length=self.cfg.data.max_length)
+        ids = enc["input_ids"]
+        order = sorted(range(len(todo)), key=lambda j: -len(ids[j]))
+        device = next(self.model.parameters()).device
+        pad = self.tokenizer.pad_token_id or 0
+        for start in range(0, len(order), batch_size):
+            chunk = order[start:start + batch_size]
+            width = len(ids[chunk[0]])  # longest first
+            input_ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(chunk), width), dtype=torch.long)
+            for row, j in enumerate(chunk):
+                input_ids[row, : len(ids[j])] = torch.tensor(ids[j])
+                mask[row, : len(ids[j])] = 1
+            logits = self.model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits
+            probs = logits.float().softmax(-1).cpu()
+            scores, best = probs.max(-1)
+            for row, j in enumerate(chunk):
+                results[todo[j]] = {"label": self.labels[int(best[row])], "score": float(scores[row])}
+        return results
+
+    # ------------------------------------------------------------------ report
+    def report_extras(self, run_dir: Path, results: dict[str, Any]) -> list[tuple[str, str]]:
+        test = results.get("test") or {}
+        cm = test.get("confusion_matrix")
+        if not cm:
+            return []
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        labels = test["labels"]
+        fig, ax = plt.subplots(figsize=(1.6 + 1.1 * len(labels), 1.2 + 1.0 * len(labels)))
+        im = ax.imshow(cm, cmap="Blues")
+        ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+        ax.set_yticks(range(len(labels)), labels)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        top = max(max(r) for r in cm) or 1
+        for i, row in enumerate(cm):
+            for j, v in enumerate(row):
+                ax.text(j, i, str(v), ha="center", va="center", color="white" if v > top / 2 else "black")
+        fig.colorbar(im, ax=ax, fraction=0.046)
+        ax.set_title("Test confusion matrix")
+        save_figure(fig, run_dir / "confusion_matrix.png")
+        rows = [[labels[i]] + row for i, row in enumerate(cm)]
+        table = md_table(rows, ["true \\ predicted"] + labels)
+        return [("Confusion matrix (test)", f"![confusion matrix](confusion_matrix.png)\n\n{table}")]

@@ -1,0 +1,248 @@
+"""The one report writer: report.json, report.md, plots and the model card, for every task.
+
+Everything is written to a temporary name and renamed into place, so an interrupted run never leaves a
+half-written report behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from nlpkit.config import to_dict
+
+if TYPE_CHECKING:
+    from nlpkit.task import Task
+
+_PACKAGES = ("nlpkit", "torch", "transformers", "datasets", "accelerate", "evaluate", "tokenizers", "gensim",
+             "sacrebleu", "peft", "scikit-learn")
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file and rename."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def versions() -> dict[str, str]:
+    """Installed versions of the libraries a run depends on."""
+    out = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def hardware() -> dict[str, Any]:
+    import torch
+
+    info: dict[str, Any] = {"machine": platform.machine(), "cpus": os.cpu_count(), "platform": platform.platform()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+        info["gpus"] = torch.cuda.device_count()
+    return info
+
+
+def _scalars(metrics: dict[str, Any] | None) -> dict[str, Any]:
+    return {k: v for k, v in (metrics or {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4f}" if abs(v) < 1000 else f"{v:,.1f}"
+    return str(v)
+
+
+def md_table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
+    """A markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_fmt(c).replace("|", "\\|").replace("\n", " ") for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------- plots
+
+
+def plot_learning_curve(history: list[dict[str, Any]], path: Path, metric: str) -> bool:
+    """Training loss (and the validation metric) against updates. Returns False when there is nothing to plot."""
+    train = [(h["step"], h["loss"]) for h in history if "loss" in h]
+    evals = [(h["step"], h[f"eval_{metric}"]) for h in history if f"eval_{metric}" in h]
+    if not train and not evals:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if train:
+        ax.plot(*zip(*train), label="training loss", color="tab:blue")
+    ax.set_xlabel("optimizer update")
+    ax.set_ylabel("training loss")
+    if evals:
+        ax2 = ax.twinx() if metric != "loss" else ax
+        ax2.plot(*zip(*evals), "o-", color="tab:orange", label=f"validation {metric}")
+        ax2.set_ylabel(f"validation {metric}")
+        if ax2 is not ax:
+            ax2.legend(loc="upper right")
+    ax.legend(loc="upper left")
+    ax.set_title("Learning curve")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return True
+
+
+def save_figure(fig: Any, path: Path) -> None:
+    """Save a matplotlib figure atomically and close it (for task plots)."""
+    import matplotlib.pyplot as plt
+
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.tight_layout()
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------------------------------------- model card
+
+
+def model_card(task: Task, report: dict[str, Any], dataset_name: str) -> str:
+    """A hub-style model card (YAML ``model-index`` front matter + a readable summary)."""
+    import yaml
+
+    test = _scalars(report.get("test"))
+    skip = {"samples", "runtime_s", "samples_per_s"}
+    results = [{"task": {"type": task.hub_task_type, "name": task.name},
+                "dataset": {"name": dataset_name, "type": dataset_name, "split": "test"},
+                "metrics": [{"type": k, "value": round(float(v), 4), "name": f"test {k}"}
+                            for k, v in test.items() if k not in skip]}]
+    meta = {"library_name": "transformers", "pipeline_tag": task.hub_task_type, "tags": ["nlpkit", task.name],
+            "base_model": report["config"].get("model"), "datasets": [dataset_name],
+            "model-index": [{"name": Path(report["run_dir"]).name, "results": results}]}
+    training = report.get("training", {})
+    body = [
+        f"# {Path(report['run_dir']).name}",
+        "",
+        f"A **{task.name}** model fine-tuned with [nlpkit](https://pypi.org/project/nlpkit/) from "
+        f"`{report['config'].get('model')}` on `{dataset_name}`.",
+        "",
+        "## Test results",
+        "",
+        md_table([(k, v) for k, v in test.items() if k not in skip], ["metric", "value"]) if test else "(none)",
+        "",
+        "## Training",
+        "",
+        md_table([(k, v) for k, v in training.items()], ["setting", "value"]) if training else "",
+        "",
+        "## How to use",
+        "",
+        "```python",
+        "import nlpkit",
+        "predict = nlpkit.pipeline(\"path/to/this/folder\")",
+        f"print(predict({task.usage_example!r}))",
+        "```",
+        "",
+        "The full configuration is in `nlpkit_task.json`; the run's report.md has plots and more numbers.",
+    ]
+    return "---\n" + yaml.safe_dump(meta, sort_keys=False) + "---\n\n" + "\n".join(body) + "\n"
+
+
+# ------------------------------------------------------------------------------------------------- report
+
+
+def write_report(run_dir: Path, task: Task, results: dict[str, Any]) -> dict[str, Any]:
+    """Write report.json, report.md, the learning curve, task plots and the model card. Returns the report."""
+    run_dir = Path(run_dir)
+    cfg = to_dict(task.cfg)
+    state = results.get("state", {})
+    report: dict[str, Any] = {
+        "task": task.name, "run_dir": str(run_dir), "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "model": cfg.get("model"), "data": cfg.get("data", {}).get("source"),
+        "main_metric": task.main_metric,
+        "test": results.get("test"), "validation": results.get("validation"),
+        "training": results.get("training"), "data_sizes": results.get("data_sizes"),
+        "data_notes": task.data_notes, "stop_reason": results.get("stop_reason"),
+        "best": {"metric": cfg.get("train", {}).get("metric_for_best"), "value": state.get("best_metric"),
+                 "step": state.get("best_step")},
+        "history": state.get("history", []), "wall_seconds": results.get("wall_seconds"),
+        "config": cfg, "versions": versions(), "hardware": hardware(),
+    }
+    report.update(results.get("extra", {}))
+    metric_for_curve = cfg.get("train", {}).get("metric_for_best", task.main_metric)
+    plots: list[tuple[str, str]] = []
+    if plot_learning_curve(report["history"], run_dir / "learning_curve.png", metric_for_curve):
+        plots.append(("Learning curve", "learning_curve.png"))
+    extras = task.report_extras(run_dir, results)
+
+    md = [f"# nlpkit report: {task.name}", "",
+          md_table([("task", task.name), ("model", report["model"]), ("data", report["data"]),
+                     ("run folder", run_dir), ("finished", report["created"]),
+                     ("stop reason", report["stop_reason"]), ("wall time (s)", report["wall_seconds"])],
+                    ["", ""]), ""]
+    if report["test"]:
+        md += ["## Test metrics", "", md_table(sorted(_scalars(report["test"]).items()), ["metric", "value"]), ""]
+    if report["validation"]:
+        md += ["## Validation metrics", "",
+               md_table(sorted(_scalars(report["validation"]).items()), ["metric", "value"]), ""]
+    if report["training"]:
+        md += ["## Training", "", md_table(list(report["training"].items()), ["", ""]), ""]
+    if report["data_sizes"]:
+        md += ["## Data", "", md_table(list(report["data_sizes"].items()), ["split", "examples"]), ""]
+        if task.data_notes:
+            md += ["Notes: " + "; ".join(f"{k}: {v}" for k, v in task.data_notes.items()), ""]
+    for title, fname in plots:
+        md += [f"## {title}", "", f"![{title}]({fname})", ""]
+    for title, text in extras:
+        md += [f"## {title}", "", text, ""]
+    md += ["## Environment", "", md_table(list(report["versions"].items()) + list(report["hardware"].items()),
+                                          ["", ""]), ""]
+
+    atomic_write(run_dir / "report.json", json.dumps(report, indent=2, default=str))
+    atomic_write(run_dir / "report.md", "\n".join(md))
+    model_dir = run_dir / "model"
+    if model_dir.exists():
+        atomic_write(model_dir / "README.md", model_card(task, report, str(report["data"])))
+    return report
+
+
+def compare_runs(run_dirs: Sequence[str | Path]) -> tuple[str, dict[str, Any]]:
+    """Put several runs' test metrics side by side: (markdown, json-able dict)."""
+    runs = []
+    for d in run_dirs:
+        path = Path(d) / "report.json"
+        if not path.exists():
+            raise FileNotFoundError(f"{d} has no report.json: is it an nlpkit run folder that finished?")
+        runs.append(json.loads(path.read_text()))
+    tasks = {r["task"] for r in runs}
+    data = {str(r.get("data")) for r in runs}
+    metrics = sorted({k for r in runs for k in _scalars(r.get("test")) if k not in ("runtime_s",)})
+    rows = []
+    for r in runs:
+        test = r.get("test") or {}
+        rows.append([Path(r["run_dir"]).name, r["task"], r.get("model")] + [test.get(m, "") for m in metrics])
+    notes = []
+    if len(tasks) > 1:
+        notes.append(f"Runs of different tasks ({', '.join(sorted(tasks))}): metrics are not comparable.")
+    if len(data) > 1:
+        notes.append(f"Runs on different data ({', '.join(sorted(data))}): compare with care.")
+    sizes = {json.dumps((r.get("data_sizes") or {}).get("test")) for r in runs}
+    if len(sizes) > 1:
+        notes.append("Test splits differ in size between runs.")
+    md = "# nlpkit run comparison\n\n" + md_table(rows, ["run", "task", "model"] + metrics) + "\n"
+    if notes:
+        md += "\n" + "\n".join(f"- {n}" for n in notes) + "\n"
+    return md, {"runs": [{"run_dir": r["run_dir"], "task": r["task"], "model": r.get("model"),
+                          "test": _scalars(r.get("test"))} for r in runs], "notes": notes}

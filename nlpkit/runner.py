@@ -1,0 +1,66 @@
+"""Run a task end to end: accelerator, run folder, logging, the task's run, and the report."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from accelerate import Accelerator, PartialState
+from accelerate.utils import ProjectConfiguration, broadcast_object_list
+
+from nlpkit.config import RunConfig, save_config
+from nlpkit.registry import get_task
+
+logger = logging.getLogger("nlpkit")
+
+
+def setup_logging(main_process: bool) -> None:
+    """INFO logs on the main process, warnings elsewhere; quiet the libraries' chatter."""
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
+                        level=logging.INFO if main_process else logging.WARNING, force=True)
+    import datasets
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    datasets.logging.set_verbosity_error()
+    if not main_process:
+        datasets.disable_progress_bars()
+
+
+def _run_dir(cfg: RunConfig, state: PartialState) -> Path:
+    """The run folder, chosen on the main process and shared with the others (timestamps differ per rank)."""
+    name = [cfg.output_dir or os.path.join("outputs", f"{cfg.task}-{time.strftime('%Y%m%d-%H%M%S')}")]
+    if state.num_processes > 1:
+        broadcast_object_list(name)
+    return Path(name[0])
+
+
+def run(cfg: RunConfig) -> dict[str, Any]:
+    """Train and evaluate ``cfg.task`` as configured; write the run folder; return the report dict."""
+    from nlpkit.report import write_report
+
+    task = get_task(cfg.task)(cfg)
+    state = PartialState()  # sets up the process group, so the run folder can be agreed on first
+    setup_logging(state.is_main_process)
+    run_dir = _run_dir(cfg, state)
+    accelerator = Accelerator(gradient_accumulation_steps=cfg.train.grad_accum,
+                              log_with=list(cfg.trackers) or None,
+                              project_config=ProjectConfiguration(project_dir=str(run_dir),
+                                                                  logging_dir=str(run_dir / "logs")))
+    if accelerator.is_main_process:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.yaml")
+        logger.info("Run folder: %s (%d process(es), %s, mixed precision: %s)", run_dir,
+                    accelerator.num_processes, accelerator.device, accelerator.mixed_precision)
+    accelerator.wait_for_everyone()
+    started = time.time()
+    results = task.run(accelerator, run_dir)
+    results["wall_seconds"] = round(time.time() - started, 2)
+    report: dict[str, Any] = {}
+    if accelerator.is_main_process:
+        report = write_report(run_dir, task, results)
+    accelerator.wait_for_everyone()
+    return report

@@ -1,0 +1,105 @@
+"""Shared fixtures: tiny models built locally (tokenizers trained on fixture text) and small data files.
+
+Models are saved once per test session and loaded through the real ``from_pretrained`` path.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("NLPKIT_DEBUG", "")
+
+POSITIVE = ["great", "wonderful", "brilliant", "moving", "superb", "delightful", "charming", "fresh"]
+NEGATIVE = ["awful", "boring", "dull", "terrible", "tedious", "clumsy", "bland", "stale"]
+FILLER = ["the", "film", "movie", "story", "acting", "plot", "was", "is", "a", "really", "quite", "and",
+          "this", "its", "cast", "script", "very", "ending", "director", "at", "times"]
+
+
+def sentiment_rows(n: int, seed: int = 0) -> list[tuple[str, str]]:
+    """Texts whose label is given by a planted sentiment word, with varied length filler around it."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = "positive" if i % 2 == 0 else "negative"
+        words = [rng.choice(FILLER) for _ in range(rng.randint(2, 12))]
+        words.insert(rng.randint(0, len(words)), rng.choice(POSITIVE if label == "positive" else NEGATIVE))
+        rows.append((" ".join(words), label))
+    return rows
+
+
+def write_csv(path: Path, rows: list[tuple[str, str]], header: tuple[str, str] = ("text", "label")) -> Path:
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer, width-32 BERT encoder with a WordPiece tokenizer trained on the fixture vocabulary."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    out = tmp_path_factory.mktemp("tiny-bert")
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    corpus = [t for t, _ in sentiment_rows(400)] + [" ".join(POSITIVE + NEGATIVE + FILLER)]
+    tok.train_from_iterator(corpus, trainers.WordPieceTrainer(vocab_size=200, special_tokens=specials))
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
+        special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))])
+    fast = BertTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                             sep_token="[SEP]", mask_token="[MASK]", model_max_length=128)
+    fast.save_pretrained(out)
+    config = BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128)
+    import torch
+
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def sentiment_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with train/validation/test csv files of the planted-word sentiment data."""
+    out = tmp_path_factory.mktemp("sentiment-data")
+    write_csv(out / "train.csv", sentiment_rows(160, seed=1))
+    write_csv(out / "validation.csv", sentiment_rows(40, seed=2))
+    write_csv(out / "test.csv", sentiment_rows(50, seed=3))
+    return out
+
+
+def sentiment_overrides(tiny_bert: Path, data: Path, out: Path, **extra: object) -> dict:
+    """Config for a quick tiny sentiment run."""
+    cfg = {"model": str(tiny_bert), "data.source": str(data), "output_dir": str(out), "trackers": [],
+           "train.batch_size": 8, "train.eval_batch_size": 16, "train.lr": 3e-3, "train.epochs": 1.0,
+           "train.log_every": 2, "train.warmup_ratio": 0.0}
+    cfg.update(extra)
+    return cfg
+
+
+@pytest.fixture
+def tiny_task_config(tiny_bert: Path, sentiment_data: Path, tmp_path: Path):
+    """A function task-name -> overrides for a few-step tiny run of that task (the contract test uses it).
+
+    Every registered task must have an entry here: a task without a tiny setup fails the contract test.
+    """
+
+    def make(task: str) -> dict:
+        if task == "sentiment":
+            return sentiment_overrides(tiny_bert, sentiment_data, tmp_path / "run", **{"train.max_steps": 6})
+        raise KeyError(task)
+
+    return make
