@@ -91,15 +91,16 @@ def sentiment_overrides(tiny_bert: Path, data: Path, out: Path, **extra: object)
 
 
 @pytest.fixture
-def tiny_task_config(tiny_bert: Path, sentiment_data: Path, tmp_path: Path):
-    """A function task-name -> overrides for a few-step tiny run of that task (the contract test uses it).
+def tiny_task_config(request: pytest.FixtureRequest, tmp_path: Path):
+    """A function task-name -> (overrides for a few-step tiny run, sample pipeline inputs).
 
-    Every registered task must have an entry here: a task without a tiny setup fails the contract test.
+    Each task keeps its tiny setup in ``tests/tiny_<task>.py`` (``tiny_overrides(request, tmp_path)`` and
+    ``SAMPLE_INPUTS``); a registered task without one fails the contract test.
     """
+    import importlib
 
-    def make(task: str) -> dict:
-        if task == "sentiment":
-            return sentiment_overrides(tiny_bert, sentiment_data, tmp_path / "run", **{"train.max_steps": 6})
-        raise KeyError(task)
+    def make(task: str) -> tuple[dict, list]:
+        mod = importlib.import_module(f"tiny_{task}")
+        return mod.tiny_overrides(request, tmp_path), list(mod.SAMPLE_INPUTS)
 
     return make
