@@ -63,4 +63,5 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     if accelerator.is_main_process:
         report = write_report(run_dir, task, results)
     accelerator.wait_for_everyone()
+    accelerator.end_training()  # closes trackers (and, in accelerate >= 1.x, the process group): last
     return report

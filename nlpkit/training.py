@@ -196,8 +196,11 @@ def train_and_evaluate(task: Task, accelerator: Accelerator, run_dir: Path) -> d
 
     sampler = EpochSampler(task.lengths(encoded["train"]), tcfg.batch_size * accelerator.num_processes,
                            cfg.seed, tcfg.group_by_length)
+    # Its own generator: creating a DataLoader iterator otherwise draws from the global RNG, so a resumed
+    # run (new iterator after load_state) would get different dropout masks than an uninterrupted one.
     train_dl = DataLoader(encoded["train"], batch_size=tcfg.batch_size, sampler=sampler,
-                          collate_fn=task.collate, num_workers=tcfg.num_workers, drop_last=False)
+                          collate_fn=task.collate, num_workers=tcfg.num_workers, drop_last=False,
+                          generator=torch.Generator().manual_seed(cfg.seed))
     val_dl = eval_loader(task, encoded["validation"], tcfg.eval_batch_size, tcfg.num_workers)
     test_dl = eval_loader(task, encoded["test"], tcfg.eval_batch_size, tcfg.num_workers)
     optimizer = _optimizer(model, tcfg.lr, tcfg.weight_decay)
@@ -342,7 +345,6 @@ def train_and_evaluate(task: Task, accelerator: Accelerator, run_dir: Path) -> d
         "device": str(accelerator.device), "effective_batch_size": state["global_batch"] * tcfg.grad_accum,
     }
     if not finished:
-        accelerator.end_training()
         return results
 
     results["validation"], _ = evaluate_loader(task, model, val_dl, accelerator, desc="Validating")
@@ -351,7 +353,6 @@ def train_and_evaluate(task: Task, accelerator: Accelerator, run_dir: Path) -> d
     save_model(task, accelerator, model, run_dir / "model")
     if accelerator.is_main_process:
         shutil.rmtree(best_dir, ignore_errors=True)
-    accelerator.end_training()
     return results
 
 
