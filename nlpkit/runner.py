@@ -25,6 +25,7 @@ def setup_logging(main_process: bool) -> None:
     import transformers
 
     transformers.logging.set_verbosity_error()
+    logging.getLogger("accelerate").setLevel(logging.WARNING)  # per-file checkpoint chatter
     datasets.logging.set_verbosity_error()
     if not main_process:
         datasets.disable_progress_bars()
