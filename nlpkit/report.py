@@ -7,6 +7,7 @@ half-written report behind.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import time
@@ -29,6 +30,17 @@ def atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def json_safe(value: Any) -> Any:
+    """NaN/inf -> None (JSON has no NaN), recursively; everything else unchanged."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def versions() -> dict[str, str]:
@@ -210,7 +222,7 @@ def write_report(run_dir: Path, task: Task, results: dict[str, Any]) -> dict[str
     md += ["## Environment", "", md_table(list(report["versions"].items()) + list(report["hardware"].items()),
                                           ["", ""]), ""]
 
-    atomic_write(run_dir / "report.json", json.dumps(report, indent=2, default=str))
+    atomic_write(run_dir / "report.json", json.dumps(json_safe(report), indent=2, default=str, allow_nan=False))
     atomic_write(run_dir / "report.md", "\n".join(md))
     model_dir = run_dir / "model"
     if model_dir.exists():

@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +75,7 @@ def test_load_metric_returns_independent_instances() -> None:
     assert first.compute() == {"accuracy": 1.0}
 
 
-# ---------------------------------------------------------------------------------------------- classification
+# ------------------------------------------------------------------------------------------- classification
 
 
 def test_accuracy_hand_values() -> None:
@@ -110,8 +109,10 @@ def test_precision_recall_f1_per_class_labels_and_zero_division() -> None:
     assert per_class["precision"] == pytest.approx(PER_CLASS_P)
     assert per_class["recall"] == pytest.approx(PER_CLASS_R)
     assert per_class["f1"] == pytest.approx(PER_CLASS_F)
-    # A class absent from both sides scores 0 (zero_division=0, no warning) and still counts in the macro mean.
-    with_absent = compute("precision_recall_f1", predictions=PRF_PREDS, references=PRF_REFS, labels=[0, 1, 2, 3])
+    # A class absent from both sides scores 0 (zero_division=0, no warning) and still counts in the mean.
+    with_absent = compute(
+        "precision_recall_f1", predictions=PRF_PREDS, references=PRF_REFS, labels=[0, 1, 2, 3]
+    )
     assert with_absent["f1"] == pytest.approx(sum(PER_CLASS_F) / 4)
     micro = compute("precision_recall_f1", predictions=PRF_PREDS, references=PRF_REFS, average="micro")
     assert micro["f1"] == pytest.approx(4 / 6)  # micro F1 = accuracy for single-label data
@@ -134,14 +135,17 @@ def test_confusion_matrix_follows_label_order() -> None:
 
 
 def test_sacrebleu_identical_sentence_is_100() -> None:
-    result = compute("sacrebleu", predictions=["the cat sat on the mat"], references=["the cat sat on the mat"])
+    result = compute(
+        "sacrebleu", predictions=["the cat sat on the mat"], references=["the cat sat on the mat"]
+    )
     assert result["score"] == pytest.approx(100.0)
     assert result["bp"] == 1.0 and result["counts"] == [6, 5, 4, 3] and result["totals"] == [6, 5, 4, 3]
     assert result["signature"].startswith("nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:")
 
 
 def test_sacrebleu_hand_computed_ngram_precisions() -> None:
-    # hyp "the cat sat on a mat" vs ref "the cat sat on the mat": matching 1..4-grams 5/6, 3/5, 2/4, 1/3; BP = 1.
+    # hyp "the cat sat on a mat" vs ref "the cat sat on the mat":
+    # matching 1..4-grams 5/6, 3/5, 2/4, 1/3; equal lengths, so BP = 1.
     result = compute("sacrebleu", predictions=["the cat sat on a mat"], references=["the cat sat on the mat"])
     assert result["counts"] == [5, 3, 2, 1] and result["totals"] == [6, 5, 4, 3]
     expected = 100 * math.exp(sum(math.log(p) for p in [5 / 6, 3 / 5, 2 / 4, 1 / 3]) / 4)
@@ -150,7 +154,10 @@ def test_sacrebleu_hand_computed_ngram_precisions() -> None:
 
 def test_sacrebleu_several_references_and_options() -> None:
     hyps = ["the cat sat on the mat", "a quick brown fox jumps"]
-    refs = [["the cat is on the mat", "a cat sat on the mat"], ["the quick brown fox jumps", "a fast brown fox leaps"]]
+    refs = [
+        ["the cat is on the mat", "a cat sat on the mat"],
+        ["the quick brown fox jumps", "a fast brown fox leaps"],
+    ]
     ours = compute("sacrebleu", predictions=hyps, references=refs)
     theirs = sacrebleu.corpus_bleu(hyps, [[r[0] for r in refs], [r[1] for r in refs]])
     assert ours["score"] == pytest.approx(theirs.score)
@@ -160,10 +167,15 @@ def test_sacrebleu_several_references_and_options() -> None:
     theirs = sacrebleu.corpus_bleu(hyps, [[refs[0][0], refs[1][0]], [refs[0][1], None]])
     assert ragged["score"] == pytest.approx(theirs.score)
     assert ragged["signature"].startswith("nrefs:var|")
-    lowered = compute("sacrebleu", predictions=["The Cat Sat On The Mat"], references=["the cat sat on the mat"])
+    lowered = compute(
+        "sacrebleu", predictions=["The Cat Sat On The Mat"], references=["the cat sat on the mat"]
+    )
     assert lowered["score"] < 100
     lowered = compute(
-        "sacrebleu", predictions=["The Cat Sat On The Mat"], references=["the cat sat on the mat"], lowercase=True
+        "sacrebleu",
+        predictions=["The Cat Sat On The Mat"],
+        references=["the cat sat on the mat"],
+        lowercase=True,
     )
     assert lowered["score"] == pytest.approx(100.0) and "case:lc" in lowered["signature"]
     char = compute("sacrebleu", predictions=hyps[:1], references=refs[0][:1], tokenize="char")
@@ -179,7 +191,8 @@ def test_chrf_matches_sacrebleu_corpus_chrf() -> None:
     plus = compute("chrf", predictions=hyps, references=[[r] for r in refs], word_order=2)
     assert plus["score"] == pytest.approx(sacrebleu.corpus_chrf(hyps, [refs], word_order=2).score)
     assert "nw:2" in plus["signature"] and plus["word_order"] == 2
-    assert compute("chrf", predictions=["same text"], references=["same text"])["score"] == pytest.approx(100.0)
+    identical = compute("chrf", predictions=["same text"], references=["same text"])
+    assert identical["score"] == pytest.approx(100.0)
 
 
 # ---------------------------------------------------------------------------------------------- generation
@@ -211,7 +224,8 @@ def test_word_similarity_monotone_and_oov() -> None:
     )
     assert with_oov["oov_rate"] == pytest.approx(2 / 5) and with_oov["pairs"] == 3
     assert with_oov["spearman"] == pytest.approx(1.0)
-    # Pearson on the 3 kept pairs (0.1, 1), (0.5, 2), (0.9, 4), by hand: centered x = -.4, 0, .4; y = -4/3, -1/3, 5/3.
+    # Pearson on the 3 kept pairs (0.1, 1), (0.5, 2), (0.9, 4), by hand:
+    # centered x = -.4, 0, .4; centered y = -4/3, -1/3, 5/3.
     cov, var_y = (0.4 * 4 / 3 + 0.4 * 5 / 3), (16 + 1 + 25) / 9
     assert with_oov["pearson"] == pytest.approx(cov / math.sqrt(0.32 * var_y))
     too_few = compute("word_similarity", predictions=[0.3, nan], references=[1.0, 2.0])
@@ -242,7 +256,11 @@ def test_word_analogy_counts_oov_separately() -> None:
 
 # name -> (first batch, second batch, compute kwargs); the batches hold the metric's input columns.
 BATCHED_CASES: dict[str, tuple[dict[str, list], dict[str, list], dict[str, Any]]] = {
-    "accuracy": ({"predictions": [0, 1, 1], "references": [0, 1, 0]}, {"predictions": [2], "references": [2]}, {}),
+    "accuracy": (
+        {"predictions": [0, 1, 1], "references": [0, 1, 0]},
+        {"predictions": [2], "references": [2]},
+        {},
+    ),
     "precision_recall_f1": (
         {"predictions": PRF_PREDS[:4], "references": PRF_REFS[:4]},
         {"predictions": PRF_PREDS[4:], "references": PRF_REFS[4:]},
@@ -303,10 +321,15 @@ def test_add_batch_twice_equals_one_compute(name: str) -> None:
 
 _LOAD_ALL = textwrap.dedent(
     """
-    import sys, time
-    start = float(sys.argv[1])
-    import nlpkit.metrics as m
-    while time.time() < start:
+    import importlib.util, pathlib, sys, time
+    barrier, rank, world, init = pathlib.Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    # Run nlpkit/metrics/__init__.py alone (it needs only evaluate): nlpkit/__init__'s imports would slow us.
+    spec = importlib.util.spec_from_file_location("nlpkit_metrics_alone", init)
+    m = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(m)
+    (barrier / rank).touch()  # importing evaluate is slow: start loading only once every process is ready
+    deadline = time.time() + 60
+    while len(list(barrier.iterdir())) < world and time.time() < deadline:
         time.sleep(0.002)
     for name in m.available_metrics():
         m.load_metric(name)
@@ -318,25 +341,26 @@ _LOAD_ALL = textwrap.dedent(
 
 @pytest.mark.multiproc
 def test_concurrent_first_loads_offline(tmp_path: Path) -> None:
-    """Two offline processes loading every module at the same instant into an empty modules cache both work."""
+    """Two offline processes loading every module at once into an empty modules cache both succeed."""
     env = {
         **os.environ,
         "HF_HUB_OFFLINE": "1",
         "HF_EVALUATE_OFFLINE": "1",
         "HF_MODULES_CACHE": str(tmp_path / "modules"),
         "HF_HOME": str(tmp_path / "hf_home"),
-        "PYTHONPATH": os.pathsep.join([str(METRICS_DIR.parents[1]), os.environ.get("PYTHONPATH", "")]),
     }
-    start = time.time() + 12  # past both interpreters' imports of evaluate, so the loads really overlap
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    world, init_file = 2, METRICS_DIR / "__init__.py"
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", _LOAD_ALL, str(start)],
+            [sys.executable, "-c", _LOAD_ALL, str(barrier), str(rank), str(world), str(init_file)],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
         )
-        for _ in range(2)
+        for rank in range(world)
     ]
     for proc in procs:
         out, _ = proc.communicate(timeout=120)
