@@ -49,8 +49,10 @@ def _check_readable(path: Path) -> None:
         raise DataError(f"{path} is empty: expected a {path.suffix or 'data'} file with at least one row.")
     if path.suffix.lower() == ".parquet":
         return
+    nonblank = 0
     with path.open("rb") as fh:
         for line_no, raw in enumerate(fh, start=1):
+            nonblank += bool(raw.strip())
             if b"\x00" in raw:
                 raise DataError(f"{path} line {line_no} contains NUL bytes: this looks like a binary file, "
                                 f"not {path.suffix} text.")
@@ -61,6 +63,10 @@ def _check_readable(path: Path) -> None:
                     f"{path} line {line_no} is not valid UTF-8 ({err.reason} at byte {err.start}). "
                     f"Re-save the file as UTF-8, e.g. `iconv -f latin1 -t utf-8 {path.name} > fixed{path.suffix}`."
                 ) from None
+    if path.suffix.lower() in (".csv", ".tsv") and nonblank < 2:
+        raise DataError(f"{path} has no rows (only a header line): expected a header and at least one row.")
+    if nonblank == 0:
+        raise DataError(f"{path} holds only blank lines: expected at least one row.")
 
 
 def _read_files(files: dict[str, list[Path]]) -> DatasetDict:
@@ -224,9 +230,14 @@ def _split_off(d: Dataset, size: float, seed: int, group: str | None) -> tuple[D
     return d.select(keep), d.select(hold)
 
 
-def load_splits(cfg: DataConfig, seed: int) -> tuple[DatasetDict, dict[str, Any]]:
-    """Load ``cfg.source`` and return train/validation/test splits (made with ``seed`` where missing)."""
-    raw, meta = load_source(cfg.source)
+def load_splits(cfg: DataConfig, seed: int,
+                loaded: tuple[DatasetDict, dict[str, Any]] | None = None) -> tuple[DatasetDict, dict[str, Any]]:
+    """Load ``cfg.source`` and return train/validation/test splits (made with ``seed`` where missing).
+
+    ``loaded`` is an already read ``(DatasetDict, meta)`` for sources :func:`load_source` cannot read (e.g.
+    a task's own format); it gets the same splitting, ``split_by`` grouping and sample limits.
+    """
+    raw, meta = loaded if loaded is not None else load_source(cfg.source)
     names = {"train": cfg.train_split, "validation": cfg.validation_split, "test": cfg.test_split}
     if names["train"] not in raw:
         raise DataError(f"{cfg.source} has no split {names['train']!r} (it has {list(raw)}); "
@@ -236,15 +247,20 @@ def load_splits(cfg: DataConfig, seed: int) -> tuple[DatasetDict, dict[str, Any]
         raise DataError(f"data.split_by={group!r} is not a column of {cfg.source} "
                         f"({raw[names['train']].column_names}).")
     train = raw[names["train"]]
+    total = len(train)
+
+    def count(size: float) -> float:  # fractions are of the whole source, not of what is left
+        return size if size >= 1 else max(1, round(total * size))
+
     out: dict[str, Dataset] = {}
     if names["test"] in raw:
         out["test"] = raw[names["test"]]
     else:
-        train, out["test"] = _split_off(train, cfg.test_size, seed, group)
+        train, out["test"] = _split_off(train, count(cfg.test_size), seed, group)
     if names["validation"] in raw:
         out["validation"] = raw[names["validation"]]
     else:
-        train, out["validation"] = _split_off(train, cfg.validation_size, seed + 1, group)
+        train, out["validation"] = _split_off(train, count(cfg.validation_size), seed + 1, group)
     out["train"] = train
     ds = DatasetDict({k: out[k] for k in ("train", "validation", "test")})
     if cfg.max_train_samples:
