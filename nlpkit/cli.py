@@ -140,6 +140,17 @@ def _cmd_report(args: argparse.Namespace) -> None:
         print(f"Wrote {out}/comparison.md and comparison.json")
 
 
+def _cmd_baseline(args: argparse.Namespace) -> None:
+    from nlpkit.plugins.word_vectors_baseline import run_baseline
+
+    preset = args.overrides[0] if args.overrides and "=" not in args.overrides[0] else None
+    overrides = args.overrides[1:] if preset else args.overrides
+    report = run_baseline(args.vectors, preset, overrides, args.output_dir)
+    test = report["test"]
+    print(f"\nword-vectors baseline ({args.vectors}): test accuracy={test['accuracy']:.4f}, "
+          f"macro_f1={test['macro_f1']:.4f}\nReport: {report['run_dir']}/report.md")
+
+
 def _cmd_predict(args: argparse.Namespace) -> None:
     import nlpkit
 
@@ -178,6 +189,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", help="Task name, when the model is not an nlpkit run.")
     p.add_argument("--batch-size", type=int, default=64, help="Inputs per batch (default 64).")
     p.set_defaults(fn=_cmd_predict)
+
+    p = sub.add_parser("baseline", help="Sentiment baseline: mean-pooled word vectors + logistic regression, "
+                                        "on the sentiment task's split and metrics.")
+    p.add_argument("--vectors", default="glove-6b-50d",
+                   help="A word2vec run folder, a catalog name (glove-6b-50d) or a .kv/.bin/.txt file.")
+    p.add_argument("--output-dir", help="Run folder (default: outputs/baseline-word-vectors-<timestamp>).")
+    p.add_argument("overrides", nargs=argparse.REMAINDER,
+                   help="[preset.yaml] [key=value ...] of the sentiment config (data.source, seed, ...)")
+    p.set_defaults(fn=_cmd_baseline)
     return parser
 
 

@@ -26,9 +26,10 @@ def resolve_model(name: str) -> str:
     if path.exists() or name.startswith((".", "/", "~")):
         if not path.exists():
             raise FileNotFoundError(f"Model folder {name} does not exist.")
-        if not (path / "config.json").exists() and not any(path.glob("*.gguf")):
-            raise FileNotFoundError(f"{name} is not a model folder (no config.json). Give a run folder, a model "
-                                    f"folder saved with save_pretrained, a catalog name or a hub id.")
+        markers = (path / "config.json").exists() or (path / TASK_FILE).exists() or any(path.glob("*.gguf"))
+        if not markers:
+            raise FileNotFoundError(f"{name} is not a model folder (no config.json). Give a run folder, a "
+                                    f"model folder saved with save_pretrained, a catalog name or a hub id.")
         return str(path)
     return name
 

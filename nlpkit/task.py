@@ -81,6 +81,12 @@ class Task:
         """Metrics from gathered :meth:`eval_step` outputs. Scalars are logged; other values go to the report."""
         raise NotImplementedError
 
+    def evaluate_split(self, split: str) -> dict[str, Any] | None:
+        """Metrics of the loaded model on ``split``, for a task that does not evaluate through the shared loop
+        (word2vec scores fixed benchmarks). ``None`` (the default): :func:`nlpkit.evaluate` uses the shared
+        loop (``load_data`` -> ``eval_step`` -> ``compute_metrics``)."""
+        return None
+
     # ------------------------------------------------------------------ inference
     def predict(self, inputs: list[Any], batch_size: int = 64, **kwargs: Any) -> list[Any]:
         """Predict for raw inputs (what :func:`nlpkit.pipeline` calls)."""

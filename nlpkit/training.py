@@ -319,7 +319,8 @@ def train_and_evaluate(task: Task, accelerator: Accelerator, run_dir: Path) -> d
             if step % eval_every == 0 or step == total_updates:
                 stop = do_eval()
                 if stop:
-                    stop_reason = f"early stopping: no {metric_name} improvement in {tcfg.early_stopping_patience} evaluations"
+                    stop_reason = (f"early stopping: no {metric_name} improvement in "
+                                   f"{tcfg.early_stopping_patience} evaluations")
             if tcfg.save_every > 0 and step % tcfg.save_every == 0:
                 began = time.perf_counter()
                 state["train_seconds"] += began - start - paused
@@ -346,7 +347,8 @@ def train_and_evaluate(task: Task, accelerator: Accelerator, run_dir: Path) -> d
         for shard in shards:
             weights.update(load_file(str(shard)))
         accelerator.unwrap_model(model).load_state_dict(weights, strict=False)
-        accelerator.print(f"Loaded the best model (update {state['best_step']}, {metric_name}={state['best_metric']:.4f})")
+        accelerator.print(f"Loaded the best model (update {state['best_step']}, "
+                          f"{metric_name}={state['best_metric']:.4f})")
 
     finished = stop_reason == "completed" or stop_reason.startswith("early")
     results: dict[str, Any] = {"data_sizes": data_sizes, "stop_reason": stop_reason, "state": state,
