@@ -1,0 +1,517 @@
+"""Reusable causal-LM pieces: loading, text preparation, perplexity and batched generation.
+
+Used by the ``generation`` task and by any task that runs a decoder-only model (e.g. decoder-only
+translation). Everything here is a plain function over a transformers model + tokenizer::
+
+    from nlpkit.causal_lm import load_causal_lm, encode_prompt_response, collate_causal, generate
+
+    model, tok = load_causal_lm("smollm2-135m")                   # catalog name, run folder, path or hub id
+    feats = encode_prompt_response(tok, ["Translate: hello\\nFrench:"], [" bonjour"], max_length=128)
+    batch = collate_causal([{k: v[0] for k, v in feats.items()}], tok.pad_token_id)
+    loss = model(**batch).loss                                       # loss on " bonjour" + EOS only
+    generate(model, tok, ["Translate: cat\\nFrench:"], max_new_tokens=10, stop=["\\n"])  # [[" chat"]]
+
+Conventions:
+
+* Encoders return plain lists (``datasets.map`` friendly): ``input_ids`` and, where only part of the text is
+  scored, ``labels`` with ``-100`` on unscored tokens (prompt, chat scaffolding, padding).
+* Training batches are right-padded (:func:`collate_causal`); generation batches are left-padded so every
+  prompt's last token sits in the last column and new tokens line up (:func:`generate`).
+* :func:`generate` sorts prompts by token length before batching, which keeps padding small; position ids
+  are computed from the attention mask, so a prompt's greedy output does not depend on its batch mates.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+logger = logging.getLogger("nlpkit.causal_lm")
+
+IGNORE_INDEX = -100  # label value that the loss (and perplexity) skips
+
+__all__ = [
+    "IGNORE_INDEX",
+    "apply_lora",
+    "collate_causal",
+    "encode_chat",
+    "encode_prompt_response",
+    "ensure_pad_token",
+    "generate",
+    "generation_config",
+    "is_adapter_dir",
+    "load_causal_lm",
+    "merge_lora",
+    "pack_texts",
+    "stream_generate",
+    "token_nll",
+    "truncate_at_stop",
+]
+
+
+# --------------------------------------------------------------------------------------------- loading
+
+
+def ensure_pad_token(tokenizer: Any, model: Any = None) -> None:
+    """Give ``tokenizer`` a pad token if it has none (reusing EOS, the usual choice for causal LMs).
+
+    Padding positions are always masked out by the attention mask and labelled ``-100``, so reusing EOS
+    never teaches the model to stop early. ``model.config``/``generation_config`` get the same id.
+    """
+    if tokenizer.pad_token_id is None:
+        if tokenizer.eos_token is not None:
+            tokenizer.pad_token = tokenizer.eos_token
+        elif tokenizer.unk_token is not None:
+            tokenizer.pad_token = tokenizer.unk_token
+        else:
+            tokenizer.add_special_tokens({"pad_token": "<|pad|>"})
+            if model is not None:
+                model.resize_token_embeddings(len(tokenizer))
+    if model is not None:
+        if getattr(model.config, "pad_token_id", None) is None:
+            model.config.pad_token_id = tokenizer.pad_token_id
+        gen = getattr(model, "generation_config", None)
+        if gen is not None and gen.pad_token_id is None:
+            gen.pad_token_id = tokenizer.pad_token_id
+
+
+def is_adapter_dir(path: str | Path) -> bool:
+    """True when ``path`` holds a PEFT adapter (``adapter_config.json``) rather than a full model."""
+    return (Path(path) / "adapter_config.json").is_file()
+
+
+def _adapter_base(path: Path, base_model: str | None) -> str:
+    """The base model of a saved adapter: ``base_model`` if given, else the one recorded by PEFT."""
+    from nlpkit.modeling import resolve_model
+
+    if base_model:
+        return resolve_model(base_model)
+    recorded = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    if not recorded:
+        raise FileNotFoundError(f"{path}/adapter_config.json names no base model; pass base_model=...")
+    if not Path(recorded).exists() and recorded.startswith((".", "/", "~")):
+        raise FileNotFoundError(f"The base model of adapter {path} ({recorded}) is not on this machine; pass "
+                                f"base_model=<catalog name | folder | hub id>.")
+    return resolve_model(recorded)
+
+
+def load_causal_lm(name_or_path: str, *, dtype: torch.dtype | str | None = None,
+                   attn_implementation: str | None = None, base_model: str | None = None,
+                   device: str | torch.device | None = None) -> tuple[Any, Any]:
+    """Load ``(model, tokenizer)`` for a causal LM, ready for training and batched generation.
+
+    ``name_or_path``: a catalog name (``smollm2-135m``), an nlpkit run folder, a local model folder, a PEFT
+    adapter folder (its base model is loaded first; ``base_model`` names it when the recorded path is gone)
+    or a hub id. The tokenizer always has a pad token (see :func:`ensure_pad_token`).
+    ``dtype`` defaults to float32 (exact, and what CPU training needs); mixed precision comes from accelerate.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from nlpkit.modeling import resolve_model
+
+    path = resolve_model(name_or_path)
+    kwargs: dict[str, Any] = {"dtype": dtype or torch.float32}
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    if is_adapter_dir(path):
+        from peft import PeftModel
+
+        base = _adapter_base(Path(path), base_model)
+        model = AutoModelForCausalLM.from_pretrained(base, **kwargs)
+        tok_src = path if (Path(path) / "tokenizer_config.json").exists() else base
+        tokenizer = AutoTokenizer.from_pretrained(tok_src)
+        ensure_pad_token(tokenizer, model)
+        model = PeftModel.from_pretrained(model, path)
+    else:
+        try:
+            model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        except ValueError as err:  # e.g. an encoder-only checkpoint: say what was expected
+            raise ValueError(f"{name_or_path} is not a causal language model ({err}). Use a decoder-only "
+                             f"model (Llama, GPT-2, SmolLM, ...).") from err
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        ensure_pad_token(tokenizer, model)
+    if device is not None:
+        model.to(device)
+    return model, tokenizer
+
+
+def apply_lora(model: Any, r: int = 8, alpha: int = 16, dropout: float = 0.05,
+               target_modules: Sequence[str] | str = "all-linear") -> Any:
+    """Wrap ``model`` with fresh LoRA adapters (``peft``); only the adapter weights stay trainable."""
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    targets: Any = target_modules if isinstance(target_modules, str) else list(target_modules)
+    if isinstance(targets, list) and len(targets) == 1 and targets[0] == "all-linear":
+        targets = "all-linear"
+    config = LoraConfig(task_type=TaskType.CAUSAL_LM, r=r, lora_alpha=alpha, lora_dropout=dropout,
+                        target_modules=targets)
+    try:
+        return get_peft_model(model, config)
+    except ValueError as err:  # unknown module names: list what exists
+        names = sorted({n.split(".")[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
+        raise ValueError(f"lora.target_modules={target_modules!r} matches no layer of this model ({err}). "
+                         f"Its linear layers are: {names}.") from err
+
+
+def merge_lora(model_or_dir: Any, output_dir: str | Path | None = None, base_model: str | None = None) -> Any:
+    """Fold LoRA adapters into the base weights and return a plain transformers model.
+
+    ``model_or_dir`` is a ``PeftModel`` or a saved adapter folder (run folder / ``model/``). With
+    ``output_dir`` the merged model (and the tokenizer, when loaded from a folder) is saved there.
+    """
+    tokenizer = None
+    model = model_or_dir
+    if isinstance(model_or_dir, (str, Path)):
+        model, tokenizer = load_causal_lm(str(model_or_dir), base_model=base_model)
+    if not hasattr(model, "merge_and_unload"):
+        raise ValueError("merge_lora needs a PEFT (LoRA) model or adapter folder; this one has no adapters.")
+    merged = model.merge_and_unload()
+    if output_dir is not None:
+        merged.save_pretrained(output_dir, safe_serialization=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(output_dir)
+    return merged
+
+
+# --------------------------------------------------------------------------------------------- encoding
+
+
+def pack_texts(tokenizer: Any, texts: Sequence[str], block_size: int, *, add_eos: bool = True,
+               keep_remainder: bool = True) -> dict[str, list[list[int]]]:
+    """Tokenize ``texts``, join them with EOS between documents and cut into blocks of ``block_size``.
+
+    The standard causal-LM preparation (``run_clm``): every token is scored, no padding is wasted. The last,
+    shorter block is kept when ``keep_remainder`` (so a perplexity covers every token) if it has at least two
+    tokens. Returns ``{"input_ids": [[...], ...]}``.
+    """
+    if block_size < 2:
+        raise ValueError(f"data.block_size must be at least 2, not {block_size}.")
+    eos = tokenizer.eos_token_id
+    # verbose=False: whole documents are longer than model_max_length on purpose (they are cut below).
+    encoded = tokenizer(list(texts), add_special_tokens=True, verbose=False)["input_ids"]
+    stream: list[int] = []
+    for ids in encoded:
+        stream.extend(ids)
+        if add_eos and eos is not None and (not ids or ids[-1] != eos):
+            stream.append(eos)
+    blocks = [stream[i:i + block_size] for i in range(0, len(stream), block_size)]
+    if blocks and (len(blocks[-1]) < block_size) and not (keep_remainder and len(blocks[-1]) >= 2):
+        blocks.pop()
+    return {"input_ids": blocks}
+
+
+def _fit(prompt: list[int], response: list[int], max_length: int) -> tuple[list[int], list[int]]:
+    """Cut a (prompt, response) pair to ``max_length``: the response keeps at least half of the room.
+
+    The prompt loses tokens from its start (its end, next to the response, matters most), the response from
+    its end.
+    """
+    if len(prompt) + len(response) <= max_length:
+        return prompt, response
+    keep_response = min(len(response), max(max_length // 2, max_length - len(prompt)))
+    response = response[:keep_response]
+    prompt = prompt[len(prompt) - (max_length - keep_response):] if max_length > keep_response else []
+    return prompt, response
+
+
+def encode_prompt_response(tokenizer: Any, prompts: Sequence[str], responses: Sequence[str], max_length: int,
+                           *, add_eos: bool = True) -> dict[str, list[list[int]]]:
+    """Token ids for ``prompt + response (+ EOS)`` with labels on the response only (``-100`` on the prompt).
+
+    Prompt and response are tokenized separately, so the prompt's tokens are exactly those :func:`generate`
+    feeds the model at inference. Put any separator (space, newline) in the prompt or the response text.
+    """
+    if len(prompts) != len(responses):
+        raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses.")
+    p_ids = tokenizer(list(prompts), add_special_tokens=True, verbose=False)["input_ids"]
+    r_ids = tokenizer(list(responses), add_special_tokens=False, verbose=False)["input_ids"]
+    eos = tokenizer.eos_token_id
+    out: dict[str, list[list[int]]] = {"input_ids": [], "labels": []}
+    for p, r in zip(p_ids, r_ids, strict=True):
+        r = list(r) + ([eos] if add_eos and eos is not None else [])
+        p, r = _fit(list(p), r, max_length)
+        out["input_ids"].append(p + r)
+        out["labels"].append([IGNORE_INDEX] * len(p) + r)
+    return out
+
+
+def _render(tokenizer: Any, messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
+    return tokenizer.apply_chat_template(messages, tokenize=False,
+                                         add_generation_prompt=add_generation_prompt)
+
+
+def encode_chat(tokenizer: Any, conversations: Sequence[Sequence[dict[str, str]]], max_length: int,
+                *, train_on: str = "assistant") -> dict[str, list[list[int]]]:
+    """Render conversations with the tokenizer's chat template; labels only on assistant replies.
+
+    Each conversation is a list of ``{"role": ..., "content": ...}``. For every assistant message the text
+    between "history + generation prompt" and "history + this reply" is scored (the reply and its end-of-turn
+    token); system/user turns and template scaffolding get ``-100``. Conversations longer than ``max_length``
+    are cut at the end. Needs a fast tokenizer (character offsets) and a prefix-stable template.
+    """
+    if getattr(tokenizer, "chat_template", None) is None:
+        raise ValueError("The tokenizer has no chat template; use prompt/response data or a chat model.")
+    if train_on != "assistant":
+        raise ValueError(f"train_on={train_on!r}: only 'assistant' is supported.")
+    out: dict[str, list[list[int]]] = {"input_ids": [], "labels": []}
+    for row, conv in enumerate(conversations):
+        messages = [{"role": str(m["role"]), "content": str(m["content"])} for m in conv]
+        full = _render(tokenizer, messages, add_generation_prompt=False)
+        spans: list[tuple[int, int]] = []
+        for i, m in enumerate(messages):
+            if m["role"] != "assistant":
+                continue
+            start = _render(tokenizer, messages[:i], add_generation_prompt=True) if i else ""
+            end = _render(tokenizer, messages[: i + 1], add_generation_prompt=False)
+            if not full.startswith(start) or not full.startswith(end):
+                raise ValueError(f"Conversation {row}: the chat template does not render the history as a "
+                                 f"prefix of the whole conversation, so reply tokens cannot be located.")
+            spans.append((len(start), len(end)))
+        if not spans:
+            raise ValueError(f"Conversation {row} has no assistant message to learn from.")
+        enc = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+        ids, offsets = enc["input_ids"], enc["offset_mapping"]
+        labels = [tok if any(a <= s < b for a, b in spans) else IGNORE_INDEX
+                  for tok, (s, _e) in zip(ids, offsets, strict=True)]
+        out["input_ids"].append(ids[:max_length])
+        out["labels"].append(labels[:max_length])
+    return out
+
+
+def collate_causal(features: Sequence[dict[str, Any]], pad_token_id: int,
+                   pad_to_multiple_of: int | None = None) -> dict[str, torch.Tensor]:
+    """Right-pad ``input_ids`` (and ``labels``) into a training/eval batch.
+
+    Examples without ``labels`` are scored on every token (``labels = input_ids``). Padding is masked in
+    ``attention_mask`` and labelled ``-100``.
+    """
+    width = max(len(f["input_ids"]) for f in features)
+    if pad_to_multiple_of:
+        width = -(-width // pad_to_multiple_of) * pad_to_multiple_of
+    n = len(features)
+    input_ids = torch.full((n, width), pad_token_id, dtype=torch.long)
+    mask = torch.zeros((n, width), dtype=torch.long)
+    labels = torch.full((n, width), IGNORE_INDEX, dtype=torch.long)
+    for i, f in enumerate(features):
+        ids = torch.as_tensor(f["input_ids"], dtype=torch.long)
+        input_ids[i, : len(ids)] = ids
+        mask[i, : len(ids)] = 1
+        lab = f.get("labels")
+        labels[i, : len(ids)] = ids if lab is None else torch.as_tensor(lab, dtype=torch.long)
+    return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
+
+
+# --------------------------------------------------------------------------------------------- scoring
+
+
+def token_nll(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per example: summed next-token negative log-likelihood (nats) and number of scored tokens.
+
+    Token ``t`` is scored from positions ``< t`` where ``labels[t] != -100``. Summing (not averaging) makes a
+    corpus perplexity ``exp(sum nll / sum tokens)`` exact for any batching and number of processes.
+    """
+    labels = batch.get("labels")
+    if labels is None:
+        mask = batch.get("attention_mask")
+        ids = batch["input_ids"]
+        labels = ids if mask is None else ids.masked_fill(mask == 0, IGNORE_INDEX)
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask")).logits
+    target = labels[:, 1:]
+    nll = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), target, ignore_index=IGNORE_INDEX,
+                          reduction="none")
+    scored = target != IGNORE_INDEX
+    return (nll * scored).sum(dim=1), scored.sum(dim=1)
+
+
+# --------------------------------------------------------------------------------------------- generation
+
+
+def truncate_at_stop(text: str, stop: Sequence[str] | None) -> tuple[str, bool]:
+    """``text`` cut before the first occurrence of any stop string; and whether one was found."""
+    cut = len(text)
+    for s in stop or ():
+        if s:
+            i = text.find(s)
+            if 0 <= i < cut:
+                cut = i
+    return text[:cut], cut < len(text)
+
+
+def generation_config(model: Any, tokenizer: Any, *, max_new_tokens: int = 64, do_sample: bool = False,
+                      temperature: float = 1.0, top_k: int = 50, top_p: float = 1.0,
+                      repetition_penalty: float = 1.0, num_return_sequences: int = 1, num_beams: int = 1,
+                      stop: Sequence[str] | None = None) -> Any:
+    """A ``transformers.GenerationConfig`` built from the model's own, with these controls set explicitly.
+
+    Sampling knobs are only set when sampling (transformers warns about, and ignores, them otherwise).
+    """
+    from transformers import GenerationConfig
+
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be at least 1, not {max_new_tokens}.")
+    if num_return_sequences > 1 and not do_sample and num_beams < num_return_sequences:
+        raise ValueError(f"num_return_sequences={num_return_sequences} needs do_sample=true (or num_beams >= "
+                         f"{num_return_sequences}): greedy decoding has only one answer.")
+    if do_sample and temperature <= 0:
+        raise ValueError(f"temperature must be > 0 when sampling, not {temperature}.")
+    base = getattr(model, "generation_config", None)
+    eos = getattr(base, "eos_token_id", None) if base is not None else None
+    gc = GenerationConfig(
+        max_new_tokens=max_new_tokens, do_sample=do_sample, num_beams=num_beams,
+        num_return_sequences=num_return_sequences, repetition_penalty=repetition_penalty,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=eos if eos is not None else tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+    )
+    if do_sample:
+        gc.temperature, gc.top_k, gc.top_p = temperature, top_k or None, top_p
+    else:
+        gc.temperature, gc.top_k, gc.top_p = None, None, None
+    if stop:
+        gc.stop_strings = [s for s in stop if s]
+    return gc
+
+
+def _prompt_ids(tokenizer: Any, prompts: Sequence[str | Sequence[dict[str, str]]],
+                chat_template: bool = False) -> list[list[int]]:
+    """Token ids of each prompt (chat messages / ``chat_template`` go through the tokenizer's template).
+
+    An empty prompt starts from BOS (or EOS, the document separator) so the model still has a context.
+    """
+    texts: list[str] = []
+    specials: list[bool] = []
+    for i, p in enumerate(prompts):
+        if isinstance(p, str) and not chat_template:
+            texts.append(p)
+            specials.append(True)
+        elif isinstance(p, str) or isinstance(p, (list, tuple)):
+            msgs = [{"role": "user", "content": p}] if isinstance(p, str) else list(p)
+            if getattr(tokenizer, "chat_template", None) is None:
+                raise ValueError("Chat prompts need a tokenizer with a chat template.")
+            texts.append(_render(tokenizer, msgs, add_generation_prompt=True))
+            specials.append(False)  # the template writes its own special tokens
+        else:
+            raise TypeError(f"Prompt {i} is a {type(p).__name__}; expected a string or chat messages.")
+    ids = [tokenizer(t, add_special_tokens=s, verbose=False)["input_ids"]
+           for t, s in zip(texts, specials, strict=True)]
+    start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    return [x if x else [start] for x in ids]
+
+
+@torch.inference_mode()
+def generate(model: Any, tokenizer: Any, prompts: Sequence[str | Sequence[dict[str, str]]], *,
+             batch_size: int = 16, max_new_tokens: int = 64, do_sample: bool = False,
+             temperature: float = 1.0, top_k: int = 50, top_p: float = 1.0, repetition_penalty: float = 1.0,
+             num_return_sequences: int = 1, num_beams: int = 1, stop: Sequence[str] | None = None,
+             seed: int | None = None, return_full_text: bool = False, chat_template: bool = False,
+             max_prompt_tokens: int | None = None, progress: bool = False) -> list[list[str]]:
+    """Continue every prompt; returns ``num_return_sequences`` texts per prompt, in input order.
+
+    Prompts are sorted by token length (longest first) and generated ``batch_size`` at a time, left-padded;
+    greedy outputs equal one-prompt-at-a-time outputs. Each text stops at EOS, after ``max_new_tokens``, or
+    just before the first ``stop`` string (generation of that sequence stops there too). ``seed`` makes
+    sampling reproducible for the same prompts and batch size. Prompts may be chat message lists (or plain
+    strings with ``chat_template=True``), rendered with the tokenizer's chat template.
+    ``max_prompt_tokens`` keeps only the last tokens of longer prompts.
+    """
+    from tqdm.auto import tqdm
+
+    gc = generation_config(model, tokenizer, max_new_tokens=max_new_tokens, do_sample=do_sample,
+                           temperature=temperature, top_k=top_k, top_p=top_p,
+                           repetition_penalty=repetition_penalty, num_return_sequences=num_return_sequences,
+                           num_beams=num_beams, stop=stop)
+    ids = _prompt_ids(tokenizer, prompts, chat_template)
+    if max_prompt_tokens:
+        ids = [x[-max_prompt_tokens:] for x in ids]
+    if seed is not None:
+        torch.manual_seed(seed)
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id
+    order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+    results: list[list[str]] = [[] for _ in ids]
+    starts = range(0, len(order), max(1, batch_size))
+    for start in tqdm(starts, desc="Generating", disable=not progress, leave=False):
+        chunk = order[start:start + batch_size]
+        width = len(ids[chunk[0]])  # longest first
+        input_ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        for row, j in enumerate(chunk):  # left padding: the prompts' ends line up in the last column
+            input_ids[row, width - len(ids[j]):] = torch.as_tensor(ids[j])
+            mask[row, width - len(ids[j]):] = 1
+        kwargs: dict[str, Any] = {"tokenizer": tokenizer} if gc.stop_strings else {}
+        out = model.generate(input_ids=input_ids.to(device), attention_mask=mask.to(device),
+                             generation_config=gc, **kwargs)
+        new = out[:, width:].cpu()
+        for k, seq in enumerate(new):
+            j = chunk[k // num_return_sequences]
+            text = tokenizer.decode(seq, skip_special_tokens=True)
+            text, _ = truncate_at_stop(text, stop)
+            if return_full_text:
+                text = tokenizer.decode(ids[j], skip_special_tokens=True) + text
+            results[j].append(text)
+    model.train(was_training)
+    return results
+
+
+def stream_generate(model: Any, tokenizer: Any, prompt: str | Sequence[dict[str, str]], *,
+                    stop: Sequence[str] | None = None, seed: int | None = None, chat_template: bool = False,
+                    **options: Any) -> Iterator[str]:
+    """Yield the continuation of one prompt piece by piece as it is generated.
+
+    Uses ``transformers.TextIteratorStreamer`` (generation runs in a thread). Text that could be the start
+    of a stop string is held back until it is clear, so a stop string is never printed. ``options`` are
+    the decoding controls of :func:`generate` (``max_new_tokens``, ``do_sample``, ``temperature``, ...).
+    """
+    from transformers import TextIteratorStreamer
+
+    if options.get("num_return_sequences", 1) != 1:
+        raise ValueError("Streaming shows one sequence: use num_return_sequences=1.")
+    gc = generation_config(model, tokenizer, stop=stop, **options)
+    ids = _prompt_ids(tokenizer, [prompt], chat_template)[0]
+    device = next(model.parameters()).device
+    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    if seed is not None:
+        torch.manual_seed(seed)
+    model.eval()
+    kwargs: dict[str, Any] = {"tokenizer": tokenizer} if gc.stop_strings else {}
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            with torch.inference_mode():
+                model.generate(input_ids=torch.tensor([ids], device=device),
+                               attention_mask=torch.ones((1, len(ids)), dtype=torch.long, device=device),
+                               generation_config=gc, streamer=streamer, **kwargs)
+        except BaseException as err:  # surfaced in the caller's thread below
+            errors.append(err)
+            streamer.end()
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    hold = max((len(s) for s in stop or () if s), default=1) - 1
+    text, shown, found = "", 0, False
+    for piece in streamer:
+        if found:  # drain the rest, so the generation thread can finish
+            continue
+        text += piece
+        cut, found = truncate_at_stop(text, stop)
+        if found:
+            yield cut[shown:]
+            continue
+        safe = len(text) - hold
+        if safe > shown:
+            yield text[shown:safe]
+            shown = safe
+    if not found and len(text) > shown:
+        yield text[shown:]
+    thread.join()
+    if errors:
+        raise errors[0]
