@@ -75,9 +75,11 @@ class SentimentTask(Task):
 
         path = resolve_model(self.cfg.model)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
-        kwargs: dict[str, Any] = {}
+        # fp32 master weights: transformers 5 otherwise keeps a checkpoint's storage dtype (bf16 on most hub
+        # models); reduced precision comes from the accelerate config's autocast instead.
+        kwargs: dict[str, Any] = {"dtype": torch.float32}
         if self.labels is not None:
-            kwargs = {"num_labels": len(self.labels), "id2label": dict(enumerate(self.labels)),
+            kwargs |= {"num_labels": len(self.labels), "id2label": dict(enumerate(self.labels)),
                       "label2id": {n: i for i, n in enumerate(self.labels)},
                       "ignore_mismatched_sizes": True}  # a new head when the label set differs
         self.model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
