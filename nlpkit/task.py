@@ -111,8 +111,12 @@ class Task:
     def from_pretrained(cls, model: str, **overrides: Any) -> Task:
         """A task ready for :meth:`predict`, its model loaded from ``model`` (run folder, path or id)."""
         from nlpkit.config import load_config
+        from nlpkit.modeling import resolve_model
 
-        cfg = load_config(cls.Config, overrides={"model": model, "task": cls.name, **overrides})
+        # A model saved by nlpkit carries its run's config (max length, decoding options, ...): start from it.
+        descriptor = Path(resolve_model(model)) / TASK_FILE
+        saved = json.loads(descriptor.read_text())["config"] if descriptor.exists() else None
+        cfg = load_config(cls.Config, saved, {"model": model, "task": cls.name, **overrides})
         task = cls(cfg)
         task.build_model()
         task.model.eval()
