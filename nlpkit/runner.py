@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from accelerate import Accelerator, PartialState
-from accelerate.utils import ProjectConfiguration, broadcast_object_list
+from accelerate.utils import ProjectConfiguration, broadcast_object_list, parse_flag_from_env
 
 from nlpkit.config import RunConfig, save_config
 from nlpkit.registry import get_task
@@ -44,7 +44,9 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     from nlpkit.report import write_report
 
     task = get_task(cfg.task)(cfg)
-    state = PartialState()  # sets up the process group, so the run folder can be agreed on first
+    # Sets up the process group, so the run folder can be agreed on first. `cpu` must be given here as the
+    # Accelerator would: without it, CPU-only multi-process launches (ACCELERATE_USE_CPU=1) stay 1 process.
+    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
     setup_logging(state.is_main_process)
     run_dir = _run_dir(cfg, state)
     accelerator = Accelerator(gradient_accumulation_steps=cfg.train.grad_accum,

@@ -190,7 +190,7 @@ def test_decoding_options_and_order(tmp_path: Path, toy_data: Path) -> None:
 
 def test_finetune_tiny_marian_folder(tmp_path: Path, toy_data: Path, tiny_marian: Path) -> None:
     report = nlpkit.train("translation", **translation_overrides(
-        toy_data, tmp_path / "run", model=str(tiny_marian), **{"train.max_steps": 40, "train.eval_every": 40}))
+        toy_data, tmp_path / "run", model=str(tiny_marian), **{"train.max_steps": 40, "train.eval_every": 40, "train.lr": 1e-2}))
     assert report["model"] == str(tiny_marian)
     first = next(h["loss"] for h in report["history"] if "loss" in h)
     last = [h["loss"] for h in report["history"] if "loss" in h][-1]
@@ -206,7 +206,7 @@ def test_finetune_tiny_t5_with_task_prefix(tmp_path: Path, toy_data: Path, tiny_
     assert task.tokenizer.decode(enc["input_ids"][0], skip_special_tokens=True) == \
         "translate English to French: the cat"
     report = nlpkit.train("translation", **translation_overrides(
-        toy_data, tmp_path / "run", model=str(tiny_t5), **{"train.max_steps": 40, "train.eval_every": 40}))
+        toy_data, tmp_path / "run", model=str(tiny_t5), **{"train.max_steps": 40, "train.eval_every": 40, "train.lr": 1e-2}))
     first = next(h["loss"] for h in report["history"] if "loss" in h)
     last = [h["loss"] for h in report["history"] if "loss" in h][-1]
     assert last < first * 0.7
@@ -236,7 +236,8 @@ def test_two_process_eval_counts_every_sentence_once(tmp_path: Path) -> None:
     script.write_text(_TWO_PROC)
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(script),
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
+           "29541", str(script),
            json.dumps(overrides)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]

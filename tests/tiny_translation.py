@@ -53,7 +53,8 @@ def corpus() -> list[str]:
     """Every word of the toy language, for tokenizer training."""
     words = list(NOUNS) + list(NOUNS.values()) + list(ADJECTIVES) + list(ADJECTIVES.values())
     words += list(VERBS) + list(VERBS.values()) + ["the", "le", "and", "et"]
-    return [s for p in pairs(300, seed=9) for s in p] + [" ".join(words)]
+    prefix = "translate English to French: translate French to English:"  # T5's task prefixes
+    return [s for p in pairs(300, seed=9) for s in p] + [" ".join(words), prefix]
 
 
 def tiny_tokenizer(vocab_size: int = 120):
