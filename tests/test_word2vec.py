@@ -15,7 +15,7 @@ from conftest import sentiment_rows, write_csv
 from tiny_word2vec import GROUPS, planted_texts, w2v_overrides, write_corpus_file
 
 import nlpkit
-from nlpkit.config import ConfigError
+from nlpkit.config import ConfigError, load_config
 from nlpkit.data import DataError
 from nlpkit.plugins.word2vec import UnknownWordError
 
@@ -249,9 +249,53 @@ def test_sentiment_baseline_beats_chance(tmp_path: Path) -> None:
     assert report["test"]["accuracy"] >= 0.75, report["test"]
     assert {"macro_f1", "macro_precision", "macro_recall", "confusion_matrix"} <= set(report["test"])
     # the split is the sentiment task's: same sizes as its own load_data with the same settings
-    from nlpkit.config import load_config
     from nlpkit.plugins.sentiment import SentimentConfig, SentimentTask
 
     ds = SentimentTask(load_config(SentimentConfig, None, {"data.source": str(data)})).load_data()
     assert report["data_sizes"] == {k: len(v) for k, v in ds.items()}
     assert (tmp_path / "bl/report.md").exists()
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("preset", sorted((REPO / "tasks/presets").glob("word2vec_*.yaml")), ids=lambda p: p.stem)
+def test_presets_are_valid(preset: Path) -> None:
+    """Every preset loads, passes the checks, and says how to launch it."""
+    from nlpkit.plugins.word2vec import Word2VecConfig, check_config
+
+    check_config(load_config(Word2VecConfig, preset))
+    assert f"tasks/word2vec.py {preset.relative_to(REPO)}" in preset.read_text()
+
+
+@pytest.mark.multiproc
+def test_two_processes_train_once(corpus: Path, tmp_path: Path) -> None:
+    """Under 2 accelerate processes the main process trains and the other waits: one corpus, one report."""
+    run = tmp_path / "run"
+    overrides = [f"{k}={json.dumps(v) if isinstance(v, list) else v}"
+                 for k, v in w2v_overrides(corpus, run, **{"w2v.epochs": 3}).items()]
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
+           "29547", str(REPO / "tasks/word2vec.py"), *overrides]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((run / "report.json").read_text())
+    assert report["training"]["processes"] == 2
+    assert proc.stderr.count("Tokenizing: 100%") == 1  # only one process read and tokenized the corpus
+    assert sorted(p.name for p in run.iterdir() if not p.name.startswith(".")) == [
+        "config.yaml", "corpus.txt", "model", "pca_words.png", "report.json", "report.md"]
+
+
+@pytest.mark.slow
+def test_default_run_on_news_articles(tmp_path: Path) -> None:
+    """The default config on the real corpus (a few minutes on 2 cores): beats chance clearly on every
+    benchmark and is reported beside GloVe."""
+    report = nlpkit.train("word2vec", output_dir=str(tmp_path / "run"))
+    test, ref = report["test"], report["reference"]["test"]
+    assert report["training"]["corpus_words"] > 2_000_000
+    assert test["analogy_accuracy"] > 0.15 and test["wordsim353_spearman"] > 0.4
+    assert test["simlex999_spearman"] > 0.1
+    assert ref["analogy_accuracy"] > 0.4  # glove-6b-50d
+    pipe = nlpkit.pipeline(report["run_dir"])
+    assert "senate" in [n["word"] for n in pipe("congress", topn=10)]

@@ -389,6 +389,7 @@ class Word2VecTask(Task):
         results: dict[str, Any] = {}
         if accelerator.is_main_process:
             results = self._train_main(Path(run_dir))
+            results["training"]["processes"] = accelerator.num_processes  # 1 trains, the others waited
         accelerator.wait_for_everyone()
         return results
 
