@@ -386,11 +386,25 @@ class Word2VecTask(Task):
     # ------------------------------------------------------------------ run
     def run(self, accelerator: Any, run_dir: Path) -> dict[str, Any]:
         """Main process: tokenize, train, evaluate, save. Other processes wait (gensim uses every core)."""
+        from accelerate.utils import broadcast_object_list
+
         results: dict[str, Any] = {}
+        error: Exception | None = None
         if accelerator.is_main_process:
-            results = self._train_main(Path(run_dir))
-            results["training"]["processes"] = accelerator.num_processes  # 1 trains, the others waited
-        accelerator.wait_for_everyone()
+            try:
+                results = self._train_main(Path(run_dir))
+                results["training"]["processes"] = accelerator.num_processes  # 1 trains, the others waited
+            except Exception as exc:  # re-raised below, after telling the waiting processes
+                error = exc
+        if accelerator.num_processes > 1:
+            # Doubles as the barrier; carrying the main process's error lets the others stop too instead
+            # of waiting for a barrier that never comes.
+            status = [None if error is None else f"{type(error).__name__}: {error}"]
+            broadcast_object_list(status)
+            if error is None and status[0] is not None:
+                raise RuntimeError(f"word2vec training failed on the main process: {status[0]}")
+        if error is not None:
+            raise error
         return results
 
     def _train_main(self, run_dir: Path) -> dict[str, Any]:
