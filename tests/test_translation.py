@@ -127,8 +127,9 @@ def test_catalog_default_splits_by_chapter() -> None:
     import pandas as pd
 
     full = pd.read_parquet(assets.cache_dir() / "bible-en-fr" / "data.parquet")
-    chapter = dict(zip(full["en"], full["chapter_id"]))
-    chapters = {k: {chapter[s] for s in v["source"]} for k, v in ds.items()}
+    unique = full.drop_duplicates("en", keep=False)  # identical verses exist in different chapters
+    chapter = dict(zip(unique["en"], unique["chapter_id"], strict=True))
+    chapters = {k: {chapter[s] for s in v["source"] if s in chapter} for k, v in ds.items()}
     assert not chapters["train"] & chapters["test"] and not chapters["train"] & chapters["validation"]
     again = TranslationTask(TranslationConfig()).load_data()
     assert again["test"]["source"] == ds["test"]["source"]
@@ -140,11 +141,23 @@ def test_catalog_default_splits_by_chapter() -> None:
 def test_tiny_model_overfits_to_exact_translations(tmp_path: Path) -> None:
     few = pairs(8, seed=5)
     data = write_folder(tmp_path / "d", few, few, few)
-    report = nlpkit.train("translation", **translation_overrides(
-        data, tmp_path / "run", **{"train.max_steps": 150, "train.eval_every": 150, "train.lr": 1e-2,
-                                   "train.batch_size": 8, "translation.label_smoothing": 0.0,
-                                   "translation.scratch.d_model": 64, "translation.scratch.ffn_dim": 128,
-                                   "translation.scratch.dropout": 0.0}))
+    report = nlpkit.train(
+        "translation",
+        **translation_overrides(
+            data,
+            tmp_path / "run",
+            **{
+                "train.max_steps": 150,
+                "train.eval_every": 150,
+                "train.lr": 1e-2,
+                "train.batch_size": 8,
+                "translation.label_smoothing": 0.0,
+                "translation.scratch.d_model": 64,
+                "translation.scratch.ffn_dim": 128,
+                "translation.scratch.dropout": 0.0,
+            },
+        ),
+    )
     assert report["test"]["bleu"] == pytest.approx(100.0)
     first = next(h["loss"] for h in report["history"] if "loss" in h)
     assert report["test"]["loss"] < first / 20
@@ -160,8 +173,7 @@ def test_tiny_model_overfits_to_exact_translations(tmp_path: Path) -> None:
 def test_saved_scratch_model_is_standard_hf(tmp_path: Path, toy_data: Path) -> None:
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-    report = nlpkit.train("translation", **translation_overrides(toy_data, tmp_path / "run",
-                                                                   **{"train.max_steps": 2}))
+    report = nlpkit.train("translation", **translation_overrides(toy_data, tmp_path / "run", **{"train.max_steps": 2}))
     model_dir = Path(report["run_dir"]) / "model"
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForSeq2SeqLM.from_pretrained(model_dir)
@@ -172,8 +184,7 @@ def test_saved_scratch_model_is_standard_hf(tmp_path: Path, toy_data: Path) -> N
 
 
 def test_decoding_options_and_order(tmp_path: Path, toy_data: Path) -> None:
-    report = nlpkit.train("translation", **translation_overrides(toy_data, tmp_path / "run",
-                                                                   **{"train.max_steps": 3}))
+    report = nlpkit.train("translation", **translation_overrides(toy_data, tmp_path / "run", **{"train.max_steps": 3}))
     pipe = nlpkit.pipeline(report["run_dir"], device="cpu")
     inputs = ["the red cat sleeps and the big dog runs", "the cat", "", "the old king sings"]
     out = pipe(inputs, batch_size=2, num_beams=2)
@@ -189,8 +200,15 @@ def test_decoding_options_and_order(tmp_path: Path, toy_data: Path) -> None:
 
 
 def test_finetune_tiny_marian_folder(tmp_path: Path, toy_data: Path, tiny_marian: Path) -> None:
-    report = nlpkit.train("translation", **translation_overrides(
-        toy_data, tmp_path / "run", model=str(tiny_marian), **{"train.max_steps": 40, "train.eval_every": 40, "train.lr": 1e-2}))
+    report = nlpkit.train(
+        "translation",
+        **translation_overrides(
+            toy_data,
+            tmp_path / "run",
+            model=str(tiny_marian),
+            **{"train.max_steps": 40, "train.eval_every": 40, "train.lr": 1e-2},
+        ),
+    )
     assert report["model"] == str(tiny_marian)
     first = next(h["loss"] for h in report["history"] if "loss" in h)
     last = [h["loss"] for h in report["history"] if "loss" in h][-1]
@@ -203,10 +221,18 @@ def test_finetune_tiny_t5_with_task_prefix(tmp_path: Path, toy_data: Path, tiny_
     task.load_data()
     task.build_model()
     enc = task.encode({"source": ["the cat"], "target": ["le chat"]})
-    assert task.tokenizer.decode(enc["input_ids"][0], skip_special_tokens=True) == \
-        "translate English to French: the cat"
-    report = nlpkit.train("translation", **translation_overrides(
-        toy_data, tmp_path / "run", model=str(tiny_t5), **{"train.max_steps": 40, "train.eval_every": 40, "train.lr": 1e-2}))
+    assert (
+        task.tokenizer.decode(enc["input_ids"][0], skip_special_tokens=True) == "translate English to French: the cat"
+    )
+    report = nlpkit.train(
+        "translation",
+        **translation_overrides(
+            toy_data,
+            tmp_path / "run",
+            model=str(tiny_t5),
+            **{"train.max_steps": 40, "train.eval_every": 40, "train.lr": 1e-2},
+        ),
+    )
     first = next(h["loss"] for h in report["history"] if "loss" in h)
     last = [h["loss"] for h in report["history"] if "loss" in h][-1]
     assert last < first * 0.7
@@ -235,10 +261,24 @@ def test_two_process_eval_counts_every_sentence_once(tmp_path: Path) -> None:
     script = tmp_path / "two_proc.py"
     script.write_text(_TWO_PROC)
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
-           "29541", str(script),
-           json.dumps(overrides)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        "29541",
+        str(script),
+        json.dumps(overrides),
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((run / "report.json").read_text())
@@ -267,7 +307,7 @@ def test_decoder_only_trains_and_loss_ignores_prompt(tmp_path: Path, toy_data: P
     prompt = task.tokenizer(task.prompt("the red cat sleeps"))["input_ids"]
     labels = enc["labels"][0]
     assert labels[: len(prompt)] == [-100] * len(prompt)  # no loss on the prompt
-    assert task.tokenizer.decode(labels[len(prompt):]) == " le chat rouge dort<|endoftext|>"
+    assert task.tokenizer.decode(labels[len(prompt) :]) == " le chat rouge dort<|endoftext|>"
     # the training loss is exactly the mean NLL of the target tokens: the prompt's tokens do not count
     batch = task.collate([{k: v[0] for k, v in enc.items()}])
     loss = task.loss(task.model, batch)
@@ -277,9 +317,15 @@ def test_decoder_only_trains_and_loss_ignores_prompt(tmp_path: Path, toy_data: P
     manual = F.cross_entropy(logits[target_pos], targets[target_pos])
     assert loss.item() == pytest.approx(manual.item(), rel=1e-5)
 
-    report = nlpkit.train("translation", **translation_overrides(
-        toy_data, tmp_path / "run", model=str(model_dir), **{"train.max_steps": 30, "train.eval_every": 30,
-                                                             "train.lr": 5e-3, "generate.max_new_tokens": 16}))
+    report = nlpkit.train(
+        "translation",
+        **translation_overrides(
+            toy_data,
+            tmp_path / "run",
+            model=str(model_dir),
+            **{"train.max_steps": 30, "train.eval_every": 30, "train.lr": 5e-3, "generate.max_new_tokens": 16},
+        ),
+    )
     losses = [h["loss"] for h in report["history"] if "loss" in h]
     assert losses[-1] < losses[0] * 0.6
     assert report["test"]["samples"] == 25 and 0 <= report["test"]["bleu"] <= 100

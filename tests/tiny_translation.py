@@ -69,11 +69,21 @@ def build_tiny_marian(out: Path) -> Path:
     from transformers import MarianConfig, MarianMTModel
 
     tok = tiny_tokenizer()
-    config = MarianConfig(vocab_size=len(tok), d_model=32, encoder_layers=1, decoder_layers=1,
-                          encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64,
-                          decoder_ffn_dim=64, max_position_embeddings=64, pad_token_id=tok.pad_token_id,
-                          eos_token_id=tok.eos_token_id, decoder_start_token_id=tok.pad_token_id,
-                          forced_eos_token_id=tok.eos_token_id)
+    config = MarianConfig(
+        vocab_size=len(tok),
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        max_position_embeddings=64,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        decoder_start_token_id=tok.pad_token_id,
+        forced_eos_token_id=tok.eos_token_id,
+    )
     torch.manual_seed(0)
     MarianMTModel(config).save_pretrained(out)
     tok.save_pretrained(out)
@@ -86,26 +96,52 @@ def build_tiny_t5(out: Path) -> Path:
     from transformers import T5Config, T5ForConditionalGeneration
 
     tok = tiny_tokenizer()
-    config = T5Config(vocab_size=len(tok), d_model=32, d_kv=16, d_ff=64, num_layers=1, num_decoder_layers=1,
-                      num_heads=2, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-                      decoder_start_token_id=tok.pad_token_id)
+    config = T5Config(
+        vocab_size=len(tok),
+        d_model=32,
+        d_kv=16,
+        d_ff=64,
+        num_layers=1,
+        num_decoder_layers=1,
+        num_heads=2,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        decoder_start_token_id=tok.pad_token_id,
+    )
     torch.manual_seed(0)
     T5ForConditionalGeneration(config).save_pretrained(out)
     tok.save_pretrained(out)
     return out
 
 
-SCRATCH_TINY = {"model": "scratch", "translation.scratch.vocab_size": 120, "translation.scratch.tokenizer": "bpe",
-                "translation.scratch.d_model": 32, "translation.scratch.encoder_layers": 1,
-                "translation.scratch.decoder_layers": 1, "translation.scratch.attention_heads": 2,
-                "translation.scratch.ffn_dim": 64, "translation.scratch.max_positions": 64}
+SCRATCH_TINY = {
+    "model": "scratch",
+    "translation.scratch.vocab_size": 120,
+    "translation.scratch.tokenizer": "bpe",
+    "translation.scratch.d_model": 32,
+    "translation.scratch.encoder_layers": 1,
+    "translation.scratch.decoder_layers": 1,
+    "translation.scratch.attention_heads": 2,
+    "translation.scratch.ffn_dim": 64,
+    "translation.scratch.max_positions": 64,
+}
 
 
 def translation_overrides(data: Path, out: Path, **extra: object) -> dict:
     """Config for a quick tiny translation run (from-scratch tiny Marian unless ``model`` is given)."""
-    cfg = {**SCRATCH_TINY, "data.source": str(data), "output_dir": str(out), "trackers": [],
-           "train.batch_size": 8, "train.eval_batch_size": 8, "train.lr": 3e-3, "train.epochs": 1.0,
-           "train.log_every": 2, "train.warmup_ratio": 0.0, "generate.max_new_tokens": 24}
+    cfg = {
+        **SCRATCH_TINY,
+        "data.source": str(data),
+        "output_dir": str(out),
+        "trackers": [],
+        "train.batch_size": 8,
+        "train.eval_batch_size": 8,
+        "train.lr": 3e-3,
+        "train.epochs": 1.0,
+        "train.log_every": 2,
+        "train.warmup_ratio": 0.0,
+        "generate.max_new_tokens": 24,
+    }
     cfg.update(extra)
     return cfg
 
@@ -126,13 +162,24 @@ def build_tiny_causal(out: Path) -> Path:
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     texts = corpus() + ["Translate English to French.\nEnglish: the cat\nFrench: le chat"] * 20
-    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=400, special_tokens=[eot],
-                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=eot, eos_token=eot, unk_token=eot,
-                                   model_max_length=256)
-    config = LlamaConfig(vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
-                         bos_token_id=fast.eos_token_id, eos_token_id=fast.eos_token_id)
+    tok.train_from_iterator(
+        texts,
+        trainers.BpeTrainer(vocab_size=400, special_tokens=[eot], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()),
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token=eot, eos_token=eot, unk_token=eot, model_max_length=256
+    )
+    config = LlamaConfig(
+        vocab_size=len(fast),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        bos_token_id=fast.eos_token_id,
+        eos_token_id=fast.eos_token_id,
+    )
     torch.manual_seed(0)
     LlamaForCausalLM(config).save_pretrained(out)
     fast.save_pretrained(out)

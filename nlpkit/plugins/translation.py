@@ -34,9 +34,19 @@ from nlpkit.task import TASK_FILE, Task
 
 logger = logging.getLogger("nlpkit.translation")
 
-LANGUAGE_NAMES = {"en": "English", "fr": "French", "de": "German", "es": "Spanish", "it": "Italian",
-                  "ro": "Romanian", "pt": "Portuguese", "nl": "Dutch", "ru": "Russian", "zh": "Chinese",
-                  "ja": "Japanese"}
+LANGUAGE_NAMES = {
+    "en": "English",
+    "fr": "French",
+    "de": "German",
+    "es": "Spanish",
+    "it": "Italian",
+    "ro": "Romanian",
+    "pt": "Portuguese",
+    "nl": "Dutch",
+    "ru": "Russian",
+    "zh": "Chinese",
+    "ja": "Japanese",
+}
 SCRATCH = "scratch"
 LENGTH_BUCKETS = [(1, 10), (11, 20), (21, 30), (31, 40), (41, 60), (61, 10**9)]  # source words
 
@@ -56,23 +66,33 @@ class ScratchConfig:
 
 @dataclass
 class TranslationOptions:
-    source_lang: Optional[str] = opt(None, "Source language code (default: the dataset's meta.json, else en). "
-                                           "Also the key inside a `translation` column.")
+    source_lang: Optional[str] = opt(
+        None,
+        "Source language code (default: the dataset's meta.json, else en). Also the key inside a `translation` column.",
+    )
     target_lang: Optional[str] = opt(None, "Target language code (default: the dataset's meta.json, else fr).")
-    source_column: Optional[str] = opt(None, "Column holding the source text (default: a `translation` dict "
-                                             "column, else a column named after source_lang, else `source`).")
-    target_column: Optional[str] = opt(None, "Column holding the reference translation (default like "
-                                             "source_column, with target_lang / `target`).")
-    source_prefix: Optional[str] = opt(None, "Text put before every source (T5's task prefix; default for T5: "
-                                             "'translate English to French: ').")
+    source_column: Optional[str] = opt(
+        None,
+        "Column holding the source text (default: a `translation` dict "
+        "column, else a column named after source_lang, else `source`).",
+    )
+    target_column: Optional[str] = opt(
+        None, "Column holding the reference translation (default like source_column, with target_lang / `target`)."
+    )
+    source_prefix: Optional[str] = opt(
+        None, "Text put before every source (T5's task prefix; default for T5: 'translate English to French: ')."
+    )
     source_lang_code: Optional[str] = opt(None, "mBART/NLLB source language code (e.g. en_XX, eng_Latn).")
-    target_lang_code: Optional[str] = opt(None, "mBART/NLLB target language code (e.g. fr_XX, fra_Latn); "
-                                                "forced as the first generated token.")
+    target_lang_code: Optional[str] = opt(
+        None, "mBART/NLLB target language code (e.g. fr_XX, fra_Latn); forced as the first generated token."
+    )
     max_target_length: int = opt(128, "Truncate reference translations to this many tokens for training.")
     label_smoothing: float = opt(0.1, "Label smoothing of the training loss (0: plain cross-entropy).")
-    prompt_template: str = opt("Translate {source_name} to {target_name}.\n{source_name}: {source}\n"
-                               "{target_name}:", "Decoder-only models: the prompt around the source; the "
-                               "target follows after a space and ends with the EOS token.")
+    prompt_template: str = opt(
+        "Translate {source_name} to {target_name}.\n{source_name}: {source}\n{target_name}:",
+        "Decoder-only models: the prompt around the source; the "
+        "target follows after a space and ends with the EOS token.",
+    )
     bleu_tokenize: Optional[str] = opt(None, "sacreBLEU tokenizer (default 13a; e.g. intl, zh, ja-mecab).")
     report_samples: int = opt(12, "Source/reference/hypothesis rows shown in the report.")
     scratch: ScratchConfig = opt(help="The from-scratch Marian model (model=scratch).", factory=ScratchConfig)
@@ -81,17 +101,35 @@ class TranslationOptions:
 @dataclass
 class TranslationConfig(RunConfig):
     task: str = opt("translation", "Task name (set by the launch script).")
-    model: str = opt(SCRATCH, "`scratch` (a Marian-style model + tokenizer trained here), a seq2seq model "
-                              "(hub id like Helsinki-NLP/opus-mt-en-fr, t5-small, a folder or previous run), "
-                              "or a causal LM for decoder-only translation (e.g. smollm2-135m).")
+    model: str = opt(
+        SCRATCH,
+        "`scratch` (a Marian-style model + tokenizer trained here), a seq2seq model "
+        "(hub id like Helsinki-NLP/opus-mt-en-fr, t5-small, a folder or previous run), "
+        "or a causal LM for decoder-only translation (e.g. smollm2-135m).",
+    )
     translation: TranslationOptions = opt(help="Translation options.", factory=TranslationOptions)
-    generate: GenerateConfig = opt(help="Decoding for evaluation and the pipeline.",
-                                   factory=lambda: GenerateConfig(max_new_tokens=128, num_beams=1))
-    data: DataConfig = opt(help="Data options.", factory=lambda: DataConfig(
-        source="bible-en-fr", validation_size=300.0, test_size=0.05, max_length=128))
-    train: TrainConfig = opt(help="Training options.", factory=lambda: TrainConfig(
-        lr=1e-3, epochs=2.0, batch_size=64, eval_batch_size=64, warmup_ratio=0.05, scheduler="linear",
-        metric_for_best="bleu", greater_is_better=True, log_every=20))
+    generate: GenerateConfig = opt(
+        help="Decoding for evaluation and the pipeline.",
+        factory=lambda: GenerateConfig(max_new_tokens=128, num_beams=1),
+    )
+    data: DataConfig = opt(
+        help="Data options.",
+        factory=lambda: DataConfig(source="bible-en-fr", validation_size=300.0, test_size=0.05, max_length=128),
+    )
+    train: TrainConfig = opt(
+        help="Training options.",
+        factory=lambda: TrainConfig(
+            lr=1e-3,
+            epochs=2.0,
+            batch_size=64,
+            eval_batch_size=64,
+            warmup_ratio=0.05,
+            scheduler="linear",
+            metric_for_best="bleu",
+            greater_is_better=True,
+            log_every=20,
+        ),
+    )
 
 
 def _gen_fields() -> set[str]:
@@ -130,17 +168,23 @@ class TranslationTask(Task):
     def _prefix(self) -> str:
         prefix = self.cfg.translation.source_prefix
         if prefix is None and self.model is not None and getattr(self.model.config, "model_type", "") == "t5":
-            names = (LANGUAGE_NAMES.get(self.source_lang, self.source_lang),
-                     LANGUAGE_NAMES.get(self.target_lang, self.target_lang))
+            names = (
+                LANGUAGE_NAMES.get(self.source_lang, self.source_lang),
+                LANGUAGE_NAMES.get(self.target_lang, self.target_lang),
+            )
             prefix = f"translate {names[0]} to {names[1]}: "
         return prefix or ""
 
     def prompt(self, source: str) -> str:
         """The decoder-only prompt for ``source`` (``translation.prompt_template``)."""
         o = self.cfg.translation
-        return o.prompt_template.format(source=source, source_lang=self.source_lang, target_lang=self.target_lang,
-                                        source_name=LANGUAGE_NAMES.get(self.source_lang, self.source_lang),
-                                        target_name=LANGUAGE_NAMES.get(self.target_lang, self.target_lang))
+        return o.prompt_template.format(
+            source=source,
+            source_lang=self.source_lang,
+            target_lang=self.target_lang,
+            source_name=LANGUAGE_NAMES.get(self.source_lang, self.source_lang),
+            target_name=LANGUAGE_NAMES.get(self.target_lang, self.target_lang),
+        )
 
     # ------------------------------------------------------------------ data
     def load_data(self) -> DatasetDict:
@@ -177,15 +221,18 @@ class TranslationTask(Task):
             src, tgt = [], []
             for row, pair in enumerate(ds["translation"]):
                 if not isinstance(pair, dict):
-                    raise DataError(f"{source} ({split} split) row {row}: `translation` should be a dict like "
-                                    f'{{"{o.source_lang}": ..., "{o.target_lang}": ...}}, got {pair!r}.')
+                    raise DataError(
+                        f"{source} ({split} split) row {row}: `translation` should be a dict like "
+                        f'{{"{o.source_lang}": ..., "{o.target_lang}": ...}}, got {pair!r}.'
+                    )
                 for lang in (o.source_lang, o.target_lang):
                     if pair.get(lang) is None:
                         present = sorted(k for k, v in pair.items() if v is not None)
                         raise DataError(
                             f"{source} ({split} split) row {row}: the translation has no {lang!r} text (it has "
                             f"{present}). Set translation.source_lang / translation.target_lang to keys "
-                            f"present in every row.")
+                            f"present in every row."
+                        )
                 src.append(pair[o.source_lang])
                 tgt.append(pair[o.target_lang])
             cols = {"source": src, "target": tgt, **{k: ds[k] for k in keep}}
@@ -202,8 +249,9 @@ class TranslationTask(Task):
             return self._encode_causal(batch)
         out = dict(self._tokenize_sources(batch["source"]))
         if "target" in batch:
-            out["labels"] = self.tokenizer(text_target=batch["target"], truncation=True,
-                                           max_length=self.cfg.translation.max_target_length)["input_ids"]
+            out["labels"] = self.tokenizer(
+                text_target=batch["target"], truncation=True, max_length=self.cfg.translation.max_target_length
+            )["input_ids"]
         if "ref_id" in batch:
             out["ref_id"] = batch["ref_id"]
         return out
@@ -217,8 +265,10 @@ class TranslationTask(Task):
         if self.decoder_only:
             return self._collate_causal(features)
         pad = self.tokenizer.pad_token_id
-        batch = {"input_ids": _pad([f["input_ids"] for f in features], pad),
-                 "attention_mask": _pad([f["attention_mask"] for f in features], 0)}
+        batch = {
+            "input_ids": _pad([f["input_ids"] for f in features], pad),
+            "attention_mask": _pad([f["attention_mask"] for f in features], 0),
+        }
         if "labels" in features[0]:
             batch["labels"] = _pad([f["labels"] for f in features], -100)  # ignored by the loss
         if "ref_id" in features[0]:
@@ -247,8 +297,10 @@ class TranslationTask(Task):
             self.tokenizer.tgt_lang = o.target_lang_code
             self.forced_bos_token_id = self.tokenizer.convert_tokens_to_ids(o.target_lang_code)
             if self.forced_bos_token_id in (None, self.tokenizer.unk_token_id):
-                raise ValueError(f"translation.target_lang_code={o.target_lang_code!r} is not a token of "
-                                 f"{self.cfg.model}'s tokenizer (e.g. fr_XX for mBART, fra_Latn for NLLB).")
+                raise ValueError(
+                    f"translation.target_lang_code={o.target_lang_code!r} is not a token of "
+                    f"{self.cfg.model}'s tokenizer (e.g. fr_XX for mBART, fra_Latn for NLLB)."
+                )
 
     def _build_scratch(self) -> None:
         from accelerate import PartialState
@@ -260,21 +312,43 @@ class TranslationTask(Task):
         if not self.train_texts and not (self.run_dir and (self.run_dir / "tokenizer").exists()):
             raise RuntimeError("model=scratch trains its tokenizer on the training split: call load_data() first.")
         folder = self.run_dir / "tokenizer" if self.run_dir is not None else None
-        self.tokenizer = load_or_train(folder, self.train_texts, s.vocab_size, s.tokenizer,
-                                       PartialState().is_main_process, model_max_length=s.max_positions)
+        self.tokenizer = load_or_train(
+            folder,
+            self.train_texts,
+            s.vocab_size,
+            s.tokenizer,
+            PartialState().is_main_process,
+            model_max_length=s.max_positions,
+        )
         tok = self.tokenizer
         config = MarianConfig(
-            vocab_size=len(tok), d_model=s.d_model, encoder_layers=s.encoder_layers,
-            decoder_layers=s.decoder_layers, encoder_attention_heads=s.attention_heads,
-            decoder_attention_heads=s.attention_heads, encoder_ffn_dim=s.ffn_dim, decoder_ffn_dim=s.ffn_dim,
-            dropout=s.dropout, attention_dropout=s.dropout, activation_dropout=0.0,
-            max_position_embeddings=s.max_positions, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-            decoder_start_token_id=tok.pad_token_id, forced_eos_token_id=tok.eos_token_id,
-            share_encoder_decoder_embeddings=True, tie_word_embeddings=True, scale_embedding=True)
+            vocab_size=len(tok),
+            d_model=s.d_model,
+            encoder_layers=s.encoder_layers,
+            decoder_layers=s.decoder_layers,
+            encoder_attention_heads=s.attention_heads,
+            decoder_attention_heads=s.attention_heads,
+            encoder_ffn_dim=s.ffn_dim,
+            decoder_ffn_dim=s.ffn_dim,
+            dropout=s.dropout,
+            attention_dropout=s.dropout,
+            activation_dropout=0.0,
+            max_position_embeddings=s.max_positions,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+            decoder_start_token_id=tok.pad_token_id,
+            forced_eos_token_id=tok.eos_token_id,
+            share_encoder_decoder_embeddings=True,
+            tie_word_embeddings=True,
+            scale_embedding=True,
+        )
         self.model = MarianMTModel(config)
         self.model.generation_config = GenerationConfig(
-            pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, decoder_start_token_id=tok.pad_token_id,
-            forced_eos_token_id=tok.eos_token_id, max_length=s.max_positions)
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+            decoder_start_token_id=tok.pad_token_id,
+            forced_eos_token_id=tok.eos_token_id,
+        )
         n = sum(p.numel() for p in self.model.parameters())
         logger.info("From-scratch Marian model: %.1fM parameters, vocabulary %d", n / 1e6, len(tok))
 
@@ -287,15 +361,20 @@ class TranslationTask(Task):
         if smoothing <= 0:
             return out.loss
         logits = out.logits.float()
-        return F.cross_entropy(logits.view(-1, logits.size(-1)), batch["labels"].view(-1), ignore_index=-100,
-                               label_smoothing=smoothing)
+        return F.cross_entropy(
+            logits.view(-1, logits.size(-1)), batch["labels"].view(-1), ignore_index=-100, label_smoothing=smoothing
+        )
 
     # ------------------------------------------------------------------ generation
     def generate_kwargs(self, gen: GenerateConfig | None = None) -> dict[str, Any]:
         """``generate()`` options from a GenerateConfig (the run's by default)."""
         g = gen or self.cfg.generate
-        kw: dict[str, Any] = {"max_new_tokens": g.max_new_tokens, "num_beams": g.num_beams,
-                              "do_sample": g.do_sample, "num_return_sequences": g.num_return_sequences}
+        kw: dict[str, Any] = {
+            "max_new_tokens": g.max_new_tokens,
+            "num_beams": g.num_beams,
+            "do_sample": g.do_sample,
+            "num_return_sequences": g.num_return_sequences,
+        }
         if g.repetition_penalty != 1.0:
             kw["repetition_penalty"] = g.repetition_penalty
         if g.do_sample:
@@ -304,8 +383,9 @@ class TranslationTask(Task):
             kw["forced_bos_token_id"] = self.forced_bos_token_id
         return kw
 
-    def _generate(self, model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                  gen: GenerateConfig | None = None) -> torch.Tensor:
+    def _generate(
+        self, model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, gen: GenerateConfig | None = None
+    ) -> torch.Tensor:
         """Generated target token ids of an encoder-decoder model."""
         return model.generate(input_ids=input_ids, attention_mask=attention_mask, **self.generate_kwargs(gen))
 
@@ -341,8 +421,9 @@ class TranslationTask(Task):
 
             return token_nll(model, {k: batch[k] for k in ("input_ids", "attention_mask", "labels")})
         else:
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                           labels=batch["labels"]).logits.float()
+            logits = model(
+                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]
+            ).logits.float()
             labels = batch["labels"]
         nll = F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100, reduction="none")
         mask = labels != -100
@@ -360,9 +441,15 @@ class TranslationTask(Task):
         chrf = compute("chrf", predictions=hyps, references=refs)
         copy = compute("sacrebleu", predictions=srcs, references=refs, tokenize=tok)
         n_tokens = sum(outputs["n_tokens"])
-        return {"bleu": bleu["score"], "chrf": chrf["score"], "loss": float(sum(outputs["nll"]) / max(n_tokens, 1)),
-                "copy_source_bleu": copy["score"], "length_ratio": bleu["sys_len"] / max(bleu["ref_len"], 1),
-                "bleu_signature": bleu["signature"], "chrf_signature": chrf["signature"]}
+        return {
+            "bleu": bleu["score"],
+            "chrf": chrf["score"],
+            "loss": float(sum(outputs["nll"]) / max(n_tokens, 1)),
+            "copy_source_bleu": copy["score"],
+            "length_ratio": bleu["sys_len"] / max(bleu["ref_len"], 1),
+            "bleu_signature": bleu["signature"],
+            "chrf_signature": chrf["signature"],
+        }
 
     # ------------------------------------------------------------------ inference
     @torch.inference_mode()
@@ -394,12 +481,12 @@ class TranslationTask(Task):
         order = sorted(range(len(todo)), key=lambda j: -len(enc["input_ids"][j]))
         device = next(self.model.parameters()).device
         for start in range(0, len(order), batch_size):
-            chunk = order[start:start + batch_size]
+            chunk = order[start : start + batch_size]
             batch = self.collate([{k: enc[k][j] for k in ("input_ids", "attention_mask")} for j in chunk])
             out = self._generate(self.model, batch["input_ids"].to(device), batch["attention_mask"].to(device), gen)
             texts = self.decode(out.cpu().tolist())
             for row, j in enumerate(chunk):
-                got = texts[row * n_ret:(row + 1) * n_ret]
+                got = texts[row * n_ret : (row + 1) * n_ret]
                 results[todo[j]] = got if n_ret > 1 else got[0]
         return results
 
@@ -431,13 +518,24 @@ class TranslationTask(Task):
         hyps = self.hypotheses(outputs)
         srcs = [self.pairs[i][0] for i in ids]
         refs = [self.pairs[i][1] for i in ids]
-        sections = [("Translation scores (test)", md_table([
-            ("sacreBLEU", round(test["bleu"], 2)), ("chrF", round(test["chrf"], 2)),
-            ("copy-the-source baseline BLEU", round(test["copy_source_bleu"], 2)),
-            ("hypothesis/reference length ratio", round(test["length_ratio"], 3)),
-            ("sentences", test["samples"]), ("decoding", json.dumps(self.generate_kwargs())),
-            ("BLEU signature", f"`{test['bleu_signature']}`"), ("chrF signature", f"`{test['chrf_signature']}`"),
-        ], ["", ""]))]
+        sections = [
+            (
+                "Translation scores (test)",
+                md_table(
+                    [
+                        ("sacreBLEU", round(test["bleu"], 2)),
+                        ("chrF", round(test["chrf"], 2)),
+                        ("copy-the-source baseline BLEU", round(test["copy_source_bleu"], 2)),
+                        ("hypothesis/reference length ratio", round(test["length_ratio"], 3)),
+                        ("sentences", test["samples"]),
+                        ("decoding", json.dumps(self.generate_kwargs())),
+                        ("BLEU signature", f"`{test['bleu_signature']}`"),
+                        ("chrF signature", f"`{test['chrf_signature']}`"),
+                    ],
+                    ["", ""],
+                ),
+            )
+        ]
         # samples spread over the test split (ordered by ref id, i.e. the data order), not cherry-picked
         order = sorted(range(len(ids)), key=lambda k: ids[k])
         k = max(1, self.cfg.translation.report_samples)
@@ -447,8 +545,7 @@ class TranslationTask(Task):
         sections.append(self._bleu_by_length(run_dir, srcs, refs, hyps))
         return sections
 
-    def _bleu_by_length(self, run_dir: Path, srcs: list[str], refs: list[str],
-                        hyps: list[str]) -> tuple[str, str]:
+    def _bleu_by_length(self, run_dir: Path, srcs: list[str], refs: list[str], hyps: list[str]) -> tuple[str, str]:
         """Corpus BLEU per source-length bucket (words), as a bar plot and a table."""
         import matplotlib
 
@@ -460,14 +557,19 @@ class TranslationTask(Task):
             idx = [i for i, s in enumerate(srcs) if lo <= len(s.split()) <= hi]
             if not idx:
                 continue
-            score = compute("sacrebleu", predictions=[hyps[i] for i in idx], references=[refs[i] for i in idx],
-                            tokenize=self.cfg.translation.bleu_tokenize)["score"]
+            score = compute(
+                "sacrebleu",
+                predictions=[hyps[i] for i in idx],
+                references=[refs[i] for i in idx],
+                tokenize=self.cfg.translation.bleu_tokenize,
+            )["score"]
             rows.append((f"{lo}-{hi}" if hi < 10**9 else f"{lo}+", len(idx), round(score, 2)))
         fig, ax = plt.subplots(figsize=(6, 3.5))
         bars = ax.bar([r[0] for r in rows], [r[2] for r in rows], color="tab:blue")
         for bar, r in zip(bars, rows):
-            ax.annotate(f"n={r[1]}", (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center",
-                        va="bottom", fontsize=8)
+            ax.annotate(
+                f"n={r[1]}", (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom", fontsize=8
+            )
         ax.set_xlabel("source length (words)")
         ax.set_ylabel("sacreBLEU")
         ax.set_title("Test BLEU by source length")
@@ -508,18 +610,29 @@ class TranslationTask(Task):
 
     def _loss_causal(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         # labels are -100 on the prompt and padding: only target tokens (and the closing EOS) are learned
-        return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                     labels=batch["labels"]).loss
+        return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
 
-    def _causal_texts(self, model: Any, sources: list[str], gen: GenerateConfig | None,
-                      batch_size: int) -> list[list[str]]:
+    def _causal_texts(
+        self, model: Any, sources: list[str], gen: GenerateConfig | None, batch_size: int
+    ) -> list[list[str]]:
         from nlpkit.causal_lm import generate
 
         g = gen or self.cfg.generate
-        outs = generate(model, self.tokenizer, [self.prompt(s) for s in sources], batch_size=batch_size,
-                        max_new_tokens=g.max_new_tokens, do_sample=g.do_sample, temperature=g.temperature,
-                        top_k=g.top_k, top_p=g.top_p, repetition_penalty=g.repetition_penalty,
-                        num_return_sequences=g.num_return_sequences, num_beams=g.num_beams, stop=self.STOP)
+        outs = generate(
+            model,
+            self.tokenizer,
+            [self.prompt(s) for s in sources],
+            batch_size=batch_size,
+            max_new_tokens=g.max_new_tokens,
+            do_sample=g.do_sample,
+            temperature=g.temperature,
+            top_k=g.top_k,
+            top_p=g.top_p,
+            repetition_penalty=g.repetition_penalty,
+            num_return_sequences=g.num_return_sequences,
+            num_beams=g.num_beams,
+            stop=self.STOP,
+        )
         return [[t.strip() for t in o] for o in outs]
 
     def _eval_causal(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -558,8 +671,10 @@ def read_aligned_texts(files: list[str], refuse_empty: bool = False) -> DatasetD
     ``refuse_empty``, also on the first blank line of either side (naming the file and line).
     """
     if len(files) != 2:
-        raise DataError(f"data.source={','.join(files)!r}: give exactly two line-aligned text files, "
-                        f"source first, target second (e.g. data.source=train.en,train.fr).")
+        raise DataError(
+            f"data.source={','.join(files)!r}: give exactly two line-aligned text files, "
+            f"source first, target second (e.g. data.source=train.en,train.fr)."
+        )
     lines = []
     for f in files:
         path = Path(f).expanduser()
@@ -568,18 +683,24 @@ def read_aligned_texts(files: list[str], refuse_empty: bool = False) -> DatasetD
         try:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as err:
-            raise DataError(f"{f} is not valid UTF-8 ({err.reason} at byte {err.start}); re-save it as UTF-8.") from None
+            raise DataError(
+                f"{f} is not valid UTF-8 ({err.reason} at byte {err.start}); re-save it as UTF-8."
+            ) from None
         lines.append(text.rstrip("\n").split("\n") if text.strip() else [])
     (src_file, tgt_file), (src, tgt) = files, lines
     if not src or not tgt:
         raise DataError(f"{src_file if not src else tgt_file} is empty: expected one sentence per line.")
     if len(src) != len(tgt):
-        raise DataError(f"The aligned files are misaligned: {src_file} has {len(src)} lines but {tgt_file} has "
-                        f"{len(tgt)}. Line i of one must translate line i of the other.")
+        raise DataError(
+            f"The aligned files are misaligned: {src_file} has {len(src)} lines but {tgt_file} has "
+            f"{len(tgt)}. Line i of one must translate line i of the other."
+        )
     if refuse_empty:
         for i, (s, t) in enumerate(zip(src, tgt)):
             if not s.strip() or not t.strip():
                 blank, other = (src_file, tgt_file) if not s.strip() else (tgt_file, src_file)
-                raise DataError(f"{blank} line {i + 1} is empty (its pair in {other}: {(t if not s.strip() else s)!r}). "
-                                f"Fix it or set data.empty_texts=skip to drop such pairs.")
+                raise DataError(
+                    f"{blank} line {i + 1} is empty (its pair in {other}: {(t if not s.strip() else s)!r}). "
+                    f"Fix it or set data.empty_texts=skip to drop such pairs."
+                )
     return DatasetDict({"train": Dataset.from_dict({"source": src, "target": tgt})})

@@ -19,8 +19,9 @@ PAD, EOS, UNK = "<pad>", "</s>", "<unk>"
 SPECIALS = [PAD, EOS, UNK]  # ids 0, 1, 2: pad doubles as the decoder start token, as in Marian
 
 
-def train_shared_tokenizer(texts: Iterable[str], vocab_size: int, algorithm: str = "unigram",
-                           model_max_length: int = 512):
+def train_shared_tokenizer(
+    texts: Iterable[str], vocab_size: int, algorithm: str = "unigram", model_max_length: int = 512
+):
     """Train a shared source+target subword tokenizer; returns a ``PreTrainedTokenizerFast``.
 
     ``algorithm`` is ``unigram`` (SentencePiece's default, Marian's choice) or ``bpe``. Text is NFKC-normalized
@@ -31,8 +32,9 @@ def train_shared_tokenizer(texts: Iterable[str], vocab_size: int, algorithm: str
 
     if algorithm == "unigram":
         tok = Tokenizer(models.Unigram())
-        trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=SPECIALS, unk_token=UNK,
-                                          show_progress=False)
+        trainer = trainers.UnigramTrainer(
+            vocab_size=vocab_size, special_tokens=SPECIALS, unk_token=UNK, show_progress=False
+        )
     elif algorithm == "bpe":
         tok = Tokenizer(models.BPE(unk_token=UNK))
         trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS, show_progress=False)
@@ -43,16 +45,24 @@ def train_shared_tokenizer(texts: Iterable[str], vocab_size: int, algorithm: str
     tok.decoder = decoders.Metaspace()
     tok.train_from_iterator(texts, trainer)
     eos_id = tok.token_to_id(EOS)
-    tok.post_processor = processors.TemplateProcessing(single=f"$A {EOS}", pair=f"$A {EOS} $B {EOS}",
-                                                       special_tokens=[(EOS, eos_id)])
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token=PAD, eos_token=EOS, unk_token=UNK,
-                                   model_max_length=model_max_length)
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"$A {EOS}", pair=f"$A {EOS} $B {EOS}", special_tokens=[(EOS, eos_id)]
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token=PAD, eos_token=EOS, unk_token=UNK, model_max_length=model_max_length
+    )
     logger.info("Trained a shared %s tokenizer: %d tokens", algorithm, len(fast))
     return fast
 
 
-def load_or_train(folder: Path | None, texts: Iterable[str], vocab_size: int, algorithm: str,
-                  is_main_process: bool, model_max_length: int = 512):
+def load_or_train(
+    folder: Path | None,
+    texts: Iterable[str],
+    vocab_size: int,
+    algorithm: str,
+    is_main_process: bool,
+    model_max_length: int = 512,
+):
     """The run's tokenizer: loaded from ``folder`` if it is there, else trained (main process) and saved.
 
     Called inside ``accelerator.main_process_first()``: the main process trains and saves first, the others
@@ -63,8 +73,10 @@ def load_or_train(folder: Path | None, texts: Iterable[str], vocab_size: int, al
     if folder is not None and (folder / "tokenizer.json").exists():
         return AutoTokenizer.from_pretrained(folder)
     if folder is not None and not is_main_process:
-        raise RuntimeError(f"The main process did not save the shared tokenizer to {folder}; was build_model "
-                           f"called outside accelerator.main_process_first()?")
+        raise RuntimeError(
+            f"The main process did not save the shared tokenizer to {folder}; was build_model "
+            f"called outside accelerator.main_process_first()?"
+        )
     tok = train_shared_tokenizer(texts, vocab_size, algorithm, model_max_length)
     if folder is not None:
         tok.save_pretrained(folder)
