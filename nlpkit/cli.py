@@ -113,9 +113,9 @@ def _cmd_assets(args: argparse.Namespace) -> None:
 
     if args.action == "list":
         rows = assets.list_assets()
-        print(f"{'name':16s} {'kind':8s} {'size':>8s}  {'cached':6s}  {'source':32s} license")
+        print(f"{'name':16s} {'kind':8s} {'download':>8s}  {'cached':6s}  {'source':32s} license")
         for a in rows:
-            cached = "yes" if (assets.cache_dir() / a.name / ".complete").exists() else "no"
+            cached = "yes" if assets.is_cached(a.name) else "no"
             print(f"{a.name:16s} {a.kind:8s} {a.size_mb:6.1f}MB  {cached:6s}  {a.package + '==' + a.version:32s} "
                   f"{a.license}")
         print(f"\ncache: {assets.cache_dir()}  (set NLPKIT_CACHE to move it)")
@@ -160,6 +160,12 @@ def _cmd_predict(args: argparse.Namespace) -> None:
         print(json.dumps({"input": text, "output": out}, ensure_ascii=False))
 
 
+def _cmd_generate(args: argparse.Namespace) -> None:
+    from nlpkit.plugins.generation import cli_generate
+
+    cli_generate(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nlpkit", description="Train, evaluate, report and serve NLP models.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -198,6 +204,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs=argparse.REMAINDER,
                    help="[preset.yaml] [key=value ...] of the sentiment config (data.source, seed, ...)")
     p.set_defaults(fn=_cmd_baseline)
+
+    p = sub.add_parser("generate", help="Continue prompts with a generation run or any causal LM.",
+                       description="Greedy by default; --do-sample/--temperature/--top-p switch to sampling.")
+    p.add_argument("model", help="Generation run folder, model folder, catalog name or hub id.")
+    p.add_argument("prompts", nargs="*", help="Prompts (default: all of stdin as one prompt).")
+    p.add_argument("--max-new-tokens", type=int, default=64, help="Tokens to generate (default 64).")
+    p.add_argument("--do-sample", action="store_true", help="Sample instead of greedy decoding.")
+    p.add_argument("--temperature", type=float, help="Sampling temperature (implies --do-sample).")
+    p.add_argument("--top-k", type=int, help="Sample from the k most likely tokens (default 50).")
+    p.add_argument("--top-p", type=float, help="Nucleus sampling probability (implies --do-sample).")
+    p.add_argument("--repetition-penalty", type=float, help="> 1 discourages repeats.")
+    p.add_argument("--num-return-sequences", type=int, default=1, help="Outputs per prompt (sampling).")
+    p.add_argument("--stop", action="append", help="Stop string (repeatable; \\n for a newline).")
+    p.add_argument("--seed", type=int, help="Seed for sampling.")
+    p.add_argument("--chat", action="store_true", help="Wrap the prompt in the model's chat template.")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: the first GPU if any).")
+    p.add_argument("--stream", action="store_true", help="Print tokens as they are generated (one prompt).")
+    p.set_defaults(fn=_cmd_generate)
     return parser
 
 
