@@ -114,6 +114,7 @@ def test_empty_sides_skipped_and_counted_or_refused(tmp_path: Path) -> None:
         _task(**{"data.source": src, "data.empty_texts": "error"}).load_data()
 
 
+@pytest.mark.slow
 def test_catalog_default_splits_by_chapter() -> None:
     """The real bible-en-fr: no chapter is in two splits, and the split does not depend on the process."""
     from nlpkit import assets

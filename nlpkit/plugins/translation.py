@@ -87,7 +87,9 @@ class TranslationOptions:
         None, "mBART/NLLB target language code (e.g. fr_XX, fra_Latn); forced as the first generated token."
     )
     max_target_length: int = opt(128, "Truncate reference translations to this many tokens for training.")
-    label_smoothing: float = opt(0.1, "Label smoothing of the training loss (0: plain cross-entropy).")
+    label_smoothing: float = opt(
+        0.1, "Label smoothing of the seq2seq training loss (0: plain cross-entropy; decoder-only: not used)."
+    )
     prompt_template: str = opt(
         "Translate {source_name} to {target_name}.\n{source_name}: {source}\n{target_name}:",
         "Decoder-only models: the prompt around the source; the "
