@@ -346,7 +346,13 @@ def train_and_evaluate(task: Task, accelerator: Accelerator, run_dir: Path) -> d
         weights: dict[str, torch.Tensor] = {}
         for shard in shards:
             weights.update(load_file(str(shard)))
-        accelerator.unwrap_model(model).load_state_dict(weights, strict=False)
+        unwrapped = accelerator.unwrap_model(model)
+        if hasattr(unwrapped, "peft_config"):  # a PEFT model saved only its adapter, under PEFT's key names
+            from peft import set_peft_model_state_dict
+
+            set_peft_model_state_dict(unwrapped, weights)
+        else:
+            unwrapped.load_state_dict(weights, strict=False)
         accelerator.print(f"Loaded the best model (update {state['best_step']}, "
                           f"{metric_name}={state['best_metric']:.4f})")
 

@@ -129,6 +129,16 @@ def test_lora_trains_only_adapters_and_merges(tiny_model: Path, plays: Path, tmp
     assert again["perplexity"] == pytest.approx(report_m["test"]["perplexity"], rel=1e-5)
 
 
+def test_lora_best_model_is_reloaded(tiny_model: Path, plays: Path, tmp_path: Path) -> None:
+    """The shared loop's best-model reload works for adapters: pick the *worst* checkpoint on purpose."""
+    report = nlpkit.train("generation", **generation_overrides(tiny_model, plays, tmp_path / "run", **{
+        "train.lora": True, "train.max_steps": 8, "train.eval_every": 4, "train.lr": 2e-2,
+        "train.greater_is_better": True, "sample_prompts": []}))
+    evals = {h["step"]: h["eval_perplexity"] for h in report["history"] if "eval_perplexity" in h}
+    assert evals[4] > evals[8] and report["best"]["step"] == 4
+    assert report["validation"]["perplexity"] == pytest.approx(evals[4], rel=1e-5)
+
+
 def test_lora_with_gradient_checkpointing_trains(tiny_model: Path, plays: Path, tmp_path: Path) -> None:
     report = nlpkit.train("generation", **generation_overrides(tiny_model, plays, tmp_path / "run", **{
         "train.lora": True, "train.gradient_checkpointing": True, "train.max_steps": 10, "train.lr": 2e-2,

@@ -1,0 +1,107 @@
+"""Batched generation: nlpkit vs ``transformers.pipeline("text-generation")``, side by side in one process.
+
+    flock /tmp/nlpkit-heavy.lock python benchmarks/generation_infer.py            # smollm2-135m, 256 prompts
+    python benchmarks/generation_infer.py --model outputs/<generation run> --max-new-tokens 32
+
+The same model object, the same 256 prompts (opening lines of speeches from the held-out Shakespeare test
+plays) and the same greedy settings for every contender. Prints generated tokens/s for each, nlpkit's speed-up,
+and whether every greedy output is identical to nlpkit's.
+
+Contenders:
+* nlpkit: ``nlpkit.causal_lm.generate`` - prompts sorted by token length, left-padded batches.
+* transformers pipeline as usually called (``pipe(prompts)``: its default batch_size=1).
+* transformers pipeline with the same batch size as nlpkit (left padding; prompts in the given order).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+import torch
+
+
+def shakespeare_prompts(n: int, seed: int = 42) -> list[str]:
+    """The first few words of speech lines from the default config's held-out test plays."""
+    from nlpkit.config import load_config
+    from nlpkit.data import load_splits
+    from nlpkit.plugins.generation import GenerationConfig
+
+    cfg = load_config(GenerationConfig)
+    ds, _ = load_splits(cfg.data, cfg.seed)
+    prompts: list[str] = []
+    import random
+
+    rng = random.Random(seed)
+    for text in ds["test"]["text"]:
+        lines = text.split("\n")
+        for prev, line in zip(lines, lines[1:], strict=False):
+            # a speech starts after a speaker line ("HAMLET."): keep "SPEAKER.\n" + a few words of the speech
+            if prev.isupper() and prev.endswith(".") and line.strip() and not line.isupper():
+                words = line.split()
+                prompts.append(prev + "\n" + " ".join(words[: rng.randint(1, min(8, len(words)))]))
+    rng.shuffle(prompts)
+    if len(prompts) < n:
+        raise SystemExit(f"only {len(prompts)} prompts found")
+    return prompts[:n]
+
+
+def count_tokens(tok, texts: list[str]) -> int:
+    return sum(len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="smollm2-135m", help="Catalog name, run folder, folder or hub id.")
+    parser.add_argument("--prompts", type=int, default=256)
+    parser.add_argument("--max-new-tokens", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--skip-hf-single", action="store_true", help="Skip the (slow) batch_size=1 pipeline.")
+    args = parser.parse_args()
+
+    import transformers
+
+    from nlpkit.causal_lm import generate, load_causal_lm
+
+    transformers.logging.set_verbosity_error()
+    model, tok = load_causal_lm(args.model)
+    model.eval()
+    prompts = shakespeare_prompts(args.prompts)
+    n_new = args.max_new_tokens
+    print(f"model={args.model}  prompts={len(prompts)}  greedy  max_new_tokens={n_new}  batch_size={args.batch_size}"
+          f"  torch threads={torch.get_num_threads()}  cpus={os.cpu_count()}  {platform.processor() or ''}")
+
+    rows = []
+    start = time.perf_counter()
+    ours = [o[0] for o in generate(model, tok, prompts, batch_size=args.batch_size, max_new_tokens=n_new,
+                                   progress=True)]
+    seconds = time.perf_counter() - start
+    rows.append(("nlpkit (sorted, left-padded batches)", seconds, count_tokens(tok, ours), ours))
+
+    pipe = transformers.pipeline("text-generation", model=model, tokenizer=tok, device="cpu")
+    hf_kwargs = {"max_new_tokens": n_new, "do_sample": False, "return_full_text": False}
+    contenders = [] if args.skip_hf_single else [("transformers pipeline (default batch_size=1)", 1)]
+    contenders.append((f"transformers pipeline (batch_size={args.batch_size}, left padding)", args.batch_size))
+    for name, bs in contenders:
+        tok.padding_side = "left"  # required for batched decoder-only generation
+        start = time.perf_counter()
+        out = pipe(prompts, batch_size=bs, **hf_kwargs)
+        seconds = time.perf_counter() - start
+        texts = [o[0]["generated_text"] for o in out]
+        rows.append((name, seconds, count_tokens(tok, texts), texts))
+
+    base_tps = rows[0][2] / rows[0][1]
+    print(f"\n{'contender':52s} {'seconds':>8s} {'new tokens':>10s} {'tokens/s':>9s} {'nlpkit x':>9s} identical")
+    for name, seconds, n_tokens, texts in rows:
+        tps = n_tokens / seconds
+        same = sum(a == b for a, b in zip(texts, ours, strict=True))
+        print(f"{name:52s} {seconds:8.1f} {n_tokens:10d} {tps:9.1f} {base_tps / tps:9.2f} {same}/{len(ours)}")
+    print("\n(nlpkit x = nlpkit tokens/s divided by this row's; identical = greedy outputs equal to nlpkit's)")
+    for p, o in list(zip(prompts, ours, strict=True))[:3]:
+        print(f"\n--- {p!r} -> {o!r}")
+
+
+if __name__ == "__main__":
+    main()
