@@ -84,7 +84,7 @@ class GenerationConfig(RunConfig):
                                                      "Once upon a time"])
     data: GenerationDataConfig = opt(help="Data options.", factory=lambda: GenerationDataConfig(
         source="shakespeare", split_by="play", test_size=3, validation_size=2, max_length=512, block_size=256,
-        max_eval_tokens=8192))
+        max_eval_tokens=4096))
     # Sized for a 2-core CPU (about 15-25 s per 1k-token update): 50 updates of 4 x 256 tokens at a high
     # learning rate adapt the model to Shakespeare's style within the 30-minute budget.
     train: GenerationTrainConfig = opt(help="Training options.", factory=lambda: GenerationTrainConfig(
