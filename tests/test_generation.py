@@ -58,6 +58,7 @@ def test_fine_tuning_lowers_held_out_perplexity(trained_run: dict) -> None:
     assert "Perplexity before and after fine-tuning" in md and "Sample continuations" in md
 
 
+@pytest.mark.slow  # > 30 s on 2 cores: runs in CI's slow stage (pytest -m slow)
 def test_overfits_a_short_text_to_perplexity_near_one(tiny_model: Path, tmp_path: Path) -> None:
     text = play_text(4, seed=3)
     for split in ("train", "validation", "test"):
@@ -129,6 +130,7 @@ def test_lora_trains_only_adapters_and_merges(tiny_model: Path, plays: Path, tmp
     assert again["perplexity"] == pytest.approx(report_m["test"]["perplexity"], rel=1e-5)
 
 
+@pytest.mark.slow  # > 30 s on 2 cores: runs in CI's slow stage (pytest -m slow)
 def test_lora_best_model_is_reloaded(tiny_model: Path, plays: Path, tmp_path: Path) -> None:
     """The shared loop's best-model reload works for adapters: pick the *worst* checkpoint on purpose."""
     report = nlpkit.train("generation", **generation_overrides(tiny_model, plays, tmp_path / "run", **{
@@ -139,6 +141,7 @@ def test_lora_best_model_is_reloaded(tiny_model: Path, plays: Path, tmp_path: Pa
     assert report["validation"]["perplexity"] == pytest.approx(evals[4], rel=1e-5)
 
 
+@pytest.mark.slow  # > 30 s on 2 cores: runs in CI's slow stage (pytest -m slow)
 def test_lora_with_gradient_checkpointing_trains(tiny_model: Path, plays: Path, tmp_path: Path) -> None:
     report = nlpkit.train("generation", **generation_overrides(tiny_model, plays, tmp_path / "run", **{
         "train.lora": True, "train.gradient_checkpointing": True, "train.max_steps": 10, "train.lr": 2e-2,
@@ -177,6 +180,7 @@ def test_prompt_response_masking(tiny_model: Path) -> None:
     assert len(enc["input_ids"][0]) == 16 and tok.decode(kept, skip_special_tokens=True) == " good night"
 
 
+@pytest.mark.slow  # > 30 s on 2 cores: runs in CI's slow stage (pytest -m slow)
 def test_chat_data_trains_with_loss_on_replies_only(tiny_model: Path, tmp_path: Path) -> None:
     rows = [{"messages": [{"role": "user", "content": f"{w} my lord"}, {"role": "assistant", "content": "good night"}]}
             for w in ["what", "sweet", "noble", "fair", "come", "speed"] * 4]
