@@ -139,6 +139,7 @@ def test_catalog_default_splits_by_chapter() -> None:
 # ------------------------------------------------------------------------------------------ learning
 
 
+@pytest.mark.slow  # > 60 s on 2 cores: runs in CI's slow stage (pytest -m slow)
 def test_tiny_model_overfits_to_exact_translations(tmp_path: Path) -> None:
     few = pairs(8, seed=5)
     data = write_folder(tmp_path / "d", few, few, few)
@@ -184,6 +185,7 @@ def test_saved_scratch_model_is_standard_hf(tmp_path: Path, toy_data: Path) -> N
     assert ids[-1] == tok.eos_token_id and tok.decode(ids, skip_special_tokens=True) == "the red cat sleeps"
 
 
+@pytest.mark.slow  # > 60 s on 2 cores: runs in CI's slow stage (pytest -m slow)
 def test_decoding_options_and_order(tmp_path: Path, toy_data: Path) -> None:
     report = nlpkit.train("translation", **translation_overrides(toy_data, tmp_path / "run", **{"train.max_steps": 3}))
     pipe = nlpkit.pipeline(report["run_dir"], device="cpu")
