@@ -5,7 +5,8 @@
 
 The same model object, the same 256 prompts (opening lines of speeches from the held-out Shakespeare test
 plays) and the same greedy settings for every contender. Prints generated tokens/s for each, nlpkit's speed-up,
-and whether every greedy output is identical to nlpkit's.
+and whether every greedy output is identical to nlpkit's. Every contender first runs once untimed on a few
+prompts (warm-up), then on all prompts timed; rows print as they finish.
 
 Contenders:
 * nlpkit: ``nlpkit.causal_lm.generate`` - prompts sorted by token length, left-padded batches.
@@ -72,33 +73,48 @@ def main() -> None:
     n_new = args.max_new_tokens
     print(f"model={args.model}  prompts={len(prompts)}  greedy  max_new_tokens={n_new}  batch_size={args.batch_size}"
           f"  torch threads={torch.get_num_threads()}  cpus={os.cpu_count()}  {platform.processor() or ''}")
-
-    rows = []
-    start = time.perf_counter()
-    ours = [o[0] for o in generate(model, tok, prompts, batch_size=args.batch_size, max_new_tokens=n_new,
-                                   progress=True)]
-    seconds = time.perf_counter() - start
-    rows.append(("nlpkit (sorted, left-padded batches)", seconds, count_tokens(tok, ours), ours))
+    lengths = sorted(len(ids) for ids in tok(prompts)["input_ids"])
+    print(f"prompt tokens: min {lengths[0]}, median {lengths[len(lengths) // 2]}, max {lengths[-1]}, "
+          f"total {sum(lengths)}")
 
     pipe = transformers.pipeline("text-generation", model=model, tokenizer=tok, device="cpu")
     hf_kwargs = {"max_new_tokens": n_new, "do_sample": False, "return_full_text": False}
-    contenders = [] if args.skip_hf_single else [("transformers pipeline (default batch_size=1)", 1)]
-    contenders.append((f"transformers pipeline (batch_size={args.batch_size}, left padding)", args.batch_size))
-    for name, bs in contenders:
-        tok.padding_side = "left"  # required for batched decoder-only generation
-        start = time.perf_counter()
-        out = pipe(prompts, batch_size=bs, **hf_kwargs)
-        seconds = time.perf_counter() - start
-        texts = [o[0]["generated_text"] for o in out]
-        rows.append((name, seconds, count_tokens(tok, texts), texts))
+    tok.padding_side = "left"  # required for batched decoder-only generation (nlpkit pads by itself)
 
-    base_tps = rows[0][2] / rows[0][1]
-    print(f"\n{'contender':52s} {'seconds':>8s} {'new tokens':>10s} {'tokens/s':>9s} {'nlpkit x':>9s} identical")
-    for name, seconds, n_tokens, texts in rows:
-        tps = n_tokens / seconds
-        same = sum(a == b for a, b in zip(texts, ours, strict=True))
-        print(f"{name:52s} {seconds:8.1f} {n_tokens:10d} {tps:9.1f} {base_tps / tps:9.2f} {same}/{len(ours)}")
+    def run_nlpkit(texts: list[str], bs: int) -> list[str]:
+        return [o[0] for o in generate(model, tok, texts, batch_size=bs, max_new_tokens=n_new)]
+
+    def run_pipe(texts: list[str], bs: int) -> list[str]:
+        return [o[0]["generated_text"] for o in pipe(texts, batch_size=bs, **hf_kwargs)]
+
+    contenders = [("nlpkit (sorted, left-padded batches)", run_nlpkit, args.batch_size)]
+    if not args.skip_hf_single:
+        contenders.append(("transformers pipeline (default batch_size=1)", run_pipe, 1))
+    contenders.append((f"transformers pipeline (batch_size={args.batch_size}, left padding)", run_pipe,
+                       args.batch_size))
+    # untimed warm-up of every path, so one-time costs (first kernels, allocator) are charged to nobody
+    for _name, fn, bs in contenders:
+        fn(prompts[:min(bs, 4)], bs)
+
+    header = f"{'contender':52s} {'seconds':>8s} {'new tokens':>10s} {'tokens/s':>9s} {'nlpkit x':>9s} identical"
+    print("\n" + header, flush=True)
+    rows = []
+    for name, fn, bs in contenders:
+        start = time.perf_counter()
+        texts = fn(prompts, bs)
+        seconds = time.perf_counter() - start
+        rows.append((name, seconds, count_tokens(tok, texts), texts))
+        base = rows[0]
+        tps = rows[-1][2] / seconds
+        same = sum(a == b for a, b in zip(texts, base[3], strict=True))
+        print(f"{name:52s} {seconds:8.1f} {rows[-1][2]:10d} {tps:9.1f} {base[2] / base[1] / tps:9.2f} "
+              f"{same}/{len(prompts)}", flush=True)
     print("\n(nlpkit x = nlpkit tokens/s divided by this row's; identical = greedy outputs equal to nlpkit's)")
+    ours = rows[0][3]
+    for name, _s, _n, texts in rows[1:]:
+        diffs = [(p, a, b) for p, a, b in zip(prompts, ours, texts, strict=True) if a != b]
+        for p, a, b in diffs[:5]:
+            print(f"\nDIFFERS ({name}): {p!r}\n  nlpkit: {a!r}\n  other:  {b!r}")
     for p, o in list(zip(prompts, ours, strict=True))[:3]:
         print(f"\n--- {p!r} -> {o!r}")
 
