@@ -172,14 +172,16 @@ def test_tiny_model_overfits_to_exact_translations(tmp_path: Path) -> None:
     assert (Path(report["run_dir"]) / "bleu_by_length.png").exists()
 
 
-def test_saved_scratch_model_is_standard_hf(tmp_path: Path, toy_data: Path) -> None:
+@pytest.mark.parametrize(("architecture", "model_type"), [("pre_norm", "m2m_100"), ("post_norm", "marian")])
+def test_saved_scratch_model_is_standard_hf(tmp_path: Path, toy_data: Path, architecture: str, model_type: str) -> None:
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-    report = nlpkit.train("translation", **translation_overrides(toy_data, tmp_path / "run", **{"train.max_steps": 2}))
+    extra = {"train.max_steps": 2, "translation.scratch.architecture": architecture}
+    report = nlpkit.train("translation", **translation_overrides(toy_data, tmp_path / "run", **extra))
     model_dir = Path(report["run_dir"]) / "model"
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForSeq2SeqLM.from_pretrained(model_dir)
-    assert model.config.model_type == "marian"
+    assert model.config.model_type == model_type
     assert (tok.pad_token, tok.eos_token, tok.unk_token) == ("<pad>", "</s>", "<unk>")
     ids = tok("the red cat sleeps")["input_ids"]
     assert ids[-1] == tok.eos_token_id and tok.decode(ids, skip_special_tokens=True) == "the red cat sleeps"
