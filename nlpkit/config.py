@@ -56,6 +56,8 @@ class DataConfig:
     validation_size: float = opt(0.1, "Fraction of examples held out for validation when the source has no "
                                       "validation split.")
     test_size: float = opt(0.1, "Fraction held out for test when the source has no test split.")
+    split_seed: Optional[int] = opt(None, "Seed of the splits made here and of max_train_samples' subset "
+                                          "(default: the run's seed). Fix it to compare seeds on one split.")
     split_by: Optional[str] = opt(None, "Column whose values are kept together when splitting "
                                         "(e.g. a book or document id), so near-duplicates don't leak.")
     max_train_samples: Optional[int] = opt(None, "Use at most this many training examples (after shuffling).")

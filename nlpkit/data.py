@@ -234,6 +234,9 @@ def load_splits(cfg: DataConfig, seed: int,
                 loaded: tuple[DatasetDict, dict[str, Any]] | None = None) -> tuple[DatasetDict, dict[str, Any]]:
     """Load ``cfg.source`` and return train/validation/test splits (made with ``seed`` where missing).
 
+    ``data.split_seed``, when set, replaces ``seed`` here, so runs with different training seeds can share
+    the very same split.
+
     ``loaded`` is an already read ``(DatasetDict, meta)`` for sources :func:`load_source` cannot read (e.g.
     a task's own format); it gets the same splitting, ``split_by`` grouping and sample limits.
     """
@@ -248,6 +251,8 @@ def load_splits(cfg: DataConfig, seed: int,
                         f"({raw[names['train']].column_names}).")
     train = raw[names["train"]]
     total = len(train)
+    if cfg.split_seed is not None:
+        seed = cfg.split_seed
 
     def count(size: float) -> float:  # fractions are of the whole source, not of what is left
         return size if size >= 1 else max(1, round(total * size))
