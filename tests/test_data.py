@@ -40,6 +40,18 @@ def test_seeded_split_is_reproducible_and_disjoint(tmp_path: Path) -> None:
     assert not set(a["test"]["text"]) & set(a["train"]["text"])
 
 
+def test_split_seed_fixes_the_split_across_run_seeds(tmp_path: Path) -> None:
+    path = tmp_path / "d.csv"
+    _frame(100).assign(text=lambda d: d.text + [f" #{i}" for i in range(100)]).to_csv(path, index=False)
+    cfg = DataConfig(source=str(path), split_seed=7, max_train_samples=50)
+    a, _ = load_splits(cfg, seed=1)
+    b, _ = load_splits(cfg, seed=2)
+    for split in ("train", "validation", "test"):
+        assert list(a[split]["text"]) == list(b[split]["text"])
+    c, _ = load_splits(DataConfig(source=str(path), max_train_samples=50), seed=7)
+    assert list(c["test"]["text"]) == list(a["test"]["text"]), "split_seed=7 must equal the split of seed=7"
+
+
 def test_group_split_keeps_groups_together(tmp_path: Path) -> None:
     df = _frame(120).assign(doc=[i // 10 for i in range(120)])
     df.to_csv(tmp_path / "d.csv", index=False)
