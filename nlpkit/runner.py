@@ -31,6 +31,30 @@ def setup_logging(main_process: bool) -> None:
         datasets.disable_progress_bars()
 
 
+def use_cpu_cores(state: PartialState) -> int | None:
+    """On a CPU-only run, give each local process its share of the physical cores; returns the thread count set.
+
+    ``accelerate launch`` without a config (or without ``--cpu``) does not know the run is CPU-only and exports
+    ``OMP_NUM_THREADS=1``, which leaves all but one core idle on a laptop or a CPU server. ``NLPKIT_CPU_THREADS``
+    sets the count explicitly (e.g. ``NLPKIT_CPU_THREADS=1`` to really use one thread).
+    """
+    if state.device.type != "cpu":
+        return None
+    import psutil
+    import torch
+
+    if os.environ.get("NLPKIT_CPU_THREADS"):
+        threads = int(os.environ["NLPKIT_CPU_THREADS"])
+    elif (os.environ.get("OMP_NUM_THREADS") == "1" and "ACCELERATE_MIXED_PRECISION" in os.environ
+          and not parse_flag_from_env("ACCELERATE_USE_CPU")):
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", state.num_processes))
+        threads = max(1, (psutil.cpu_count(logical=False) or os.cpu_count() or 1) // max(local, 1))
+    else:
+        return None
+    torch.set_num_threads(threads)
+    return threads
+
+
 def _run_dir(cfg: RunConfig, state: PartialState) -> Path:
     """The run folder, chosen on the main process and shared with the others (timestamps differ per rank)."""
     name = [cfg.output_dir or os.path.join("outputs", f"{cfg.task}-{time.strftime('%Y%m%d-%H%M%S')}")]
@@ -48,6 +72,9 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     # Accelerator would: without it, CPU-only multi-process launches (ACCELERATE_USE_CPU=1) stay 1 process.
     state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
     setup_logging(state.is_main_process)
+    threads = use_cpu_cores(state)
+    if threads is not None and state.is_main_process:
+        logger.info("CPU run: %d torch thread(s) per process (NLPKIT_CPU_THREADS overrides)", threads)
     run_dir = _run_dir(cfg, state)
     accelerator = Accelerator(gradient_accumulation_steps=cfg.train.grad_accum,
                               log_with=list(cfg.trackers) or None,
