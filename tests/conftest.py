@@ -17,6 +17,12 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("NLPKIT_DEBUG", "")
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # pytest-xdist runs one worker per core: one torch thread each keeps them from fighting over the cores.
+    import torch
+
+    torch.set_num_threads(1)
+
 POSITIVE = ["great", "wonderful", "brilliant", "moving", "superb", "delightful", "charming", "fresh"]
 NEGATIVE = ["awful", "boring", "dull", "terrible", "tedious", "clumsy", "bland", "stale"]
 FILLER = ["the", "film", "movie", "story", "acting", "plot", "was", "is", "a", "really", "quite", "and",
