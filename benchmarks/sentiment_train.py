@@ -54,7 +54,7 @@ def main() -> None:
     print(f"{n_train} training texts, {len(enc['test'])} test texts, batch {args.batch_size}, "
           f"{args.epochs} epoch(s), {torch.get_num_threads()} threads")
 
-    rows = [_train_pair(args, seed, task, path, tokenizer, enc, n_train) for seed in args.seeds]
+    rows = [_train_pair(args, {**common, "seed": seed}, task, path, tokenizer, enc, n_train) for seed in args.seeds]
 
     print("\n| seed | HF Trainer samples/s | nlpkit samples/s | ratio | Trainer test acc | nlpkit test acc "
           "| diff (points) |")
@@ -71,8 +71,9 @@ def main() -> None:
           f"{os.cpu_count()} CPU cores{', ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else ''})")
 
 
-def _train_pair(args, seed, task, path, tokenizer, enc, n_train) -> tuple[int, float, float, float, float]:
-    """Train the Trainer, then nlpkit, with ``seed``: (seed, Trainer samples/s, acc, nlpkit samples/s, acc)."""
+def _train_pair(args, common, task, path, tokenizer, enc, n_train) -> tuple[int, float, float, float, float]:
+    """Train the Trainer, then nlpkit, with ``common["seed"]``: (seed, Trainer samples/s, acc, nlpkit samples/s,
+    acc). ``common`` holds the nlpkit data overrides (the fixed split) and the seed."""
     import torch
     from transformers import (
         AutoModelForSequenceClassification,
@@ -84,8 +85,7 @@ def _train_pair(args, seed, task, path, tokenizer, enc, n_train) -> tuple[int, f
 
     import nlpkit
 
-    common = {"data.source": args.data, "data.max_length": args.max_length, "data.split_seed": args.split_seed,
-              "seed": seed, "data.max_train_samples": args.max_train_samples}
+    seed = common["seed"]
     # ---------------------------------------------------------------- Hugging Face Trainer
     set_seed(seed)
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=len(task.labels))
