@@ -70,7 +70,10 @@ def _scalars(metrics: dict[str, Any] | None) -> dict[str, Any]:
 
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
-        return f"{v:.4f}" if abs(v) < 1000 else f"{v:,.1f}"
+        if abs(v) >= 1000:
+            return f"{v:,.1f}"
+        # Four decimals at most, without padding zeros (8.14, not 8.1400).
+        return f"{v:.4f}".rstrip("0").rstrip(".") if math.isfinite(v) else str(v)
     return str(v)
 
 
@@ -141,7 +144,7 @@ def model_card(task: Task, report: dict[str, Any], dataset_name: str) -> str:
                 "dataset": {"name": dataset_name, "type": dataset_name, "split": "test"},
                 "metrics": [{"type": k, "value": round(float(v), 4), "name": f"test {k}"}
                             for k, v in test.items() if k not in skip]}]
-    meta = {"library_name": "transformers", "pipeline_tag": task.hub_task_type, "tags": ["nlpkit", task.name],
+    meta = {"library_name": task.hub_library, "pipeline_tag": task.hub_task_type, "tags": ["nlpkit", task.name],
             "base_model": report["config"].get("model"), "datasets": [dataset_name],
             "model-index": [{"name": Path(report["run_dir"]).name, "results": results}]}
     training = report.get("training", {})

@@ -36,6 +36,8 @@ class Task:
     greater_is_better: ClassVar[bool] = False
     #: Hub pipeline tag for the model card (``text-classification``, ``translation``, ...).
     hub_task_type: ClassVar[str] = ""
+    #: The library that loads the saved model (the model card's ``library_name``).
+    hub_library: ClassVar[str] = "transformers"
     #: An input shown in the model card's usage snippet.
     usage_example: ClassVar[Any] = "Hello world"
 

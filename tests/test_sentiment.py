@@ -46,6 +46,7 @@ def test_run_folder_contents(trained_run: dict) -> None:
         assert (run / name).exists(), name
     card = (run / "model/README.md").read_text()
     assert card.startswith("---") and "model-index" in card and "accuracy" in card
+    assert "library_name: transformers" in card
     saved = json.loads((run / "report.json").read_text())
     assert saved["test"]["accuracy"] == trained_run["test"]["accuracy"]
     assert saved["versions"]["torch"] and saved["training"]["samples_per_s"] > 0

@@ -83,6 +83,7 @@ def test_run_folder_and_formats(trained: dict) -> None:
     assert report["training"]["vocab_size"] == len(kv) and report["training"]["words_per_s"] > 0
     md = (run / "report.md").read_text()
     assert "Nearest neighbours of probe words" in md and "pca_words.png" in md
+    assert "library_name: gensim" in (model_dir / "README.md").read_text()
 
 
 def test_pipeline_modes(trained: dict) -> None:

@@ -322,6 +322,7 @@ class Word2VecTask(Task):
     main_metric = "analogy_accuracy"
     greater_is_better = True
     hub_task_type = "feature-extraction"
+    hub_library = "gensim"
     usage_example = "president"
     cfg: Word2VecConfig
 
