@@ -347,7 +347,7 @@ def truncate_at_stop(text: str, stop: Sequence[str] | None) -> tuple[str, bool]:
 def generation_config(model: Any, tokenizer: Any, *, max_new_tokens: int = 64, do_sample: bool = False,
                       temperature: float = 1.0, top_k: int = 50, top_p: float = 1.0,
                       repetition_penalty: float = 1.0, num_return_sequences: int = 1, num_beams: int = 1,
-                      stop: Sequence[str] | None = None) -> Any:
+                      stop: Sequence[str] | None = None, no_repeat_ngram_size: int = 0) -> Any:
     """A ``transformers.GenerationConfig`` built from the model's own, with these controls set explicitly.
 
     Sampling knobs are only set when sampling (transformers warns about, and ignores, them otherwise).
@@ -361,6 +361,8 @@ def generation_config(model: Any, tokenizer: Any, *, max_new_tokens: int = 64, d
                          f"{num_return_sequences}): greedy decoding has only one answer.")
     if do_sample and temperature <= 0:
         raise ValueError(f"temperature must be > 0 when sampling, not {temperature}.")
+    if no_repeat_ngram_size < 0:
+        raise ValueError(f"no_repeat_ngram_size must be 0 (off) or a positive n-gram size, not {no_repeat_ngram_size}.")
     base = getattr(model, "generation_config", None)
     eos = getattr(base, "eos_token_id", None) if base is not None else None
     gc = GenerationConfig(
@@ -373,6 +375,8 @@ def generation_config(model: Any, tokenizer: Any, *, max_new_tokens: int = 64, d
         gc.temperature, gc.top_k, gc.top_p = temperature, top_k or None, top_p
     else:
         gc.temperature, gc.top_k, gc.top_p = None, None, None
+    if no_repeat_ngram_size:
+        gc.no_repeat_ngram_size = no_repeat_ngram_size
     if stop:
         gc.stop_strings = [s for s in stop if s]
     return gc
@@ -408,7 +412,8 @@ def _prompt_ids(tokenizer: Any, prompts: Sequence[str | Sequence[dict[str, str]]
 def generate(model: Any, tokenizer: Any, prompts: Sequence[str | Sequence[dict[str, str]]], *,
              batch_size: int = 16, max_new_tokens: int = 64, do_sample: bool = False,
              temperature: float = 1.0, top_k: int = 50, top_p: float = 1.0, repetition_penalty: float = 1.0,
-             num_return_sequences: int = 1, num_beams: int = 1, stop: Sequence[str] | None = None,
+             no_repeat_ngram_size: int = 0, num_return_sequences: int = 1, num_beams: int = 1,
+             stop: Sequence[str] | None = None,
              seed: int | None = None, return_full_text: bool = False, chat_template: bool = False,
              max_prompt_tokens: int | None = None, progress: bool = False) -> list[list[str]]:
     """Continue every prompt; returns ``num_return_sequences`` texts per prompt, in input order.
@@ -425,7 +430,7 @@ def generate(model: Any, tokenizer: Any, prompts: Sequence[str | Sequence[dict[s
     gc = generation_config(model, tokenizer, max_new_tokens=max_new_tokens, do_sample=do_sample,
                            temperature=temperature, top_k=top_k, top_p=top_p,
                            repetition_penalty=repetition_penalty, num_return_sequences=num_return_sequences,
-                           num_beams=num_beams, stop=stop)
+                           num_beams=num_beams, stop=stop, no_repeat_ngram_size=no_repeat_ngram_size)
     ids = _prompt_ids(tokenizer, prompts, chat_template)
     if max_prompt_tokens:
         ids = [x[-max_prompt_tokens:] for x in ids]

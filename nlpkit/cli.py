@@ -215,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, help="Sample from the k most likely tokens (default 50).")
     p.add_argument("--top-p", type=float, help="Nucleus sampling probability (implies --do-sample).")
     p.add_argument("--repetition-penalty", type=float, help="> 1 discourages repeats.")
+    p.add_argument("--no-repeat-ngram-size", type=int, default=0,
+                   help="Never repeat an n-gram of this many tokens in one output (default 0: off).")
     p.add_argument("--num-return-sequences", type=int, default=1, help="Outputs per prompt (sampling).")
     p.add_argument("--stop", action="append", help="Stop string (repeatable; \\n for a newline).")
     p.add_argument("--seed", type=int, help="Seed for sampling.")

@@ -106,6 +106,8 @@ class GenerateConfig:
     top_k: int = opt(50, "Sample only from the k most likely tokens (0: off).")
     top_p: float = opt(1.0, "Nucleus sampling: smallest set of tokens with this total probability.")
     repetition_penalty: float = opt(1.0, "Penalty > 1 discourages repeating tokens.")
+    no_repeat_ngram_size: int = opt(0, "Never repeat an n-gram of this many tokens within one output (0: off). "
+                                       "3 stops the loops greedy decoding falls into with a weak model.")
     num_return_sequences: int = opt(1, "Outputs per input.")
 
 

@@ -253,6 +253,21 @@ def test_sampling_controls(trained_run: dict) -> None:
     assert low == pipe("KING.\n", max_new_tokens=16), "near-zero temperature is greedy"
     rep = pipe("KING.\n", max_new_tokens=24, repetition_penalty=5.0)
     assert rep != pipe("KING.\n", max_new_tokens=24)
+    # no_repeat_ngram_size: the plain greedy output repeats token pairs, the blocked one never does
+    model, tok = pipe.task.model, pipe.task.tokenizer
+    prompt = tok("KING.\n", return_tensors="pt")
+
+    def new_tokens(**options: int) -> list[int]:
+        gc = causal_lm.generation_config(model, tok, max_new_tokens=40, **options)
+        out = model.generate(**prompt, generation_config=gc)
+        return out[0, prompt["input_ids"].shape[1]:].tolist()
+
+    def repeats(ids: list[int]) -> int:
+        pairs = list(zip(ids, ids[1:]))
+        return len(pairs) - len(set(pairs))
+
+    assert repeats(new_tokens()) > 0 and repeats(new_tokens(no_repeat_ngram_size=2)) == 0
+    assert pipe("KING.\n", max_new_tokens=40, no_repeat_ngram_size=2) != pipe("KING.\n", max_new_tokens=40)
     with pytest.raises(ValueError, match="do_sample"):
         pipe("KING.", num_return_sequences=2)
     with pytest.raises(TypeError, match="Unknown generation option"):

@@ -20,7 +20,7 @@ from tiny_translation import (
 )
 
 import nlpkit
-from nlpkit.config import load_config
+from nlpkit.config import GenerateConfig, load_config
 from nlpkit.data import DataError
 from nlpkit.plugins.translation import TranslationConfig, TranslationTask
 
@@ -199,6 +199,11 @@ def test_decoding_options_and_order(tmp_path: Path, toy_data: Path) -> None:
     assert len(many[0]) == 3
     with pytest.raises(TypeError, match="beam_size"):
         pipe(["the cat"], beam_size=4)
+    # n-gram blocking reaches generate() (the untrained model's greedy loops are what it stops)
+    assert pipe.task.generate_kwargs(GenerateConfig(no_repeat_ngram_size=3))["no_repeat_ngram_size"] == 3
+    assert len(pipe(inputs, no_repeat_ngram_size=2)) == 4
+    with pytest.raises(ValueError, match="no_repeat_ngram_size"):
+        pipe(["the cat"], no_repeat_ngram_size=-1)
 
 
 # ------------------------------------------------------------------------------------------ fine-tuning

@@ -96,6 +96,7 @@ class GenerationConfig(RunConfig):
 
 
 _PREDICT_OPTIONS = ("max_new_tokens", "do_sample", "temperature", "top_k", "top_p", "repetition_penalty",
+                    "no_repeat_ngram_size",
                     "num_return_sequences", "num_beams", "stop", "seed", "return_full_text", "chat_template",
                     "max_prompt_tokens")
 
@@ -267,6 +268,7 @@ class GenerationTask(Task):
         opts: dict[str, Any] = {"max_new_tokens": g.max_new_tokens, "do_sample": g.do_sample,
                                 "temperature": g.temperature, "top_k": g.top_k, "top_p": g.top_p,
                                 "repetition_penalty": g.repetition_penalty,
+                                "no_repeat_ngram_size": g.no_repeat_ngram_size,
                                 "num_return_sequences": g.num_return_sequences, "num_beams": g.num_beams,
                                 "stop": list(g.stop), "seed": g.seed, "chat_template": g.chat_template}
         opts.update(overrides)
@@ -278,8 +280,8 @@ class GenerationTask(Task):
         """The continuation of each prompt (a string; a list of strings when num_return_sequences > 1).
 
         Options (default: the run's ``generate.*`` config): max_new_tokens, do_sample, temperature, top_k,
-        top_p, repetition_penalty, num_return_sequences, num_beams, stop, seed, return_full_text,
-        chat_template, max_prompt_tokens. A prompt may also be a list of chat messages.
+        top_p, repetition_penalty, no_repeat_ngram_size, num_return_sequences, num_beams, stop, seed,
+        return_full_text, chat_template, max_prompt_tokens. A prompt may also be a list of chat messages.
         """
         opts = self.generation_options(**kwargs)
         outs = causal_lm.generate(self.model, self.tokenizer, inputs,
@@ -397,7 +399,8 @@ def cli_generate(args: Any) -> None:
 
     opts: dict[str, Any] = {"max_new_tokens": args.max_new_tokens, "seed": args.seed,
                             "num_return_sequences": args.num_return_sequences,
-                            "repetition_penalty": args.repetition_penalty}
+                            "repetition_penalty": args.repetition_penalty,
+                            "no_repeat_ngram_size": args.no_repeat_ngram_size}
     if args.do_sample or args.temperature is not None or args.top_p is not None:
         opts.update(do_sample=True, temperature=args.temperature or 1.0, top_p=args.top_p or 1.0,
                     top_k=args.top_k if args.top_k is not None else 50)

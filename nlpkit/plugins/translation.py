@@ -408,6 +408,11 @@ class TranslationTask(Task):
         }
         if g.repetition_penalty != 1.0:
             kw["repetition_penalty"] = g.repetition_penalty
+        if g.no_repeat_ngram_size < 0:
+            raise ValueError(f"generate.no_repeat_ngram_size must be 0 (off) or a positive n-gram size, "
+                             f"not {g.no_repeat_ngram_size}.")
+        if g.no_repeat_ngram_size:
+            kw["no_repeat_ngram_size"] = g.no_repeat_ngram_size
         if g.do_sample:
             kw.update(temperature=g.temperature, top_k=g.top_k, top_p=g.top_p)
         if self.forced_bos_token_id is not None:
@@ -660,6 +665,7 @@ class TranslationTask(Task):
             top_k=g.top_k,
             top_p=g.top_p,
             repetition_penalty=g.repetition_penalty,
+            no_repeat_ngram_size=g.no_repeat_ngram_size,
             num_return_sequences=g.num_return_sequences,
             num_beams=g.num_beams,
             stop=self.STOP,
