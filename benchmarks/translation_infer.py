@@ -4,9 +4,10 @@
     python benchmarks/translation_infer.py        # newest translation run in outputs/, else trains a small one
 
 Both translate the same 1,000 sentences of the run's own test split (the split is rebuilt from the run's
-saved config: same source, seed and chapter grouping) with the same model and greedy decoding, in one
-process. Prints sentences/s for both, the ratio, and how many outputs are identical. nlpkit sorts sources
-by length so each batch pads little (``Task.predict``, what ``nlpkit.pipeline`` calls); the baseline is
+saved config: same source, seed and chapter grouping) with the same model and the same greedy decoding (the
+run's other decoding options, such as the default 3-gram blocking, apply to both), in one process. Prints
+sentences/s for both, the ratio, and how many outputs are identical. nlpkit sorts sources by length so each
+batch pads little (``Task.predict``, what ``nlpkit.pipeline`` calls); the baseline is
 the plain loop a user writes first: tokenize one sentence, ``generate``, decode.
 """
 
@@ -80,9 +81,10 @@ def main() -> None:
     device = next(model.parameters()).device
     prefix = task._prefix()
     n = len(sources)
+    single_kwargs = task.generate_kwargs(dataclasses.replace(task.cfg.generate, **gen))  # the same decoding
     print(
         f"{n} sentences from {task.cfg.data.source} (test split), model {run}, device {device}, "
-        f"{torch.get_num_threads()} threads, greedy, max_new_tokens={args.max_new_tokens}",
+        f"{torch.get_num_threads()} threads, decoding {single_kwargs}",
         flush=True,
     )
 
@@ -95,7 +97,6 @@ def main() -> None:
     print(f"nlpkit length-batched (batch {args.batch_size}): {t_batched:.1f} s", flush=True)
 
     singles = []
-    single_kwargs = task.generate_kwargs(dataclasses.replace(task.cfg.generate, **gen))  # the same decoding
     start = time.perf_counter()
     with torch.inference_mode():
         for s in tqdm(sources, desc="one at a time", leave=False):
@@ -117,6 +118,7 @@ def main() -> None:
         "single_sentences_per_s": round(n / t_single, 2),
         "speedup": round(t_single / t_batched, 2),
         "identical_outputs": same,
+        "decoding": single_kwargs,
     }
     print(f"one sentence at a time:           {t_single:.1f} s")
     print(
