@@ -5,10 +5,10 @@
 
 Both translate the same 1,000 sentences of the run's own test split (the split is rebuilt from the run's
 saved config: same source, seed and chapter grouping) with the same model and the same greedy decoding (the
-run's other decoding options, such as the default 3-gram blocking, apply to both), in one process. Prints
-sentences/s for both, the ratio, and how many outputs are identical. nlpkit sorts sources by length so each
-batch pads little (``Task.predict``, what ``nlpkit.pipeline`` calls); the baseline is
-the plain loop a user writes first: tokenize one sentence, ``generate``, decode.
+run's other decoding options, such as n-gram blocking, apply to both), in one process. Prints sentences/s for
+both, the ratio, and how many outputs are identical. nlpkit sorts sources by length so each batch pads little
+(``Task.predict``, what ``nlpkit.pipeline`` calls); the baseline is the plain loop a user writes first:
+tokenize one sentence, ``generate``, decode.
 """
 
 from __future__ import annotations

@@ -68,8 +68,8 @@ class ScratchConfig:
     ffn_dim: int = opt(768, "Feed-forward width.")
     dropout: float = opt(
         0.0,
-        "Dropout on embeddings and block outputs. 0 for the 30-minute default: 3 epochs under-fit, so dropout only "
-        "slows learning (and 0.1 costs ~17% more time per update on CPU). Use 0.1-0.3 for runs of many epochs.",
+        "Dropout on embeddings and block outputs. 0 for the 30-minute default: its 2.5 epochs under-fit, so dropout "
+        "only slows learning (and 0.1 costs ~17% more time per update on CPU). Use 0.1-0.3 for runs of many epochs.",
     )
     attention_dropout: float = opt(
         0.0,
@@ -145,7 +145,7 @@ class TranslationConfig(RunConfig):
         factory=lambda: TrainConfig(
             # Small batches, many updates: in a 30-minute CPU budget batches of 8 reached a lower validation loss
             # per example seen than 16, 32 or 64 (at ~6% less throughput than 32). 2.5 epochs leave a margin
-            # under 30 minutes when this 2-core machine runs slow (~56 samples/s; 80+ on a quiet hour).
+            # under 30 minutes when the 2-core dev machine runs slow (~56-62 samples/s measured; 3 epochs ~28.5 min).
             lr=1e-3,
             epochs=2.5,
             batch_size=8,
