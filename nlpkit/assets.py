@@ -44,14 +44,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from nlpkit.errors import AssetError
+
 logger = logging.getLogger("nlpkit.assets")
 
 MARKER = ".complete"
 KINDS = ("dataset", "model", "vectors", "corpus")
-
-
-class AssetError(RuntimeError):
-    """A catalog asset could not be fetched, verified or converted; the message says what to do."""
 
 
 @dataclass(frozen=True)

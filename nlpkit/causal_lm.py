@@ -33,6 +33,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from nlpkit.config import GenerateConfig
+from nlpkit.errors import ConfigError, ModelNotFoundError, UsageError
+from nlpkit.inference import pad, run_sorted
+
 logger = logging.getLogger("nlpkit.causal_lm")
 
 IGNORE_INDEX = -100  # label value that the loss (and perplexity) skips
@@ -95,9 +99,9 @@ def _adapter_base(path: Path, base_model: str | None) -> str:
         return resolve_model(base_model)
     recorded = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
     if not recorded:
-        raise FileNotFoundError(f"{path}/adapter_config.json names no base model; pass base_model=...")
+        raise ModelNotFoundError(f"{path}/adapter_config.json names no base model; pass base_model=...")
     if not Path(recorded).exists() and recorded.startswith((".", "/", "~")):
-        raise FileNotFoundError(f"The base model of adapter {path} ({recorded}) is not on this machine; pass "
+        raise ModelNotFoundError(f"The base model of adapter {path} ({recorded}) is not on this machine; pass "
                                 f"base_model=<catalog name | folder | hub id>.")
     return resolve_model(recorded)
 
@@ -143,20 +147,23 @@ def load_causal_lm(name_or_path: str, *, dtype: torch.dtype | str | None = None,
 
 
 def apply_lora(model: Any, r: int = 8, alpha: int = 16, dropout: float = 0.05,
-               target_modules: Sequence[str] | str = "all-linear") -> Any:
-    """Wrap ``model`` with fresh LoRA adapters (``peft``); only the adapter weights stay trainable."""
+               target_modules: Sequence[str] | str = "all-linear", task_type: str = "CAUSAL_LM") -> Any:
+    """Wrap ``model`` with fresh LoRA adapters (``peft``); only the adapter weights stay trainable.
+
+    ``task_type`` is peft's ``TaskType`` name (``CAUSAL_LM``, ``SEQ_2_SEQ_LM``, ``SEQ_CLS``).
+    """
     from peft import LoraConfig, TaskType, get_peft_model
 
     targets: Any = target_modules if isinstance(target_modules, str) else list(target_modules)
     if isinstance(targets, list) and len(targets) == 1 and targets[0] == "all-linear":
         targets = "all-linear"
-    config = LoraConfig(task_type=TaskType.CAUSAL_LM, r=r, lora_alpha=alpha, lora_dropout=dropout,
+    config = LoraConfig(task_type=TaskType[task_type], r=r, lora_alpha=alpha, lora_dropout=dropout,
                         target_modules=targets)
     try:
         return get_peft_model(model, config)
     except ValueError as err:  # unknown module names: list what exists
         names = sorted({n.split(".")[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
-        raise ValueError(f"lora.target_modules={target_modules!r} matches no layer of this model ({err}). "
+        raise ConfigError(f"lora.target_modules={target_modules!r} matches no layer of this model ({err}). "
                          f"Its linear layers are: {names}.") from err
 
 
@@ -295,16 +302,9 @@ def collate_causal(features: Sequence[dict[str, Any]], pad_token_id: int,
     width = max(len(f["input_ids"]) for f in features)
     if pad_to_multiple_of:
         width = -(-width // pad_to_multiple_of) * pad_to_multiple_of
-    n = len(features)
-    input_ids = torch.full((n, width), pad_token_id, dtype=torch.long)
-    mask = torch.zeros((n, width), dtype=torch.long)
-    labels = torch.full((n, width), IGNORE_INDEX, dtype=torch.long)
-    for i, f in enumerate(features):
-        ids = torch.as_tensor(f["input_ids"], dtype=torch.long)
-        input_ids[i, : len(ids)] = ids
-        mask[i, : len(ids)] = 1
-        lab = f.get("labels")
-        labels[i, : len(ids)] = ids if lab is None else torch.as_tensor(lab, dtype=torch.long)
+    input_ids, mask = pad([f["input_ids"] for f in features], pad_token_id, width=width)
+    labels, _ = pad([f["input_ids"] if f.get("labels") is None else f["labels"] for f in features], IGNORE_INDEX,
+                    width=width)
     return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
 
 
@@ -344,39 +344,24 @@ def truncate_at_stop(text: str, stop: Sequence[str] | None) -> tuple[str, bool]:
     return text[:cut], cut < len(text)
 
 
-def generation_config(model: Any, tokenizer: Any, *, max_new_tokens: int = 64, do_sample: bool = False,
-                      temperature: float = 1.0, top_k: int = 50, top_p: float = 1.0,
-                      repetition_penalty: float = 1.0, num_return_sequences: int = 1, num_beams: int = 1,
-                      stop: Sequence[str] | None = None, no_repeat_ngram_size: int = 0) -> Any:
-    """A ``transformers.GenerationConfig`` built from the model's own, with these controls set explicitly.
+def generation_config(model: Any, tokenizer: Any, gen: GenerateConfig | None = None, *,
+                      stop: Sequence[str] | None = None, **options: Any) -> Any:
+    """A ``transformers.GenerationConfig`` for ``model`` from ``gen`` (default: :class:`GenerateConfig`
+    defaults) with ``options`` (its field names: ``max_new_tokens``, ``do_sample``, ...) on top.
 
-    Sampling knobs are only set when sampling (transformers warns about, and ignores, them otherwise).
+    Built fresh rather than from the model's own, with sampling knobs cleared unless sampling (a checkpoint's
+    generation config often sets a temperature that would otherwise warn on greedy decoding).
     """
     from transformers import GenerationConfig
 
-    if max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be at least 1, not {max_new_tokens}.")
-    if num_return_sequences > 1 and not do_sample and num_beams < num_return_sequences:
-        raise ValueError(f"num_return_sequences={num_return_sequences} needs do_sample=true (or num_beams >= "
-                         f"{num_return_sequences}): greedy decoding has only one answer.")
-    if do_sample and temperature <= 0:
-        raise ValueError(f"temperature must be > 0 when sampling, not {temperature}.")
-    if no_repeat_ngram_size < 0:
-        raise ValueError(f"no_repeat_ngram_size must be 0 (off) or a positive n-gram size, not {no_repeat_ngram_size}.")
+    gen = (gen or GenerateConfig()).replace(**options) if options else (gen or GenerateConfig())
     base = getattr(model, "generation_config", None)
     eos = getattr(base, "eos_token_id", None) if base is not None else None
-    gc = GenerationConfig(
-        max_new_tokens=max_new_tokens, do_sample=do_sample, num_beams=num_beams,
-        num_return_sequences=num_return_sequences, repetition_penalty=repetition_penalty,
-        pad_token_id=tokenizer.pad_token_id, eos_token_id=eos if eos is not None else tokenizer.eos_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-    )
-    if do_sample:
-        gc.temperature, gc.top_k, gc.top_p = temperature, top_k or None, top_p
-    else:
+    gc = GenerationConfig(**gen.generate_kwargs(), pad_token_id=tokenizer.pad_token_id,
+                          eos_token_id=eos if eos is not None else tokenizer.eos_token_id,
+                          bos_token_id=tokenizer.bos_token_id)
+    if not gen.do_sample:
         gc.temperature, gc.top_k, gc.top_p = None, None, None
-    if no_repeat_ngram_size:
-        gc.no_repeat_ngram_size = no_repeat_ngram_size
     if stop:
         gc.stop_strings = [s for s in stop if s]
     return gc
@@ -410,27 +395,22 @@ def _prompt_ids(tokenizer: Any, prompts: Sequence[str | Sequence[dict[str, str]]
 
 @torch.inference_mode()
 def generate(model: Any, tokenizer: Any, prompts: Sequence[str | Sequence[dict[str, str]]], *,
-             batch_size: int = 16, max_new_tokens: int = 64, do_sample: bool = False,
-             temperature: float = 1.0, top_k: int = 50, top_p: float = 1.0, repetition_penalty: float = 1.0,
-             no_repeat_ngram_size: int = 0, num_return_sequences: int = 1, num_beams: int = 1,
-             stop: Sequence[str] | None = None,
+             batch_size: int = 16, gen: GenerateConfig | None = None, stop: Sequence[str] | None = None,
              seed: int | None = None, return_full_text: bool = False, chat_template: bool = False,
-             max_prompt_tokens: int | None = None, progress: bool = False) -> list[list[str]]:
+             max_prompt_tokens: int | None = None, progress: bool | None = None,
+             **options: Any) -> list[list[str]]:
     """Continue every prompt; returns ``num_return_sequences`` texts per prompt, in input order.
 
-    Prompts are sorted by token length (longest first) and generated ``batch_size`` at a time, left-padded;
-    greedy outputs equal one-prompt-at-a-time outputs. Each text stops at EOS, after ``max_new_tokens``, or
-    just before the first ``stop`` string (generation of that sequence stops there too). ``seed`` makes
-    sampling reproducible for the same prompts and batch size. Prompts may be chat message lists (or plain
-    strings with ``chat_template=True``), rendered with the tokenizer's chat template.
-    ``max_prompt_tokens`` keeps only the last tokens of longer prompts.
+    Decoding follows ``gen`` (a :class:`GenerateConfig`) with ``options`` (its field names) on top. Prompts go
+    through the shared batched-inference path (:func:`nlpkit.inference.run_sorted`): sorted by token length,
+    ``batch_size`` at a time, left-padded; greedy outputs equal one-prompt-at-a-time outputs. Each text stops
+    at EOS, after ``max_new_tokens``, or just before the first ``stop`` string. ``seed`` makes sampling
+    reproducible for the same prompts and batch size. Prompts may be chat message lists (or plain strings
+    with ``chat_template=True``), rendered with the tokenizer's chat template. ``max_prompt_tokens`` keeps
+    only the last tokens of longer prompts.
     """
-    from tqdm.auto import tqdm
-
-    gc = generation_config(model, tokenizer, max_new_tokens=max_new_tokens, do_sample=do_sample,
-                           temperature=temperature, top_k=top_k, top_p=top_p,
-                           repetition_penalty=repetition_penalty, num_return_sequences=num_return_sequences,
-                           num_beams=num_beams, stop=stop, no_repeat_ngram_size=no_repeat_ngram_size)
+    gc = generation_config(model, tokenizer, gen, stop=stop, **options)
+    n_ret = gc.num_return_sequences
     ids = _prompt_ids(tokenizer, prompts, chat_template)
     if max_prompt_tokens:
         ids = [x[-max_prompt_tokens:] for x in ids]
@@ -439,36 +419,31 @@ def generate(model: Any, tokenizer: Any, prompts: Sequence[str | Sequence[dict[s
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    pad = tokenizer.pad_token_id
-    order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
-    results: list[list[str]] = [[] for _ in ids]
-    starts = range(0, len(order), max(1, batch_size))
-    for start in tqdm(starts, desc="Generating", disable=not progress, leave=False):
-        chunk = order[start:start + batch_size]
-        width = len(ids[chunk[0]])  # longest first
-        input_ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for row, j in enumerate(chunk):  # left padding: the prompts' ends line up in the last column
-            input_ids[row, width - len(ids[j]):] = torch.as_tensor(ids[j])
-            mask[row, width - len(ids[j]):] = 1
-        kwargs: dict[str, Any] = {"tokenizer": tokenizer} if gc.stop_strings else {}
+    kwargs: dict[str, Any] = {"tokenizer": tokenizer} if gc.stop_strings else {}
+
+    def continue_batch(rows: list[list[int]]) -> list[list[str]]:
+        # left padding: the prompts' ends line up in the last column, so new tokens line up too
+        input_ids, mask = pad(rows, tokenizer.pad_token_id, side="left")
         out = model.generate(input_ids=input_ids.to(device), attention_mask=mask.to(device),
                              generation_config=gc, **kwargs)
-        new = out[:, width:].cpu()
-        for k, seq in enumerate(new):
-            j = chunk[k // num_return_sequences]
-            text = tokenizer.decode(seq, skip_special_tokens=True)
-            text, _ = truncate_at_stop(text, stop)
-            if return_full_text:
-                text = tokenizer.decode(ids[j], skip_special_tokens=True) + text
-            results[j].append(text)
-    model.train(was_training)
-    return results
+        texts = [truncate_at_stop(tokenizer.decode(seq, skip_special_tokens=True), stop)[0]
+                 for seq in out[:, input_ids.shape[1]:].cpu()]
+        results = [texts[k * n_ret:(k + 1) * n_ret] for k in range(len(rows))]
+        if return_full_text:
+            results = [[tokenizer.decode(r, skip_special_tokens=True) + t for t in texts_]
+                       for r, texts_ in zip(rows, results)]
+        return results
+
+    try:
+        return run_sorted(ids, [len(x) for x in ids], max(1, batch_size), continue_batch, desc="Generating",
+                          progress=progress)
+    finally:
+        model.train(was_training)
 
 
 def stream_generate(model: Any, tokenizer: Any, prompt: str | Sequence[dict[str, str]], *,
-                    stop: Sequence[str] | None = None, seed: int | None = None, chat_template: bool = False,
-                    **options: Any) -> Iterator[str]:
+                    gen: GenerateConfig | None = None, stop: Sequence[str] | None = None,
+                    seed: int | None = None, chat_template: bool = False, **options: Any) -> Iterator[str]:
     """Yield the continuation of one prompt piece by piece as it is generated.
 
     Uses ``transformers.TextIteratorStreamer`` (generation runs in a thread). Text that could be the start
@@ -477,9 +452,9 @@ def stream_generate(model: Any, tokenizer: Any, prompt: str | Sequence[dict[str,
     """
     from transformers import TextIteratorStreamer
 
-    if options.get("num_return_sequences", 1) != 1:
-        raise ValueError("Streaming shows one sequence: use num_return_sequences=1.")
-    gc = generation_config(model, tokenizer, stop=stop, **options)
+    gc = generation_config(model, tokenizer, gen, stop=stop, **options)
+    if gc.num_return_sequences != 1:
+        raise UsageError("Streaming shows one sequence: use num_return_sequences=1.")
     ids = _prompt_ids(tokenizer, [prompt], chat_template)[0]
     device = next(model.parameters()).device
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)

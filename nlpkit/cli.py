@@ -9,13 +9,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from nlpkit.config import ConfigError, config_help, load_config
+from nlpkit.config import config_help, load_config
+from nlpkit.errors import ConfigError, NlpkitError, UsageError
 
 TASK_USAGE = """usage: accelerate launch [--config_file accelerate_configs/<setup>.yaml] tasks/{task}.py \\
-           [PRESET.yaml] [key=value ...]
+           [PRESET] [key=value ...]
 
-Train and evaluate the {task} task. Defaults <- PRESET.yaml <- key=value overrides (dotted keys, e.g.
-train.lr=3e-5 data.max_train_samples=500). Processes, GPUs and precision come from the accelerate config.
+Train and evaluate the {task} task. Defaults <- PRESET <- key=value overrides (dotted keys, e.g.
+train.lr=3e-5 data.max_train_samples=500). PRESET is a preset name ({presets}) or any .yaml file.
+Processes, GPUs and precision come from the accelerate config.
 The run folder (output_dir) gets the model, report.json, report.md, plots and a model card.
 
 options:
@@ -26,23 +28,12 @@ config options (key=default (type), meaning):
 """
 
 
-class UserError(Exception):
-    """An error the user can fix; printed without a traceback."""
-
-
-def _friendly(exc: BaseException) -> bool:
-    from nlpkit.data import DataError
-
-    names = {"AssetError", "DataError", "ConfigError", "UserError"}
-    return isinstance(exc, (ConfigError, DataError, UserError, FileNotFoundError)) or type(exc).__name__ in names
-
-
 def _exit_on_error(fn: Any, *args: Any) -> Any:
     """Run ``fn``; user errors become one clear line on stderr and exit code 2 (NLPKIT_DEBUG=1: traceback)."""
     try:
         return fn(*args)
     except Exception as exc:
-        if os.environ.get("NLPKIT_DEBUG") or not _friendly(exc):
+        if os.environ.get("NLPKIT_DEBUG") or not isinstance(exc, NlpkitError):
             raise
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
@@ -52,23 +43,51 @@ def parse_task_args(task: str, argv: list[str]) -> tuple[Any, bool]:
     """``[preset.yaml] [key=value ...]`` -> (config, print_only). Prints help and exits on -h."""
     from nlpkit.registry import get_task
 
-    schema = get_task(task).Config
+    cls = get_task(task)
+    schema = cls.Config
     if any(a in ("-h", "--help") for a in argv):
-        print(TASK_USAGE.format(task=task) + config_help(schema))
+        names = ", ".join(cls.presets()) or "none built in"
+        print(TASK_USAGE.format(task=task, presets=names) + config_help(schema))
         sys.exit(0)
     print_only = "--print-config" in argv
     argv = [a for a in argv if a != "--print-config"]
     preset = None
     if argv and "=" not in argv[0]:
-        preset, argv = argv[0], argv[1:]
-        if not preset.endswith((".yaml", ".yml")):
-            raise ConfigError(f"Unexpected argument {preset!r}: expected a preset .yaml file or key=value "
-                              f"overrides. See --help.")
+        preset, argv = find_preset(task, argv[0]), argv[1:]
     bad = [a for a in argv if "=" not in a]
     if bad:
         raise ConfigError(f"Unexpected argument {bad[0]!r}: overrides are key=value (see --help).")
     cfg = load_config(schema, preset, argv + [f"task={task}"])
     return cfg, print_only
+
+
+def find_preset(task: str, name_or_path: str) -> Path:
+    """A preset of ``task`` by name (its package's ``presets/NAME.yaml``) or a yaml path; checks its ``task``."""
+    import yaml
+
+    from nlpkit.registry import get_task
+
+    presets = get_task(task).presets()
+    if name_or_path.endswith((".yaml", ".yml")):
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise ConfigError(f"Preset file {path} does not exist.")
+    elif name_or_path in presets:
+        path = presets[name_or_path]
+    else:
+        import difflib
+
+        close = difflib.get_close_matches(name_or_path, list(presets), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"Unexpected argument {name_or_path!r}: expected a preset name of {task} "
+                          f"({', '.join(presets) or 'none'}), a .yaml file or key=value overrides.{hint}")
+    try:
+        declared = (yaml.safe_load(path.read_text()) or {}).get("task")
+    except yaml.YAMLError as err:
+        raise ConfigError(f"Preset {path} is not valid YAML: {err}") from err
+    if declared and declared != task:
+        raise ConfigError(f"Preset {path} is for the {declared} task, not {task}.")
+    return path
 
 
 def main(task: str, argv: list[str] | None = None) -> dict[str, Any] | None:
@@ -121,7 +140,7 @@ def _cmd_assets(args: argparse.Namespace) -> None:
         print(f"\ncache: {assets.cache_dir()}  (set NLPKIT_CACHE to move it)")
         return
     if not args.names:
-        raise UserError("nlpkit assets fetch needs at least one NAME (see `nlpkit assets list`), or --all.")
+        raise UsageError("nlpkit assets fetch needs at least one NAME (see `nlpkit assets list`), or --all.")
     names = [a.name for a in assets.list_assets()] if args.names == ["all"] else args.names
     for name in names:
         print(f"{name}: {assets.fetch(name)}")
@@ -140,17 +159,6 @@ def _cmd_report(args: argparse.Namespace) -> None:
         print(f"Wrote {out}/comparison.md and comparison.json")
 
 
-def _cmd_baseline(args: argparse.Namespace) -> None:
-    from nlpkit.plugins.word_vectors_baseline import run_baseline
-
-    preset = args.overrides[0] if args.overrides and "=" not in args.overrides[0] else None
-    overrides = args.overrides[1:] if preset else args.overrides
-    report = run_baseline(args.vectors, preset, overrides, args.output_dir)
-    test = report["test"]
-    print(f"\nword-vectors baseline ({args.vectors}): test accuracy={test['accuracy']:.4f}, "
-          f"macro_f1={test['macro_f1']:.4f}\nReport: {report['run_dir']}/report.md")
-
-
 def _cmd_predict(args: argparse.Namespace) -> None:
     import nlpkit
 
@@ -160,10 +168,13 @@ def _cmd_predict(args: argparse.Namespace) -> None:
         print(json.dumps({"input": text, "output": out}, ensure_ascii=False))
 
 
-def _cmd_generate(args: argparse.Namespace) -> None:
-    from nlpkit.plugins.generation import cli_generate
+def _cmd_presets(args: argparse.Namespace) -> None:
+    from nlpkit.registry import available_tasks, get_task
 
-    cli_generate(args)
+    for name in [args.task] if args.task else available_tasks():
+        for preset, path in get_task(name).presets().items():
+            first = next((ln.lstrip("# ").strip() for ln in path.read_text().splitlines() if ln.startswith("#")), "")
+            print(f"{name:12s} {preset:16s} {first}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -196,35 +207,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64, help="Inputs per batch (default 64).")
     p.set_defaults(fn=_cmd_predict)
 
-    p = sub.add_parser("baseline", help="Sentiment baseline: mean-pooled word vectors + logistic regression, "
-                                        "on the sentiment task's split and metrics.")
-    p.add_argument("--vectors", default="glove-6b-50d",
-                   help="A word2vec run folder, a catalog name (glove-6b-50d) or a .kv/.bin/.txt file.")
-    p.add_argument("--output-dir", help="Run folder (default: outputs/baseline-word-vectors-<timestamp>).")
-    p.add_argument("overrides", nargs=argparse.REMAINDER,
-                   help="[preset.yaml] [key=value ...] of the sentiment config (data.source, seed, ...)")
-    p.set_defaults(fn=_cmd_baseline)
+    p = sub.add_parser("presets", help="List the presets of every task (or of one).")
+    p.add_argument("task", nargs="?", help="Only this task's presets.")
+    p.set_defaults(fn=_cmd_presets)
 
-    p = sub.add_parser("generate", help="Continue prompts with a generation run or any causal LM.",
-                       description="Greedy by default; --do-sample/--temperature/--top-p switch to sampling.")
-    p.add_argument("model", help="Generation run folder, model folder, catalog name or hub id.")
-    p.add_argument("prompts", nargs="*", help="Prompts (default: all of stdin as one prompt).")
-    p.add_argument("--max-new-tokens", type=int, default=64, help="Tokens to generate (default 64).")
-    p.add_argument("--do-sample", action="store_true", help="Sample instead of greedy decoding.")
-    p.add_argument("--temperature", type=float, help="Sampling temperature (implies --do-sample).")
-    p.add_argument("--top-k", type=int, help="Sample from the k most likely tokens (default 50).")
-    p.add_argument("--top-p", type=float, help="Nucleus sampling probability (implies --do-sample).")
-    p.add_argument("--repetition-penalty", type=float, help="> 1 discourages repeats.")
-    p.add_argument("--no-repeat-ngram-size", type=int, default=0,
-                   help="Never repeat an n-gram of this many tokens in one output (default 0: off).")
-    p.add_argument("--num-return-sequences", type=int, default=1, help="Outputs per prompt (sampling).")
-    p.add_argument("--stop", action="append", help="Stop string (repeatable; \\n for a newline).")
-    p.add_argument("--seed", type=int, help="Seed for sampling.")
-    p.add_argument("--chat", action="store_true", help="Wrap the prompt in the model's chat template.")
-    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: the first GPU if any).")
-    p.add_argument("--stream", action="store_true", help="Print tokens as they are generated (one prompt).")
-    p.set_defaults(fn=_cmd_generate)
+    _task_commands(sub)
     return parser
+
+
+def _task_commands(sub: argparse._SubParsersAction) -> None:
+    """Subcommands that tasks contribute (``Task.add_commands``: ``nlpkit generate``, ``nlpkit baseline``)."""
+    import logging
+
+    from nlpkit.registry import available_tasks, get_task
+
+    for name in available_tasks():
+        try:
+            get_task(name).add_commands(sub)
+        except NlpkitError as err:  # one broken plugin must not take the whole command line down
+            logging.getLogger("nlpkit").warning("task %s: %s", name, err)
 
 
 def console_main(argv: list[str] | None = None) -> None:

@@ -16,6 +16,8 @@ from typing import Any, Optional, TypeVar
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
+from nlpkit.errors import ConfigError, UsageError
+
 __all__ = [
     "ConfigError",
     "DataConfig",
@@ -31,10 +33,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-
-class ConfigError(ValueError):
-    """A preset or override that does not fit the task's config schema."""
 
 
 def opt(default: Any = MISSING, help: str = "", factory: Any = None) -> Any:  # noqa: A002 - mirrors argparse
@@ -99,6 +97,9 @@ class TrainConfig:
 
 @dataclass
 class GenerateConfig:
+    """Decoding options of every task that generates. Checks itself when built, and turns itself into the
+    arguments of ``model.generate`` (:meth:`generate_kwargs`)."""
+
     max_new_tokens: int = opt(64, "Maximum number of tokens to generate.")
     num_beams: int = opt(1, "Beam search width (1: greedy or sampling).")
     do_sample: bool = opt(False, "Sample instead of greedy/beam decoding.")
@@ -109,6 +110,55 @@ class GenerateConfig:
     no_repeat_ngram_size: int = opt(0, "Never repeat an n-gram of this many tokens within one output (0: off). "
                                        "3 stops the loops greedy decoding falls into with a weak model.")
     num_return_sequences: int = opt(1, "Outputs per input.")
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise a :class:`ConfigError` naming the option that is out of range."""
+        def bad(key: str, why: str) -> ConfigError:
+            return ConfigError(f"generate.{key}={getattr(self, key)!r}: {why}")
+
+        if self.max_new_tokens < 1:
+            raise bad("max_new_tokens", "must be at least 1.")
+        if self.num_beams < 1:
+            raise bad("num_beams", "must be at least 1.")
+        if self.num_return_sequences < 1:
+            raise bad("num_return_sequences", "must be at least 1.")
+        if self.num_return_sequences > 1 and not self.do_sample and self.num_beams < self.num_return_sequences:
+            raise bad("num_return_sequences", f"needs do_sample=true (or num_beams >= {self.num_return_sequences}):"
+                                              f" greedy decoding has only one answer.")
+        if self.no_repeat_ngram_size < 0:
+            raise bad("no_repeat_ngram_size", "must be 0 (off) or a positive n-gram size.")
+        if self.repetition_penalty <= 0:
+            raise bad("repetition_penalty", "must be > 0 (1: off).")
+        if self.do_sample and self.temperature <= 0:
+            raise bad("temperature", "must be > 0 when sampling.")
+        if self.do_sample and not 0 < self.top_p <= 1:
+            raise bad("top_p", "must be in (0, 1].")
+        if self.top_k < 0:
+            raise bad("top_k", "must be >= 0 (0: off).")
+
+    def replace(self, **options: Any) -> GenerateConfig:
+        """A copy with ``options`` changed (checked); an unknown option raises a :class:`UsageError`."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise UsageError(f"Unknown decoding option(s) {unknown}; known: {', '.join(sorted(known))}.")
+        return dataclasses.replace(self, **options)
+
+    def generate_kwargs(self) -> dict[str, Any]:
+        """The ``model.generate`` arguments: sampling knobs only when sampling (transformers warns otherwise),
+        penalties only when on."""
+        kw: dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "num_beams": self.num_beams,
+                              "do_sample": self.do_sample, "num_return_sequences": self.num_return_sequences}
+        if self.repetition_penalty != 1.0:
+            kw["repetition_penalty"] = self.repetition_penalty
+        if self.no_repeat_ngram_size:
+            kw["no_repeat_ngram_size"] = self.no_repeat_ngram_size
+        if self.do_sample:
+            kw.update(temperature=self.temperature, top_k=self.top_k or None, top_p=self.top_p)
+        return kw
 
 
 @dataclass

@@ -17,6 +17,7 @@ from typing import Any
 from datasets import Dataset, DatasetDict, load_dataset
 
 from nlpkit.config import DataConfig
+from nlpkit.errors import DataError
 
 logger = logging.getLogger("nlpkit.data")
 
@@ -34,10 +35,6 @@ _BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".
              ".txt": "text"}
 _SPLIT_ALIASES = {"train": "train", "training": "train", "validation": "validation", "valid": "validation",
                   "val": "validation", "dev": "validation", "test": "test", "testing": "test"}
-
-
-class DataError(ValueError):
-    """Input data that cannot be used, with what is wrong and where."""
 
 
 # ------------------------------------------------------------------------------------------- reading

@@ -2,45 +2,28 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
-from nlpkit.config import load_config
-from nlpkit.modeling import resolve_model, saved_task
+from nlpkit.artifacts import saved_task
+from nlpkit.errors import UsageError
 from nlpkit.registry import get_task
-from nlpkit.task import TASK_FILE
+from nlpkit.training import trainer_for
+
+__all__ = ["evaluate_model"]
 
 
 def evaluate_model(run_or_model: str, task: str | None = None, data: str | None = None, split: str = "test",
                    **overrides: Any) -> dict[str, Any]:
-    """Metrics of ``run_or_model`` on ``split`` (train/validation/test) of its own data or of ``data``."""
-    from accelerate import Accelerator
+    """Metrics of ``run_or_model`` on ``split`` (train/validation/test) of its own data or of ``data``.
 
-    from nlpkit.training import encode_splits, eval_loader, evaluate_loader
+    The task is configured as the run was (its saved config: data source, columns, seed => the same split)
+    with ``data`` and ``overrides`` on top; the saved model's labels are kept.
+    """
+    from accelerate import Accelerator
 
     task_name = task or saved_task(run_or_model)
     if task_name is None:
-        raise ValueError(f"Cannot tell the task of {run_or_model!r}; pass task=...")
-    model_path = resolve_model(run_or_model)
-    saved: dict[str, Any] = {}
-    descriptor = Path(model_path) / TASK_FILE
-    if descriptor.exists():  # reuse the run's data config (source, columns, seed => the same split)
-        saved = json.loads(descriptor.read_text())["config"]
-        saved.pop("labels", None)
+        raise UsageError(f"Cannot tell the task of {run_or_model!r}; pass task=...")
     cls = get_task(task_name)
-    layers = {**({"data.source": data} if data else {}), **overrides, "model": model_path, "task": task_name}
-    cfg = load_config(cls.Config, saved or None, layers)
-    if split not in ("train", "validation", "test"):
-        raise ValueError(f"split must be train, validation or test, not {split!r}")
-    accelerator = Accelerator()
-    t = cls(cfg)
-    t.build_model()  # first: the model's label set is the one to map the data onto
-    own = t.evaluate_split(split)  # tasks with their own evaluation (word2vec's benchmarks) stop here
-    if own is not None:
-        return own
-    raw = t.load_data()
-    encoded = encode_splits(t, raw, accelerator)
-    model, loader = accelerator.prepare(t.model, eval_loader(t, encoded[split], cfg.train.eval_batch_size))
-    metrics, _ = evaluate_loader(t, model, loader, accelerator, desc=f"Evaluating {split}")
-    return metrics
+    t = cls.from_saved(run_or_model, **{**({"data.source": data} if data else {}), **overrides})
+    return trainer_for(cls).evaluate_split(t, split, Accelerator())

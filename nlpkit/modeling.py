@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from nlpkit.task import TASK_FILE
+from nlpkit.artifacts import TASK_FILE
+from nlpkit.errors import ModelNotFoundError
+
+__all__ = ["resolve_model"]
 
 
 def resolve_model(name: str) -> str:
@@ -17,7 +19,7 @@ def resolve_model(name: str) -> str:
     from nlpkit import assets
 
     if not name:
-        raise ValueError("No model given: set model=<catalog name | run folder | local folder | hub id>.")
+        raise ModelNotFoundError("No model given: set model=<catalog name | run folder | local folder | hub id>.")
     if assets.is_catalog_name(name):
         return str(assets.fetch(name))
     path = Path(name).expanduser()
@@ -25,19 +27,10 @@ def resolve_model(name: str) -> str:
         return str(path / "model")
     if path.exists() or name.startswith((".", "/", "~")):
         if not path.exists():
-            raise FileNotFoundError(f"Model folder {name} does not exist.")
+            raise ModelNotFoundError(f"Model folder {name} does not exist.")
         markers = (path / "config.json").exists() or (path / TASK_FILE).exists() or any(path.glob("*.gguf"))
         if not markers:
-            raise FileNotFoundError(f"{name} is not a model folder (no config.json). Give a run folder, a "
-                                    f"model folder saved with save_pretrained, a catalog name or a hub id.")
+            raise ModelNotFoundError(f"{name} is not a model folder (no config.json). Give a run folder, a "
+                                     f"model folder saved with save_pretrained, a catalog name or a hub id.")
         return str(path)
     return name
-
-
-def saved_task(path: str) -> str | None:
-    """The task that saved the model at ``path`` (nlpkit runs record it), else None."""
-    p = Path(path)
-    for candidate in (p / TASK_FILE, p / "model" / TASK_FILE):
-        if candidate.exists():
-            return json.loads(candidate.read_text())["task"]
-    return None

@@ -6,13 +6,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from nlpkit.modeling import saved_task
+from nlpkit.artifacts import saved_task
+from nlpkit.errors import UsageError
 from nlpkit.registry import available_tasks, get_task
 from nlpkit.task import Task
 
-# transformers architectures -> our task, so a plain model folder or hub id needs no task name.
-_ARCH_SUFFIX = {"ForSequenceClassification": "sentiment", "ForCausalLM": "generation",
-                "ForConditionalGeneration": "translation", "MTModel": "translation"}
+__all__ = ["Pipeline", "guess_task", "pipeline"]
 
 
 class Pipeline:
@@ -37,19 +36,21 @@ class Pipeline:
         return f"nlpkit.Pipeline(task={self.task.name!r}, model={self.task.cfg.model!r})"
 
 
-def _guess_task(model: str) -> str | None:
+def guess_task(model: str) -> str | None:
+    """The task of a model folder: its nlpkit descriptor, else what the tasks declare they recognise
+    (``Task.architectures`` in ``config.json``, ``Task.saved_files`` markers)."""
     task = saved_task(model)
     if task:
         return task
-    config = Path(model) / "config.json"
-    if config.exists():
-        archs = json.loads(config.read_text()).get("architectures") or []
-        for arch in archs:
-            for suffix, name in _ARCH_SUFFIX.items():
-                if arch.endswith(suffix):
-                    return name
-    if (Path(model) / "word2vec.model").exists() or (Path(model) / "vectors.kv").exists():
-        return "word2vec"
+    folder = Path(model).expanduser()
+    config = folder / "config.json"
+    archs = (json.loads(config.read_text()).get("architectures") or []) if config.is_file() else []
+    for name in available_tasks():
+        cls = get_task(name)
+        if any(arch.endswith(suffix) for arch in archs for suffix in cls.architectures):
+            return name
+        if any((folder / marker).exists() or (folder / "model" / marker).exists() for marker in cls.saved_files):
+            return name
     return None
 
 
@@ -68,18 +69,15 @@ def pipeline(task_or_model: str, model: str | None = None, device: str | None = 
             task_name = task_or_model
         else:
             model = task_or_model
-            task_name = _guess_task(model)
+            task_name = guess_task(model)
             if task_name is None:
-                raise ValueError(f"Cannot tell which task {model!r} is for; name it: "
+                raise UsageError(f"Cannot tell which task {model!r} is for; name it: "
                                  f"nlpkit.pipeline(<task>, model={model!r}) with a task from {available_tasks()}.")
     else:
         task_name = task_or_model
-    task_cls = get_task(task_name)
-    task = task_cls.from_pretrained(model, **overrides)
-    if device is not None or hasattr(task.model, "to"):
+    task = get_task(task_name).from_pretrained(model, **overrides)
+    if hasattr(task.model, "to"):
         import torch
 
-        target = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        if hasattr(task.model, "to"):
-            task.model.to(target)
+        task.model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     return Pipeline(task)

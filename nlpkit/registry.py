@@ -1,65 +1,96 @@
-"""Task name -> plugin class. Plugins register themselves with :func:`register_task`."""
+"""Task name -> plugin class, found through the ``nlpkit.tasks`` entry-point group.
+
+Built-in and third-party tasks register the same way, in their ``pyproject.toml``::
+
+    [project.entry-points."nlpkit.tasks"]
+    sentiment = "nlpkit.plugins.sentiment:SentimentTask"
+    my_task = "my_package.task:MyTask"
+
+Entry points are read without importing any plugin; a plugin is imported the first time its name is asked
+for, so ``import nlpkit`` stays fast and a broken optional dependency of one task does not break the others.
+:func:`register_task` registers a class directly (for a task defined in a script or a test). Either way the
+class is checked against the task contract when it is registered: a missing required hook fails at once,
+naming the hook.
+"""
 
 from __future__ import annotations
 
 import difflib
-import importlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from importlib import metadata
+from typing import TypeVar
 
-if TYPE_CHECKING:
-    from nlpkit.task import Task
+from nlpkit.errors import ContractError, UnknownTaskError
+from nlpkit.task import Task
+
+__all__ = ["ENTRY_POINT_GROUP", "available_tasks", "check_contract", "get_task", "register_task"]
+
+ENTRY_POINT_GROUP = "nlpkit.tasks"
 
 _TASKS: dict[str, type[Task]] = {}
-# Built-in plugins, imported lazily so `import nlpkit` stays fast and a broken optional dependency of one
-# task does not break the others.
-_BUILTIN = {
-    "sentiment": "nlpkit.plugins.sentiment",
-    "word2vec": "nlpkit.plugins.word2vec",
-    "generation": "nlpkit.plugins.generation",
-    "translation": "nlpkit.plugins.translation",
-}
 
 C = TypeVar("C", bound=type)
 
 
+def _entry_points() -> dict[str, metadata.EntryPoint]:
+    """Installed ``nlpkit.tasks`` entry points by name (read afresh: a package may be installed meanwhile)."""
+    return {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def check_contract(cls: type, name: str) -> None:
+    """Fail with a :class:`ContractError` naming the hooks ``cls`` should implement but does not."""
+    from nlpkit.training import trainer_for
+
+    if not (isinstance(cls, type) and issubclass(cls, Task)):
+        raise ContractError(f"Task {name!r}: {cls!r} is not a subclass of nlpkit.task.Task.")
+    trainer = trainer_for(cls)
+    hooks = dict.fromkeys((*Task.required_hooks, *cls.required_hooks, *trainer.required_hooks))
+    missing = [h for h in hooks if getattr(cls, h, None) is getattr(Task, h, None)]
+    if missing:
+        raise ContractError(f"Task {name!r} ({cls.__module__}.{cls.__qualname__}) does not implement the required "
+                            f"hook(s) {', '.join(missing)} (needed by {trainer.__name__}). See the docs' "
+                            f"'Adding a task' page.")
+    if cls.Config.__dataclass_fields__.get("train") is None:
+        raise ContractError(f"Task {name!r}: its Config must derive from nlpkit.config.RunConfig.")
+
+
+def _add(name: str, cls: type[Task]) -> type[Task]:
+    if name in _TASKS and _TASKS[name] is not cls:
+        raise ContractError(f"Task name {name!r} is already registered by {_TASKS[name].__module__}.")
+    check_contract(cls, name)
+    cls.name = name
+    _TASKS[name] = cls
+    return cls
+
+
 def register_task(name: str) -> Callable[[C], C]:
-    """Class decorator: make a :class:`~nlpkit.task.Task` subclass available under ``name``."""
+    """Class decorator: register a :class:`~nlpkit.task.Task` subclass under ``name`` (checked at once)."""
 
     def deco(cls: C) -> C:
-        if name in _TASKS and _TASKS[name] is not cls:
-            raise ValueError(f"Task name {name!r} is already registered by {_TASKS[name].__module__}.")
-        cls.name = name  # type: ignore[attr-defined]
-        _TASKS[name] = cls  # type: ignore[assignment]
+        _add(name, cls)  # type: ignore[arg-type]
         return cls
 
     return deco
 
 
-def _import_builtins() -> None:
-    for name, module in _BUILTIN.items():
-        if name not in _TASKS:
-            try:
-                importlib.import_module(module)
-            except ModuleNotFoundError as err:
-                if err.name != module:  # the plugin exists but a dependency is missing: say so
-                    raise
-
-
 def get_task(name: str) -> type[Task]:
-    """The plugin class registered as ``name``."""
-    if name not in _TASKS and name in _BUILTIN:
-        importlib.import_module(_BUILTIN[name])
-    if name not in _TASKS:
-        _import_builtins()
-    if name not in _TASKS:
-        close = difflib.get_close_matches(name, list(_TASKS), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise KeyError(f"Unknown task {name!r}. Known tasks: {', '.join(sorted(_TASKS))}.{hint}")
-    return _TASKS[name]
+    """The plugin class registered as ``name`` (loading its entry point on first use)."""
+    if name in _TASKS:
+        return _TASKS[name]
+    eps = _entry_points()
+    if name in eps:
+        try:
+            cls = eps[name].load()
+        except ModuleNotFoundError as err:
+            raise UnknownTaskError(f"Task {name!r} is installed ({eps[name].value}) but cannot be imported: "
+                                   f"{err}. Install what it needs.") from err
+        return _add(name, cls)
+    known = available_tasks()
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise UnknownTaskError(f"Unknown task {name!r}. Known tasks: {', '.join(known)}.{hint}")
 
 
 def available_tasks() -> list[str]:
-    """Names of every registered task (built-ins included)."""
-    _import_builtins()
-    return sorted(_TASKS)
+    """Names of every task: installed entry points and directly registered classes (nothing is imported)."""
+    return sorted(set(_entry_points()) | set(_TASKS))

@@ -16,20 +16,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nlpkit.artifacts import atomic_write
 from nlpkit.config import to_dict
 
 if TYPE_CHECKING:
-    from nlpkit.task import Task
+    from nlpkit.task import RunResults, Task
 
 _PACKAGES = ("nlpkit", "torch", "transformers", "datasets", "accelerate", "evaluate", "tokenizers", "gensim",
              "sacrebleu", "peft", "scikit-learn")
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file and rename."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def json_safe(value: Any) -> Any:
@@ -178,25 +172,23 @@ def model_card(task: Task, report: dict[str, Any], dataset_name: str) -> str:
 # ------------------------------------------------------------------------------------------------- report
 
 
-def write_report(run_dir: Path, task: Task, results: dict[str, Any]) -> dict[str, Any]:
+def write_report(run_dir: Path, task: Task, results: RunResults) -> dict[str, Any]:
     """Write report.json, report.md, the learning curve, task plots and the model card. Returns the report."""
     run_dir = Path(run_dir)
     cfg = to_dict(task.cfg)
-    state = results.get("state", {})
     report: dict[str, Any] = {
         "task": task.name, "run_dir": str(run_dir), "created": time.strftime("%Y-%m-%d %H:%M:%S"),
         "model": cfg.get("model"), "data": cfg.get("data", {}).get("source"),
         "main_metric": task.main_metric,
-        "test": results.get("test"), "validation": results.get("validation"),
-        "training": results.get("training"), "data_sizes": results.get("data_sizes"),
-        "data_notes": task.data_notes, "stop_reason": results.get("stop_reason"),
-        "best": {"metric": cfg.get("train", {}).get("metric_for_best"), "value": state.get("best_metric"),
-                 "step": state.get("best_step")},
-        "history": state.get("history", []), "wall_seconds": results.get("wall_seconds"),
+        "test": results.test, "validation": results.validation,
+        "training": results.training, "data_sizes": results.data_sizes,
+        "data_notes": results.notes, "stop_reason": results.stop_reason,
+        "best": {"metric": task.main_metric, "value": results.best_value, "step": results.best_step},
+        "history": results.history, "wall_seconds": results.wall_seconds,
         "config": cfg, "versions": versions(), "hardware": hardware(),
     }
-    report.update(results.get("extra", {}))
-    metric_for_curve = cfg.get("train", {}).get("metric_for_best", task.main_metric)
+    report.update(results.extra)
+    metric_for_curve = task.main_metric
     plots: list[tuple[str, str]] = []
     if plot_learning_curve(report["history"], run_dir / "learning_curve.png", metric_for_curve):
         plots.append(("Learning curve", "learning_curve.png"))
@@ -216,8 +208,8 @@ def write_report(run_dir: Path, task: Task, results: dict[str, Any]) -> dict[str
         md += ["## Training", "", md_table(list(report["training"].items()), ["", ""]), ""]
     if report["data_sizes"]:
         md += ["## Data", "", md_table(list(report["data_sizes"].items()), ["split", "examples"]), ""]
-        if task.data_notes:
-            md += ["Notes: " + "; ".join(f"{k}: {v}" for k, v in task.data_notes.items()), ""]
+        if results.notes:
+            md += ["Notes: " + "; ".join(f"{k}: {v}" for k, v in results.notes.items()), ""]
     for title, fname in plots:
         md += [f"## {title}", "", f"![{title}]({fname})", ""]
     for title, text in extras:

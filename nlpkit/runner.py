@@ -13,6 +13,7 @@ from accelerate.utils import ProjectConfiguration, broadcast_object_list, parse_
 
 from nlpkit.config import RunConfig, save_config
 from nlpkit.registry import get_task
+from nlpkit.training import trainer_for
 
 logger = logging.getLogger("nlpkit")
 
@@ -67,7 +68,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     """Train and evaluate ``cfg.task`` as configured; write the run folder; return the report dict."""
     from nlpkit.report import write_report
 
-    task = get_task(cfg.task)(cfg)
+    task_cls = get_task(cfg.task)
     # Sets up the process group, so the run folder can be agreed on first. `cpu` must be given here as the
     # Accelerator would: without it, CPU-only multi-process launches (ACCELERATE_USE_CPU=1) stay 1 process.
     state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
@@ -87,8 +88,9 @@ def run(cfg: RunConfig) -> dict[str, Any]:
                     accelerator.num_processes, accelerator.device, accelerator.mixed_precision)
     accelerator.wait_for_everyone()
     started = time.time()
-    results = task.run(accelerator, run_dir)
-    results["wall_seconds"] = round(time.time() - started, 2)
+    task = task_cls(cfg, run_dir=run_dir)
+    results = trainer_for(task_cls)(task, accelerator, run_dir).fit()
+    results.wall_seconds = round(time.time() - started, 2)
     report: dict[str, Any] = {}
     if accelerator.is_main_process:
         report = write_report(run_dir, task, results)

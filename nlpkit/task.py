@@ -1,63 +1,204 @@
-"""The task plugin contract.
+"""The task contract: what a task plugin implements, and the typed values that flow between its hooks.
 
-A task plugin is one class, registered with :func:`nlpkit.registry.register_task`, that says how its data is
-read and encoded, how its model is built, how a batch is scored and predicted, and which metrics apply.
-Everything else (training loop, evaluation across processes, checkpoints, reports, pipelines, CLI) is shared.
+A task plugin is one :class:`Task` subclass. Every caller (training, :func:`nlpkit.evaluate`, the pipeline)
+drives its hooks in the same order::
 
-Transformer tasks implement the methods below and inherit :meth:`Task.run`, which drives the shared
-accelerate loop in :mod:`nlpkit.training`. A task that trains some other way (word2vec with gensim) overrides
-:meth:`Task.run` and still uses the shared data, report and pipeline parts.
+    data = task.load_data()          # -> Data: raw train/validation/test splits + DataInfo (labels, ...)
+    task.load_model(data.info)       # -> build_model(info): model + tokenizer, from what the data said
+    task.encode / task.collate       # tokenize and pad (same code for training and inference)
+    task.loss / task.eval_step       # a training loss; per-example evaluation outputs
+    task.compute_metrics(outputs)    # metrics from the gathered outputs
+    task.predict(inputs)             # what nlpkit.pipeline(...) calls
+    task.save(directory)             # standard Hugging Face layout + the nlpkit_task.json descriptor
+
+The pipeline skips ``load_data``: a saved model's :class:`DataInfo` comes back from its descriptor.
+
+Which hooks a plugin must implement depends on its trainer: the shared accelerate loop
+(:class:`nlpkit.training.Loop`, the default) needs the data, model and evaluation hooks; a task that trains
+some other way (word2vec with gensim) names its own trainer class in :attr:`Task.trainer`, and the registry
+checks the hooks that trainer requires when the plugin is registered, naming any that are missing.
+
+Extra behaviour around training (before/after measurements, LoRA adapters, early stopping, trackers) plugs
+into the loop's named events through :meth:`Task.callbacks` (see :mod:`nlpkit.callbacks`).
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
+import inspect
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import torch
 
-from nlpkit.config import RunConfig
+from nlpkit.artifacts import Descriptor, read_descriptor, write_descriptor
+from nlpkit.config import RunConfig, load_config, to_dict
 
 if TYPE_CHECKING:
+    import argparse
+
     from accelerate import Accelerator
     from datasets import DatasetDict
 
-TASK_FILE = "nlpkit_task.json"  # written next to a saved model: which task and config made it
+    from nlpkit.callbacks import Callback
+
+__all__ = ["Data", "DataInfo", "RunResults", "Task", "Trainer"]
+
+
+# --------------------------------------------------------------------------------------------- typed values
+
+
+@dataclass
+class DataInfo:
+    """What :meth:`Task.load_data` learned that :meth:`Task.build_model` needs.
+
+    Saved in the model descriptor, so a reloaded model gets the same values back. Tasks subclass it to add
+    their own fields (e.g. translation's languages and the texts its tokenizer is trained on); fields named in
+    :attr:`transient` are not saved.
+    """
+
+    #: Label names in id order (classification tasks), else None.
+    labels: list[str] | None = None
+    #: Fields not written to the descriptor (large or only useful while training).
+    transient: ClassVar[tuple[str, ...]] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The saved form (JSON-able), without the transient fields."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in self.transient}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None) -> DataInfo:
+        """Rebuild from :meth:`to_dict` output; unknown keys (from another version) are ignored."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in (values or {}).items() if k in names})
+
+
+@dataclass
+class Data:
+    """What :meth:`Task.load_data` returns."""
+
+    #: ``train``/``validation``/``test`` splits, checked and cleaned, with the columns ``encode`` reads.
+    splits: DatasetDict
+    #: What the model needs to know about the data.
+    info: DataInfo = field(default_factory=DataInfo)
+    #: Facts for the report (rows skipped and why, the detected format, ...).
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunResults:
+    """Everything a run produced, shared by the trainer, the callbacks, the report and the plugins."""
+
+    #: Examples per split (or the trainer's own sizes: texts, sentences, words).
+    data_sizes: dict[str, Any] = field(default_factory=dict)
+    #: Facts for the report: the data's notes plus what callbacks add (e.g. trainable parameters).
+    notes: dict[str, Any] = field(default_factory=dict)
+    #: Updates, samples, tokens, seconds, throughput, processes, device, precision.
+    training: dict[str, Any] = field(default_factory=dict)
+    #: Training-loss and validation entries over updates (the learning curve).
+    history: list[dict[str, Any]] = field(default_factory=list)
+    #: The best validation value of ``train.metric_for_best`` and its update.
+    best_value: float | None = None
+    best_step: int | None = None
+    #: ``completed``, ``early stopping: ...`` or ``stopped after N updates ...``.
+    stop_reason: str = "completed"
+    #: Final metrics (None when the run stopped before its end).
+    validation: dict[str, Any] | None = None
+    test: dict[str, Any] | None = None
+    #: Per-example outputs of the test evaluation (for the task's report sections).
+    test_outputs: dict[str, list] = field(default_factory=dict)
+    #: Task and callback results that go into report.json as top-level keys (e.g. ``baseline``, ``samples``).
+    extra: dict[str, Any] = field(default_factory=dict)
+    wall_seconds: float | None = None
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run reached its end (final evaluation done, model saved)."""
+        return self.test is not None
+
+
+class Trainer(Protocol):
+    """How a task is trained and evaluated. :class:`nlpkit.training.Loop` is the default implementation."""
+
+    #: Task hooks this trainer calls; a plugin missing one fails at registration.
+    required_hooks: ClassVar[tuple[str, ...]]
+
+    def __init__(self, task: Task, accelerator: Accelerator, run_dir: Path) -> None: ...
+
+    def fit(self) -> RunResults:
+        """Train, evaluate on validation and test, save the model into ``run_dir/model``."""
+        ...
+
+    @classmethod
+    def evaluate_split(cls, task: Task, split: str, accelerator: Accelerator) -> dict[str, Any]:
+        """Metrics of the task's model (built from its config) on ``split`` (what ``nlpkit.evaluate`` runs)."""
+        ...
+
+
+# --------------------------------------------------------------------------------------------- the contract
 
 
 class Task:
-    """Base class for task plugins. Subclasses set ``Config`` and implement the data/model hooks."""
+    """Base class for task plugins. Subclasses set :attr:`Config` and implement the hooks.
 
+    Required hooks (checked at registration; the trainer may require more): :meth:`load_data`,
+    :meth:`build_model`, :meth:`predict`. The shared loop also needs :meth:`encode`, :meth:`collate`,
+    :meth:`eval_step` and :meth:`compute_metrics`.
+    """
+
+    #: The registered name (set by the registry).
     name: ClassVar[str] = ""
+    #: The config schema: a :class:`~nlpkit.config.RunConfig` subclass with the task's defaults.
     Config: ClassVar[type[RunConfig]] = RunConfig
-    #: Name of the metric (as returned by :meth:`compute_metrics`) reported first and used for best-model.
-    main_metric: ClassVar[str] = "loss"
-    greater_is_better: ClassVar[bool] = False
+    #: The :class:`DataInfo` subclass the task's ``load_data`` returns (rebuilt from saved descriptors).
+    Info: ClassVar[type[DataInfo]] = DataInfo
+    #: The trainer class (None: the shared accelerate loop, :class:`nlpkit.training.Loop`).
+    trainer: ClassVar[type[Trainer] | None] = None
+    #: Hooks every task must implement, whatever its trainer.
+    required_hooks: ClassVar[tuple[str, ...]] = ("load_data", "build_model", "predict")
     #: Hub pipeline tag for the model card (``text-classification``, ``translation``, ...).
     hub_task_type: ClassVar[str] = ""
     #: The library that loads the saved model (the model card's ``library_name``).
     hub_library: ClassVar[str] = "transformers"
     #: An input shown in the model card's usage snippet.
     usage_example: ClassVar[Any] = "Hello world"
+    #: Endings of transformers architecture names this task serves (``ForSequenceClassification``), so
+    #: ``nlpkit.pipeline(folder)`` can tell the task of a plain model folder.
+    architectures: ClassVar[tuple[str, ...]] = ()
+    #: File names whose presence in a folder marks a model of this task (for folders without config.json).
+    saved_files: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, cfg: RunConfig):
+    def __init__(self, cfg: RunConfig, *, run_dir: str | Path | None = None, saved: DataInfo | None = None):
+        """``run_dir``: the run folder while training (None otherwise). ``saved``: the :class:`DataInfo` of a
+        model being reloaded (from its descriptor), which ``load_data`` must honour (e.g. its label ids)."""
         self.cfg = cfg
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.saved_info = saved
+        self.info: DataInfo | None = None
         self.model: Any = None
         self.tokenizer: Any = None
-        #: Facts found while loading data (rows skipped and why); they end up in the report.
-        self.data_notes: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ config
+    @property
+    def main_metric(self) -> str:
+        """The metric that picks the best model and is reported first (``train.metric_for_best``)."""
+        return self.cfg.train.metric_for_best
+
+    @property
+    def greater_is_better(self) -> bool:
+        return self.cfg.train.greater_is_better
 
     # ------------------------------------------------------------------ data
-    def load_data(self) -> DatasetDict:
-        """Raw ``train``/``validation``/``test`` splits, checked and cleaned."""
+    def load_data(self) -> Data:
+        """Raw ``train``/``validation``/``test`` splits, checked and cleaned, with what they tell the model."""
         raise NotImplementedError
 
     def encode(self, batch: dict[str, list]) -> dict[str, list]:
-        """Tokenize a batch of raw rows (``datasets.map(batched=True)``); also used by the pipeline."""
+        """Tokenize a batch of raw rows (``datasets.map(batched=True)``); also used for prediction."""
         raise NotImplementedError
 
-    def collate(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    def collate(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         """Pad a list of encoded examples into a batch (dynamic padding)."""
         raise NotImplementedError
 
@@ -66,37 +207,44 @@ class Task:
         return [len(ids) for ids in encoded["input_ids"]]
 
     # ------------------------------------------------------------------ model
-    def build_model(self) -> None:
-        """Set ``self.model`` and ``self.tokenizer`` from ``cfg.model``."""
+    def build_model(self, info: DataInfo) -> None:
+        """Set ``self.model`` and ``self.tokenizer`` from ``cfg.model`` and what the data said (``info``)."""
         raise NotImplementedError
 
-    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def load_model(self, info: DataInfo | None = None) -> None:
+        """Remember ``info`` as :attr:`info` and call :meth:`build_model` (what every caller uses)."""
+        self.info = info if info is not None else (self.saved_info or self.Info())
+        self.build_model(self.info)
+
+    def loss(self, model: torch.nn.Module, batch: dict[str, Any]) -> torch.Tensor:
         """Training loss of a batch."""
         return model(**batch).loss
 
+    def callbacks(self) -> list[Callback]:
+        """Callbacks this task plugs into the training loop's events (see :mod:`nlpkit.callbacks`)."""
+        return []
+
     # ------------------------------------------------------------------ evaluation
-    def eval_step(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Per-example tensors (first dim = batch) for :meth:`compute_metrics`; gathered across processes."""
+    def eval_step(self, model: torch.nn.Module, batch: dict[str, Any]) -> dict[str, Any]:
+        """Per-example outputs of a batch for :meth:`compute_metrics`, gathered across processes.
+
+        Values are tensors whose first dimension is the batch (padded with -100 across processes when they
+        differ in width) or lists of any picklable per-example values (strings, dicts, ...).
+        """
         raise NotImplementedError
 
     def compute_metrics(self, outputs: dict[str, list]) -> dict[str, Any]:
-        """Metrics from gathered :meth:`eval_step` outputs. Scalars are logged; other values go to the report."""
+        """Metrics from the gathered outputs. Scalars are logged; other values go to the report."""
         raise NotImplementedError
-
-    def evaluate_split(self, split: str) -> dict[str, Any] | None:
-        """Metrics of the loaded model on ``split``, for a task that does not evaluate through the shared loop
-        (word2vec scores fixed benchmarks). ``None`` (the default): :func:`nlpkit.evaluate` uses the shared
-        loop (``load_data`` -> ``eval_step`` -> ``compute_metrics``)."""
-        return None
 
     # ------------------------------------------------------------------ inference
     def predict(self, inputs: list[Any], batch_size: int = 64, **kwargs: Any) -> list[Any]:
-        """Predict for raw inputs (what :func:`nlpkit.pipeline` calls)."""
+        """One result per input, in input order (what :func:`nlpkit.pipeline` calls)."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | Path, state_dict: dict[str, torch.Tensor] | None = None) -> None:
-        """Save model + tokenizer (standard HF layout) and the task descriptor.
+        """Save model + tokenizer (standard Hugging Face layout) and the descriptor into ``directory``.
 
         ``state_dict`` is the full set of weights when they are sharded across processes (FSDP).
         """
@@ -105,33 +253,62 @@ class Task:
         self.model.save_pretrained(directory, state_dict=state_dict, safe_serialization=True)
         if self.tokenizer is not None:
             self.tokenizer.save_pretrained(directory)
-        from nlpkit.config import to_dict
+        self.write_descriptor(directory)
 
-        (directory / TASK_FILE).write_text(json.dumps({"task": self.name, "config": to_dict(self.cfg)}, indent=2))
+    def write_descriptor(self, directory: str | Path, **extra: Any) -> None:
+        """Write ``nlpkit_task.json``: this task's name, config and :attr:`info` (plus ``extra`` facts)."""
+        info = self.info.to_dict() if self.info is not None else {}
+        write_descriptor(directory, self.name, to_dict(self.cfg), info, **extra)
+
+    @classmethod
+    def resolve(cls, model: str) -> str:
+        """Where ``model`` (a catalog name, run folder, model folder or hub id) is; override for other forms."""
+        from nlpkit.modeling import resolve_model
+
+        return resolve_model(model)
+
+    @classmethod
+    def from_saved(cls, model: str, **overrides: Any) -> Task:
+        """A task configured as the model at ``model`` was trained (its descriptor), without loading weights.
+
+        ``overrides`` are config keys on top. A folder without a descriptor (a plain Hugging Face model or a
+        hub id) starts from the task's defaults.
+        """
+        path = cls.resolve(model)
+        found: Descriptor | None = read_descriptor(path) if Path(path).exists() else None
+        saved_cfg = found.config if found else None
+        cfg = load_config(cls.Config, saved_cfg, {**overrides, "model": path, "task": cls.name})
+        return cls(cfg, saved=cls.Info.from_dict(found.info) if found else None)
 
     @classmethod
     def from_pretrained(cls, model: str, **overrides: Any) -> Task:
         """A task ready for :meth:`predict`, its model loaded from ``model`` (run folder, path or id)."""
-        from nlpkit.config import load_config
-        from nlpkit.modeling import resolve_model
-
-        # A model saved by nlpkit carries its run's config (max length, decoding options, ...): start from it.
-        descriptor = Path(resolve_model(model)) / TASK_FILE
-        saved = json.loads(descriptor.read_text())["config"] if descriptor.exists() else None
-        cfg = load_config(cls.Config, saved, {"model": model, "task": cls.name, **overrides})
-        task = cls(cfg)
-        task.build_model()
-        task.model.eval()
+        task = cls.from_saved(model, **overrides)
+        task.load_model()
+        if hasattr(task.model, "eval"):
+            task.model.eval()
         return task
 
-    # ------------------------------------------------------------------ report
-    def report_extras(self, run_dir: Path, results: dict[str, Any]) -> list[tuple[str, str]]:
+    # ------------------------------------------------------------------ report and command line
+    def report_extras(self, run_dir: Path, results: RunResults) -> list[tuple[str, str]]:
         """Task-specific report sections as (title, markdown); may also write plots into ``run_dir``."""
         return []
 
-    # ------------------------------------------------------------------ run
-    def run(self, accelerator: Accelerator, run_dir: Path) -> dict[str, Any]:
-        """Train and evaluate; return the results that go into the report."""
-        from nlpkit.training import train_and_evaluate
+    @classmethod
+    def presets_dir(cls) -> Path | None:
+        """The folder of this task's preset yaml files: ``presets/`` beside the task's module, if any."""
+        module = inspect.getmodule(cls)
+        if module is None or not getattr(module, "__file__", None):
+            return None
+        folder = Path(module.__file__).parent / "presets"
+        return folder if folder.is_dir() else None
 
-        return train_and_evaluate(self, accelerator, run_dir)
+    @classmethod
+    def presets(cls) -> dict[str, Path]:
+        """Preset name -> yaml file (``accelerate launch tasks/<task>.py NAME`` picks one)."""
+        folder = cls.presets_dir()
+        return {p.stem: p for p in sorted(folder.glob("*.yaml"))} if folder else {}
+
+    @classmethod
+    def add_commands(cls, subparsers: argparse._SubParsersAction) -> None:
+        """Add task-specific ``nlpkit`` subcommands (e.g. ``nlpkit generate``); each sets ``fn`` to run."""

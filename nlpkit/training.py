@@ -1,7 +1,11 @@
-"""The one accelerate training/evaluation loop shared by every transformer task.
+"""The one accelerate training loop shared by every transformer task, with named events for what plugs in.
 
-Processes, devices and precision come only from the accelerate launch config. The loop is written out
-(nanoGPT-style) rather than hidden behind callbacks so each step can be read top to bottom.
+:class:`Loop` reads top to bottom: set up (data, model, loaders) -> ``before_training`` -> prepare (optimizer,
+scheduler, resume) -> updates, with validation every ``train.eval_every`` -> ``after_training`` -> final
+validation and test -> save -> ``on_save``. Best-model keeping, early stopping, trackers, LoRA adapters and a
+task's before/after measurements are callbacks on those events (:mod:`nlpkit.callbacks`), not branches here.
+
+Processes, devices and precision come only from the accelerate launch config.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from accelerate import Accelerator
@@ -26,12 +30,17 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from nlpkit.task import Task
+from nlpkit.artifacts import atomic_dir
+from nlpkit.callbacks import BestModelKeeper, Callback, EarlyStopping, TrackerLogger
+from nlpkit.errors import ModelNotFoundError, UsageError
+from nlpkit.inference import length_order
+from nlpkit.task import RunResults, Task
 
 logger = logging.getLogger("nlpkit.training")
 
 STATE_FILE = "trainer_state.json"  # written last into a checkpoint: its presence marks the checkpoint complete
 _CKPT = re.compile(r"^checkpoint-(\d+)$")
+SPLITS = ("train", "validation", "test")
 
 
 # --------------------------------------------------------------------------------------------- batches
@@ -66,40 +75,55 @@ class EpochSampler(Sampler[int]):
 def encode_splits(task: Task, raw: DatasetDict, accelerator: Accelerator) -> DatasetDict:
     """Tokenize every split once (main process first, so the others reuse datasets' cache)."""
     with accelerator.main_process_first():
-        return raw.map(task.encode, batched=True, remove_columns=raw["train"].column_names,
-                       desc="Tokenizing")
+        return DatasetDict({name: split.map(task.encode, batched=True, remove_columns=split.column_names,
+                                            desc=f"Tokenizing {name}") for name, split in raw.items()})
 
 
 def eval_loader(task: Task, ds: Dataset, batch_size: int, num_workers: int = 0) -> DataLoader:
     """Evaluation batches sorted by length (longest first): least padding, and OOM shows up at once."""
-    lengths = task.lengths(ds)
-    order = sorted(range(len(ds)), key=lambda i: -lengths[i])
-    return DataLoader(ds.select(order), batch_size=batch_size, shuffle=False, collate_fn=task.collate,
-                      num_workers=num_workers)
+    return DataLoader(ds.select(length_order(task.lengths(ds))), batch_size=batch_size, shuffle=False,
+                      collate_fn=task.collate, num_workers=num_workers)
 
 
 # --------------------------------------------------------------------------------------------- evaluation
 
 
+def _gather(accelerator: Accelerator, out: dict[str, Any]) -> dict[str, list]:
+    """Gather one batch's per-example outputs from every process, in a plain list per key.
+
+    Tensors are padded to one width with -100 and gathered as tensors; any other values (strings, dicts) go
+    through accelerate's object gathering. ``gather_for_metrics`` drops the samples duplicated to even out the
+    last batch across processes, so metrics are over exactly the split's examples.
+    """
+    tensors = {k: v for k, v in out.items() if torch.is_tensor(v)}
+    objects = {k: list(v) for k, v in out.items() if not torch.is_tensor(v)}
+    gathered: dict[str, list] = {}
+    if tensors:
+        tensors = {k: accelerator.pad_across_processes(v, dim=1, pad_index=-100) if v.ndim > 1 else v
+                   for k, v in tensors.items()}
+        for k, v in accelerator.gather_for_metrics(tensors).items():
+            gathered[k] = v.cpu().tolist()
+    if objects:
+        keys = list(objects)
+        rows = [dict(zip(keys, values)) for values in zip(*(objects[k] for k in keys))]
+        rows = accelerator.gather_for_metrics(rows, use_gather_object=True)
+        for k in keys:
+            gathered[k] = [r[k] for r in rows]
+    return gathered
+
+
 @torch.no_grad()
 def evaluate_loader(task: Task, model: torch.nn.Module, loader: DataLoader, accelerator: Accelerator,
                     desc: str = "Evaluating") -> tuple[dict[str, Any], dict[str, list]]:
-    """Run :meth:`Task.eval_step` over a prepared loader; gather across processes; compute metrics.
-
-    ``gather_for_metrics`` drops the samples duplicated to even out the last batch across processes, so
-    metrics are over exactly the split's examples. Variable-length outputs are padded with -100 first.
-    """
+    """Run :meth:`Task.eval_step` over a prepared loader; gather across processes; compute metrics."""
     was_training = model.training
     model.eval()
     collected: dict[str, list] = defaultdict(list)
     start = time.perf_counter()
-    for batch in tqdm(loader, desc=desc, disable=not accelerator.is_local_main_process, leave=False):
-        out = task.eval_step(model, batch)
-        out = {k: accelerator.pad_across_processes(v, dim=1, pad_index=-100) if v.ndim > 1 else v
-               for k, v in out.items()}
-        out = accelerator.gather_for_metrics(out)
-        for k, v in out.items():
-            collected[k].extend(v.cpu().tolist())
+    with accelerator.autocast():
+        for batch in tqdm(loader, desc=desc, disable=not accelerator.is_local_main_process, leave=False):
+            for k, v in _gather(accelerator, task.eval_step(model, batch)).items():
+                collected[k].extend(v)
     seconds = time.perf_counter() - start
     metrics = task.compute_metrics(dict(collected))
     n = len(next(iter(collected.values()))) if collected else 0
@@ -133,7 +157,7 @@ def resolve_resume(resume: str, run_dir: Path) -> Path | None:
         return ckpts[-1]
     path = Path(resume)
     if not (path / STATE_FILE).exists():
-        raise FileNotFoundError(f"resume={resume}: not a complete nlpkit checkpoint (no {STATE_FILE}). "
+        raise ModelNotFoundError(f"resume={resume}: not a complete nlpkit checkpoint (no {STATE_FILE}). "
                                 f"Use resume=auto to pick the newest complete one in output_dir.")
     return path
 
@@ -150,7 +174,7 @@ def save_checkpoint(accelerator: Accelerator, run_dir: Path, state: dict[str, An
     accelerator.wait_for_everyone()
 
 
-# --------------------------------------------------------------------------------------------- training
+# --------------------------------------------------------------------------------------------- the loop
 
 
 def _optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
@@ -167,224 +191,246 @@ def _optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.
         return torch.optim.AdamW(groups, lr=lr)
 
 
-def _better(value: float, best: float | None, greater: bool) -> bool:
-    return best is None or (value > best if greater else value < best)
+class Loop:
+    """The shared trainer: ``Loop(task, accelerator, run_dir).fit()`` -> :class:`~nlpkit.task.RunResults`."""
+
+    required_hooks: ClassVar[tuple[str, ...]] = ("load_data", "build_model", "encode", "collate", "eval_step",
+                                                 "compute_metrics", "predict")
+
+    def __init__(self, task: Task, accelerator: Accelerator, run_dir: Path):
+        self.task, self.accelerator, self.run_dir = task, accelerator, Path(run_dir)
+        self.cfg, self.tcfg = task.cfg, task.cfg.train
+        self.callbacks: list[Callback] = [TrackerLogger(), BestModelKeeper(),
+                                          EarlyStopping(self.tcfg.early_stopping_patience), *task.callbacks()]
+        self.results = RunResults()
+        #: Saved in every checkpoint (restored on resume): counters, best metric, history.
+        self.state: dict[str, Any] = {"global_step": 0, "epoch": 0, "batches_in_epoch": 0, "best_metric": None,
+                                      "best_step": None, "evals_without_improvement": 0, "history": [],
+                                      "samples_seen": 0, "tokens_seen": 0, "train_seconds": 0.0}
+        self.model: Any = None
+        self.loaders: dict[str, DataLoader] = {}
+        self.finished = False
+        self._stop: tuple[str, bool] | None = None
+
+    # ------------------------------------------------------------------ events
+    def fire(self, event: str, *args: Any) -> None:
+        """Call ``event`` on every callback, in order."""
+        for cb in self.callbacks:
+            getattr(cb, event)(self, *args)
+
+    def request_stop(self, reason: str, finished: bool = False) -> None:
+        """Stop after the current update. ``finished``: the run still counts as complete (final evaluation and
+        save happen), as with early stopping; otherwise it ends like an interruption (resume later)."""
+        self._stop = (reason, finished)
+
+    def log(self, values: dict[str, float]) -> None:
+        """Send scalars to the callbacks' ``on_log`` (trackers) at the current update."""
+        self.fire("on_log", values, self.state["global_step"])
+
+    def evaluate(self, split: str, model: Any = None, desc: str | None = None) -> tuple[dict[str, Any], dict]:
+        """Metrics and gathered outputs of ``model`` (default: the loop's) on the validation or test split."""
+        return evaluate_loader(self.task, model if model is not None else self.model, self.loaders[split],
+                               self.accelerator, desc=desc or split.capitalize())
+
+    # ------------------------------------------------------------------ phases
+    def setup(self) -> None:
+        """Seed, load and encode the data, build the model, make the loaders (validation/test prepared)."""
+        task, acc, tcfg = self.task, self.accelerator, self.tcfg
+        set_seed(self.cfg.seed)
+        with acc.main_process_first():  # the main process fetches/converts catalog assets once
+            data = task.load_data()
+            task.load_model(data.info)
+        self.results.data_sizes = {k: len(v) for k, v in data.splits.items()}
+        self.results.notes.update(data.notes)
+        encoded = encode_splits(task, data.splits, acc)
+        self.model = task.model.to(acc.device)
+        if tcfg.gradient_checkpointing:
+            self.model.gradient_checkpointing_enable()
+        self.sampler = EpochSampler(task.lengths(encoded["train"]), tcfg.batch_size * acc.num_processes,
+                                    self.cfg.seed, tcfg.group_by_length)
+        # Its own generator: creating a DataLoader iterator otherwise draws from the global RNG, so a resumed
+        # run (new iterator after load_state) would get different dropout masks than an uninterrupted one.
+        self.loaders["train"] = DataLoader(encoded["train"], batch_size=tcfg.batch_size, sampler=self.sampler,
+                                           collate_fn=task.collate, num_workers=tcfg.num_workers,
+                                           generator=torch.Generator().manual_seed(self.cfg.seed))
+        for split in ("validation", "test"):
+            self.loaders[split] = acc.prepare(eval_loader(task, encoded[split], tcfg.eval_batch_size,
+                                                          tcfg.num_workers))
+
+    def prepare(self) -> None:
+        """Optimizer, accelerate's wrapping, the schedule, and the state of a checkpoint to resume from."""
+        acc, tcfg = self.accelerator, self.tcfg
+        self.task.model = self.model  # a callback may have replaced it (LoRA): save what is trained
+        optimizer = _optimizer(self.model, tcfg.lr, tcfg.weight_decay)
+        self.model, self.optimizer, self.loaders["train"] = acc.prepare(self.model, optimizer, self.loaders["train"])
+        if tcfg.compile:
+            self.model = torch.compile(self.model)
+        self.updates_per_epoch = max(1, math.ceil(len(self.loaders["train"]) / tcfg.grad_accum))
+        self.total_updates = (tcfg.max_steps if tcfg.max_steps > 0
+                              else max(1, math.ceil(tcfg.epochs * self.updates_per_epoch)))
+        # Stepped by hand once per real optimizer update (not prepared: a prepared scheduler steps once per
+        # process), so warmup/decay lengths hold for any process count and accumulation.
+        self.scheduler = get_scheduler(tcfg.scheduler, self.optimizer,
+                                       num_warmup_steps=int(tcfg.warmup_ratio * self.total_updates),
+                                       num_training_steps=self.total_updates)
+        acc.register_for_checkpointing(self.scheduler)
+        ckpt = resolve_resume(self.cfg.resume, self.run_dir)
+        if ckpt is not None:
+            acc.load_state(str(ckpt))
+            saved = json.loads((ckpt / STATE_FILE).read_text())
+            # Samples consumed this epoch are what carries over when the number of processes changes.
+            saved_world = saved.get("global_batch", tcfg.batch_size * acc.num_processes)
+            saved["batches_in_epoch"] = (saved["batches_in_epoch"] * saved_world
+                                         // (tcfg.batch_size * acc.num_processes))
+            self.state.update(saved)
+            acc.print(f"Resumed from {ckpt} at update {self.state['global_step']} (epoch {self.state['epoch']})")
+        self.state["global_batch"] = tcfg.batch_size * acc.num_processes
+
+    def _validate(self) -> None:
+        """Validation during training: history, logs, ``after_evaluation``; then a checkpoint if due."""
+        metrics, _ = self.evaluate("validation", desc="Validating")
+        step = self.state["global_step"]
+        scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        self.state["history"].append({"step": step, "epoch": round(step / self.updates_per_epoch, 3),
+                                      **{f"eval_{k}": v for k, v in scalars.items()}})
+        self.fire("on_log", {f"eval/{k}": v for k, v in scalars.items()}, step)
+        value = metrics.get(self.task.main_metric)
+        if isinstance(value, (int, float)):
+            self.accelerator.print(f"step {step}: validation {self.task.main_metric}={value:.4f}")
+        self.fire("after_evaluation", metrics)
+        if self.tcfg.save_every <= 0:
+            save_checkpoint(self.accelerator, self.run_dir, self.state, self.tcfg.keep_checkpoints)
+
+    def train(self) -> None:
+        """Optimizer updates until the schedule ends or a stop is requested."""
+        acc, tcfg, state = self.accelerator, self.tcfg, self.state
+        eval_every = tcfg.eval_every if tcfg.eval_every > 0 else self.updates_per_epoch
+        bar = tqdm(total=self.total_updates, initial=state["global_step"], desc="Training", unit="step",
+                   disable=not acc.is_local_main_process, dynamic_ncols=True)
+        run_loss, run_count = torch.zeros((), device=acc.device), 0
+        tokens = torch.zeros((), device=acc.device, dtype=torch.long)
+        start, paused = time.perf_counter(), 0.0  # paused: evaluating/checkpointing, left out of throughput
+        self.model.train()
+        done = state["global_step"] >= self.total_updates
+        while not done:
+            self.sampler.use_epoch(state["epoch"])
+            loader = self.loaders["train"]
+            if state["batches_in_epoch"]:
+                loader = acc.skip_first_batches(loader, state["batches_in_epoch"])
+            for batch in loader:
+                with acc.accumulate(self.model):
+                    loss = self.task.loss(self.model, batch)
+                    acc.backward(loss)
+                    if acc.sync_gradients and tcfg.max_grad_norm > 0:
+                        acc.clip_grad_norm_(self.model.parameters(), tcfg.max_grad_norm)
+                    self.optimizer.step()
+                    self.optimizer.zero_grad(set_to_none=True)
+                state["batches_in_epoch"] += 1
+                state["samples_seen"] += len(batch["input_ids"]) * acc.num_processes
+                if "attention_mask" in batch:
+                    tokens += batch["attention_mask"].sum()
+                run_loss += loss.detach()
+                run_count += 1
+                if not acc.sync_gradients:
+                    continue
+                # ---- one optimizer update happened
+                if not acc.optimizer_step_was_skipped:
+                    self.scheduler.step()
+                state["global_step"] += 1
+                bar.update(1)
+                step = state["global_step"]
+                if step % tcfg.log_every == 0 or step == self.total_updates:
+                    mean_loss = acc.reduce(run_loss, reduction="mean").item() / max(run_count, 1)
+                    lr = self.scheduler.get_last_lr()[0]
+                    state["history"].append({"step": step, "loss": round(mean_loss, 5), "lr": lr})
+                    self.log({"train/loss": mean_loss, "train/lr": lr})
+                    bar.set_postfix(loss=f"{mean_loss:.4f}")
+                    run_loss.zero_()
+                    run_count = 0
+                if step % eval_every == 0 or step == self.total_updates:
+                    began = time.perf_counter()
+                    self._validate()
+                    paused += time.perf_counter() - began
+                if tcfg.save_every > 0 and step % tcfg.save_every == 0:
+                    state["tokens_seen"] += int(acc.reduce(tokens, reduction="sum").item())
+                    tokens.zero_()
+                    state["train_seconds"] += time.perf_counter() - start - paused
+                    save_checkpoint(acc, self.run_dir, state, tcfg.keep_checkpoints)
+                    start, paused = time.perf_counter(), 0.0
+                if (self._stop is None and tcfg.stop_after_steps is not None
+                        and tcfg.stop_after_steps <= step < self.total_updates):
+                    self.request_stop(f"stopped after {step} updates (train.stop_after_steps)")
+                if self._stop is not None or step >= self.total_updates:
+                    done = True
+                    break
+            else:
+                state["epoch"] += 1
+                state["batches_in_epoch"] = 0
+        bar.close()
+        state["train_seconds"] += time.perf_counter() - start - paused
+        state["tokens_seen"] += int(acc.reduce(tokens, reduction="sum").item())
+        acc.wait_for_everyone()
+        reason, finished = self._stop if self._stop is not None else ("completed", True)
+        self.results.stop_reason, self.finished = reason, finished
+
+    def _summarise(self) -> None:
+        acc, state, r = self.accelerator, self.state, self.results
+        seconds = state["train_seconds"]
+        r.history, r.best_value, r.best_step = state["history"], state["best_metric"], state["best_step"]
+        r.training = {
+            "updates": state["global_step"], "samples": state["samples_seen"], "runtime_s": round(seconds, 2),
+            "samples_per_s": round(state["samples_seen"] / max(seconds, 1e-9), 2),
+            "processes": acc.num_processes, "mixed_precision": acc.mixed_precision, "device": str(acc.device),
+            "effective_batch_size": state["global_batch"] * self.tcfg.grad_accum,
+            "total_updates": self.total_updates, "updates_per_epoch": self.updates_per_epoch,
+        }
+        if state["tokens_seen"]:
+            r.training.update(tokens=state["tokens_seen"],
+                              tokens_per_s=round(state["tokens_seen"] / max(seconds, 1e-9), 1))
+
+    def save(self) -> Path:
+        """Save the final model atomically into ``run_dir/model`` (never half-written); fire ``on_save``."""
+        acc, target = self.accelerator, self.run_dir / "model"
+        weights = acc.get_state_dict(self.model)
+        if acc.is_main_process:
+            with atomic_dir(target) as tmp:
+                self.task.save(tmp, state_dict=weights)
+        acc.wait_for_everyone()
+        self.fire("on_save", target)
+        return target
+
+    def fit(self) -> RunResults:
+        """Set up, train, pick the best model, evaluate on validation and test, save. Returns the results."""
+        self.setup()
+        self.fire("before_training")
+        self.prepare()
+        self.train()
+        self._summarise()
+        self.fire("after_training")
+        if self.finished:
+            self.results.validation, _ = self.evaluate("validation", desc="Validating")
+            self.results.test, self.results.test_outputs = self.evaluate("test", desc="Testing")
+            self.save()
+        return self.results
+
+    @classmethod
+    def evaluate_split(cls, task: Task, split: str, accelerator: Accelerator) -> dict[str, Any]:
+        """Metrics of ``task``'s model (built from its config) on ``split`` of its data, as training scores it."""
+        if split not in SPLITS:
+            raise UsageError(f"split must be one of {', '.join(SPLITS)}, not {split!r}.")
+        data = task.load_data()
+        task.load_model(data.info)
+        encoded = encode_splits(task, DatasetDict({split: data.splits[split]}), accelerator)
+        model, loader = accelerator.prepare(task.model, eval_loader(task, encoded[split],
+                                                                    task.cfg.train.eval_batch_size))
+        metrics, _ = evaluate_loader(task, model, loader, accelerator, desc=f"Evaluating {split}")
+        return metrics
 
 
-def _hparams(cfg_dict: dict, prefix: str = "") -> dict[str, Any]:
-    """Flatten the config into scalars that TensorBoard's hparams accept."""
-    flat: dict[str, Any] = {}
-    for k, v in cfg_dict.items():
-        if isinstance(v, dict):
-            flat.update(_hparams(v, f"{prefix}{k}."))
-        else:
-            flat[prefix + k] = v if isinstance(v, (int, float, str, bool)) else str(v)
-    return flat
+def trainer_for(task_cls: type[Task]) -> Any:
+    """The trainer class of a task: its own (``Task.trainer``) or the shared :class:`Loop`."""
+    return task_cls.trainer or Loop
 
 
-def train_and_evaluate(task: Task, accelerator: Accelerator, run_dir: Path) -> dict[str, Any]:
-    """Build, train, pick the best model, evaluate on test, save. Returns the report's results."""
-    from nlpkit.config import to_dict
-
-    cfg, tcfg = task.cfg, task.cfg.train
-    set_seed(cfg.seed)
-    with accelerator.main_process_first():  # the main process fetches/converts catalog assets once
-        raw = task.load_data()  # first: the model may need what the data says (e.g. the label set)
-        task.build_model()
-    data_sizes = {k: len(v) for k, v in raw.items()}
-    encoded = encode_splits(task, raw, accelerator)
-    model = task.model
-    if tcfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
-
-    sampler = EpochSampler(task.lengths(encoded["train"]), tcfg.batch_size * accelerator.num_processes,
-                           cfg.seed, tcfg.group_by_length)
-    # Its own generator: creating a DataLoader iterator otherwise draws from the global RNG, so a resumed
-    # run (new iterator after load_state) would get different dropout masks than an uninterrupted one.
-    train_dl = DataLoader(encoded["train"], batch_size=tcfg.batch_size, sampler=sampler,
-                          collate_fn=task.collate, num_workers=tcfg.num_workers, drop_last=False,
-                          generator=torch.Generator().manual_seed(cfg.seed))
-    val_dl = eval_loader(task, encoded["validation"], tcfg.eval_batch_size, tcfg.num_workers)
-    test_dl = eval_loader(task, encoded["test"], tcfg.eval_batch_size, tcfg.num_workers)
-    optimizer = _optimizer(model, tcfg.lr, tcfg.weight_decay)
-    model, optimizer, train_dl, val_dl, test_dl = accelerator.prepare(model, optimizer, train_dl, val_dl, test_dl)
-    if tcfg.compile:
-        model = torch.compile(model)
-
-    updates_per_epoch = max(1, math.ceil(len(train_dl) / tcfg.grad_accum))
-    total_updates = tcfg.max_steps if tcfg.max_steps > 0 else max(1, math.ceil(tcfg.epochs * updates_per_epoch))
-    # The scheduler is stepped by hand once per real optimizer update (not prepared: a prepared scheduler
-    # steps once per process), so warmup/decay lengths hold for any process count and accumulation.
-    scheduler = get_scheduler(tcfg.scheduler, optimizer, num_warmup_steps=int(tcfg.warmup_ratio * total_updates),
-                              num_training_steps=total_updates)
-    accelerator.register_for_checkpointing(scheduler)
-
-    state: dict[str, Any] = {"global_step": 0, "epoch": 0, "batches_in_epoch": 0, "best_metric": None,
-                             "best_step": None, "evals_without_improvement": 0, "history": [],
-                             "samples_seen": 0, "train_seconds": 0.0}
-    ckpt = resolve_resume(cfg.resume, run_dir)
-    if ckpt is not None:
-        accelerator.load_state(str(ckpt))
-        saved = json.loads((ckpt / STATE_FILE).read_text())
-        # Samples consumed this epoch are what carries over when the number of processes changes.
-        saved_world = saved.get("global_batch", tcfg.batch_size * accelerator.num_processes)
-        saved["batches_in_epoch"] = (saved["batches_in_epoch"] * saved_world
-                                     // (tcfg.batch_size * accelerator.num_processes))
-        state.update(saved)
-        accelerator.print(f"Resumed from {ckpt} at update {state['global_step']} (epoch {state['epoch']})")
-    state["global_batch"] = tcfg.batch_size * accelerator.num_processes
-
-    accelerator.init_trackers(run_dir.name, config=_hparams(to_dict(cfg)))
-    eval_every = tcfg.eval_every if tcfg.eval_every > 0 else updates_per_epoch
-    best_dir = run_dir / "best_model"
-    metric_name = tcfg.metric_for_best
-    stop_reason = "completed"
-    bar = tqdm(total=total_updates, initial=state["global_step"], desc="Training", unit="step",
-               disable=not accelerator.is_local_main_process, dynamic_ncols=True)
-    start = time.perf_counter()
-    run_loss, run_count = torch.zeros((), device=accelerator.device), 0
-
-    paused = 0.0  # seconds spent evaluating/checkpointing inside the loop, left out of training throughput
-
-    def do_eval() -> bool:
-        """Evaluate, keep the best weights, checkpoint; returns True when early stopping triggers."""
-        nonlocal paused
-        began = time.perf_counter()
-        try:
-            return _do_eval()
-        finally:
-            paused += time.perf_counter() - began
-
-    def _do_eval() -> bool:
-        metrics, _ = evaluate_loader(task, model, val_dl, accelerator, desc="Validating")
-        entry = {"step": state["global_step"], "epoch": round(state["global_step"] / updates_per_epoch, 3),
-                 **{f"eval_{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}}
-        state["history"].append(entry)
-        accelerator.log({f"eval/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))},
-                        step=state["global_step"])
-        if metric_name not in metrics:
-            raise KeyError(f"train.metric_for_best={metric_name!r} is not a validation metric; choose one of "
-                           f"{sorted(k for k, v in metrics.items() if isinstance(v, (int, float)))}.")
-        value = metrics[metric_name]
-        accelerator.print(f"step {state['global_step']}: validation {metric_name}={value:.4f}")
-        if _better(value, state["best_metric"], tcfg.greater_is_better):
-            state.update(best_metric=value, best_step=state["global_step"], evals_without_improvement=0)
-            unwrapped = accelerator.unwrap_model(model)
-            weights = accelerator.get_state_dict(model)
-            if accelerator.is_main_process:
-                unwrapped.save_pretrained(best_dir, state_dict=weights, safe_serialization=True)
-        else:
-            state["evals_without_improvement"] += 1
-        if tcfg.save_every <= 0:
-            save_checkpoint(accelerator, run_dir, state, tcfg.keep_checkpoints)
-        patience = tcfg.early_stopping_patience
-        return patience > 0 and state["evals_without_improvement"] >= patience
-
-    model.train()
-    done = state["global_step"] >= total_updates
-    while not done:
-        sampler.use_epoch(state["epoch"])
-        loader = train_dl
-        if state["batches_in_epoch"]:
-            loader = accelerator.skip_first_batches(train_dl, state["batches_in_epoch"])
-        for batch in loader:
-            with accelerator.accumulate(model):
-                loss = task.loss(model, batch)
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and tcfg.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(model.parameters(), tcfg.max_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-            state["batches_in_epoch"] += 1
-            state["samples_seen"] += len(batch["input_ids"]) * accelerator.num_processes
-            run_loss += loss.detach()
-            run_count += 1
-            if not accelerator.sync_gradients:
-                continue
-            # ---- one optimizer update happened
-            if not accelerator.optimizer_step_was_skipped:
-                scheduler.step()
-            state["global_step"] += 1
-            bar.update(1)
-            step = state["global_step"]
-            if step % tcfg.log_every == 0 or step == total_updates:
-                mean_loss = accelerator.reduce(run_loss, reduction="mean").item() / max(run_count, 1)
-                state["history"].append({"step": step, "loss": round(mean_loss, 5),
-                                         "lr": scheduler.get_last_lr()[0]})
-                accelerator.log({"train/loss": mean_loss, "train/lr": scheduler.get_last_lr()[0]}, step=step)
-                bar.set_postfix(loss=f"{mean_loss:.4f}")
-                run_loss.zero_()
-                run_count = 0
-            stop = False
-            if step % eval_every == 0 or step == total_updates:
-                stop = do_eval()
-                if stop:
-                    stop_reason = (f"early stopping: no {metric_name} improvement in "
-                                   f"{tcfg.early_stopping_patience} evaluations")
-            if tcfg.save_every > 0 and step % tcfg.save_every == 0:
-                began = time.perf_counter()
-                state["train_seconds"] += began - start - paused
-                save_checkpoint(accelerator, run_dir, state, tcfg.keep_checkpoints)
-                start, paused = time.perf_counter(), 0.0
-            if tcfg.stop_after_steps is not None and step >= tcfg.stop_after_steps and step < total_updates:
-                stop, stop_reason = True, f"stopped after {step} updates (train.stop_after_steps)"
-            if stop or step >= total_updates:
-                done = True
-                break
-        else:
-            state["epoch"] += 1
-            state["batches_in_epoch"] = 0
-    bar.close()
-    state["train_seconds"] += time.perf_counter() - start - paused
-    accelerator.wait_for_everyone()
-
-    # Keep the best weights for the final model (load_best_model_at_end), when an evaluation chose them.
-    if best_dir.exists() and state["best_step"] not in (None, state["global_step"]):
-        from safetensors.torch import load_file
-
-        shards = sorted(best_dir.glob("*.safetensors"))
-        weights: dict[str, torch.Tensor] = {}
-        for shard in shards:
-            weights.update(load_file(str(shard)))
-        unwrapped = accelerator.unwrap_model(model)
-        if hasattr(unwrapped, "peft_config"):  # a PEFT model saved only its adapter, under PEFT's key names
-            from peft import set_peft_model_state_dict
-
-            set_peft_model_state_dict(unwrapped, weights)
-        else:
-            unwrapped.load_state_dict(weights, strict=False)
-        accelerator.print(f"Loaded the best model (update {state['best_step']}, "
-                          f"{metric_name}={state['best_metric']:.4f})")
-
-    finished = stop_reason == "completed" or stop_reason.startswith("early")
-    results: dict[str, Any] = {"data_sizes": data_sizes, "stop_reason": stop_reason, "state": state,
-                               "total_updates": total_updates, "updates_per_epoch": updates_per_epoch}
-    train_seconds = state["train_seconds"]
-    results["training"] = {
-        "updates": state["global_step"], "samples": state["samples_seen"], "runtime_s": round(train_seconds, 2),
-        "samples_per_s": round(state["samples_seen"] / max(train_seconds, 1e-9), 2),
-        "processes": accelerator.num_processes, "mixed_precision": accelerator.mixed_precision,
-        "device": str(accelerator.device), "effective_batch_size": state["global_batch"] * tcfg.grad_accum,
-    }
-    if not finished:
-        return results
-
-    results["validation"], _ = evaluate_loader(task, model, val_dl, accelerator, desc="Validating")
-    results["test"], test_outputs = evaluate_loader(task, model, test_dl, accelerator, desc="Testing")
-    results["test_outputs"] = test_outputs
-    save_model(task, accelerator, model, run_dir / "model")
-    if accelerator.is_main_process:
-        shutil.rmtree(best_dir, ignore_errors=True)
-    return results
-
-
-def save_model(task: Task, accelerator: Accelerator, model: torch.nn.Module, target: Path) -> None:
-    """Save the final model atomically: write ``target.tmp``, then rename (no half-written model)."""
-    weights = accelerator.get_state_dict(model)
-    if accelerator.is_main_process:
-        tmp = target.with_name(target.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        task.save(tmp, state_dict=weights)
-        shutil.rmtree(target, ignore_errors=True)
-        tmp.rename(target)
-    accelerator.wait_for_everyone()
+__all__ = ["EpochSampler", "Loop", "encode_splits", "eval_loader", "evaluate_loader", "list_checkpoints",
+           "resolve_resume", "save_checkpoint", "trainer_for"]

@@ -11,11 +11,12 @@ import torch.nn.functional as F
 
 from nlpkit.config import DataConfig, RunConfig, TrainConfig, opt
 from nlpkit.data import check_columns, drop_empty_texts, label_map, load_splits, map_labels
+from nlpkit.errors import UsageError
+from nlpkit.inference import check_texts, pad, run_sorted
 from nlpkit.metrics import compute
 from nlpkit.modeling import resolve_model
-from nlpkit.registry import register_task
 from nlpkit.report import md_table, save_figure
-from nlpkit.task import Task
+from nlpkit.task import Data, DataInfo, RunResults, Task
 
 
 @dataclass
@@ -30,34 +31,37 @@ class SentimentConfig(RunConfig):
         lr=1e-4, epochs=2.0, batch_size=32, metric_for_best="accuracy", greater_is_better=True))
 
 
-@register_task("sentiment")
 class SentimentTask(Task):
     """Sequence classification. Metrics: accuracy, macro precision/recall/F1, confusion matrix."""
 
     Config = SentimentConfig
-    main_metric = "accuracy"
-    greater_is_better = True
     hub_task_type = "text-classification"
     usage_example = ["a gripping, beautifully shot film", "dull and far too long"]
+    architectures = ("ForSequenceClassification",)
     cfg: SentimentConfig
 
-    def __init__(self, cfg: SentimentConfig):
-        super().__init__(cfg)
-        self.labels: list[str] | None = list(cfg.labels) if cfg.labels else None
+    @property
+    def labels(self) -> list[str]:
+        """Label names in id order (known once the model is built)."""
+        return list(self.info.labels or []) if self.info is not None else []
 
     # ------------------------------------------------------------------ data
-    def load_data(self):
+    def load_data(self) -> Data:
         d = self.cfg.data
         ds, meta = load_splits(d, self.cfg.seed)
         check_columns(ds, [d.text_column], d.source, "data.text_column")
         check_columns(ds, [d.label_column], d.source, "data.label_column")
+        notes = {}
         dropped = drop_empty_texts(ds, [d.text_column], d.empty_texts, d.source)
         if any(dropped.values()):
-            self.data_notes["empty texts skipped"] = dropped
-        self.labels = label_map(ds["train"], d.label_column, self.labels or meta.get("labels"))
-        ds = map_labels(ds, d.label_column, self.labels, d.source)
+            notes["empty texts skipped"] = dropped
+        # A reloaded model keeps its label ids; a new one takes them from the config, the catalog or the data.
+        known = (self.saved_info.labels if self.saved_info else None) or self.cfg.labels or meta.get("labels")
+        labels = label_map(ds["train"], d.label_column, known)
+        ds = map_labels(ds, d.label_column, labels, d.source)
         keep = [d.text_column, "labels"]
-        return ds.remove_columns([c for c in ds["train"].column_names if c not in keep])
+        ds = ds.remove_columns([c for c in ds["train"].column_names if c not in keep])
+        return Data(ds, DataInfo(labels=labels), notes)
 
     def encode(self, batch: dict[str, list]) -> dict[str, list]:
         enc = self.tokenizer(batch[self.cfg.data.text_column], truncation=True, max_length=self.cfg.data.max_length)
@@ -70,7 +74,9 @@ class SentimentTask(Task):
         return self.tokenizer.pad(features, return_tensors="pt")
 
     # ------------------------------------------------------------------ model
-    def build_model(self) -> None:
+    def build_model(self, info: DataInfo) -> None:
+        """The encoder with a classification head for ``info.labels`` (a new head when the label set differs);
+        without labels (a plain classifier loaded for prediction) the model's own labels are kept."""
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         path = resolve_model(self.cfg.model)
@@ -78,13 +84,13 @@ class SentimentTask(Task):
         # fp32 master weights: transformers 5 otherwise keeps a checkpoint's storage dtype (bf16 on most hub
         # models); reduced precision comes from the accelerate config's autocast instead.
         kwargs: dict[str, Any] = {"dtype": torch.float32}
-        if self.labels is not None:
-            kwargs |= {"num_labels": len(self.labels), "id2label": dict(enumerate(self.labels)),
-                      "label2id": {n: i for i, n in enumerate(self.labels)},
+        labels = info.labels or (list(self.cfg.labels) if self.cfg.labels else None)
+        if labels:
+            kwargs |= {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
+                      "label2id": {n: i for i, n in enumerate(labels)},
                       "ignore_mismatched_sizes": True}  # a new head when the label set differs
         self.model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
-        if self.labels is None:
-            self.labels = [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
+        info.labels = [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
 
     # ------------------------------------------------------------------ evaluation
     def eval_step(self, model, batch):
@@ -109,42 +115,32 @@ class SentimentTask(Task):
     # ------------------------------------------------------------------ inference
     @torch.inference_mode()
     def predict(self, inputs: list[Any], batch_size: int = 64, **kwargs: Any) -> list[dict[str, Any]]:
-        """``[{"label": str, "score": float}]`` per text; blank texts get ``{"label": None, "score": None}``.
-
-        Texts are sorted by length so each batch pads to similar lengths; results come back in input order.
-        """
+        """``[{"label": str, "score": float}]`` per text; blank texts get ``{"label": None, "score": None}``."""
         if kwargs:
-            raise TypeError(f"Unknown option(s) for sentiment prediction: {sorted(kwargs)}")
+            raise UsageError(f"Unknown option(s) for sentiment prediction: {sorted(kwargs)}")
+        todo = check_texts(inputs)
         results: list[dict[str, Any]] = [{"label": None, "score": None} for _ in inputs]
-        todo = [i for i, t in enumerate(inputs) if isinstance(t, str) and t.strip()]
-        for i, t in enumerate(inputs):
-            if not isinstance(t, str):
-                raise TypeError(f"Input {i} is a {type(t).__name__}, expected a string.")
         if not todo:
             return results
-        enc = self.tokenizer([inputs[i] for i in todo], truncation=True, max_length=self.cfg.data.max_length)
-        ids = enc["input_ids"]
-        order = sorted(range(len(todo)), key=lambda j: -len(ids[j]))
+        texts = [inputs[i] for i in todo]
+        ids = self.tokenizer(texts, truncation=True, max_length=self.cfg.data.max_length)["input_ids"]
         device = next(self.model.parameters()).device
-        pad = self.tokenizer.pad_token_id or 0
-        for start in range(0, len(order), batch_size):
-            chunk = order[start:start + batch_size]
-            width = len(ids[chunk[0]])  # longest first
-            input_ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(chunk), width), dtype=torch.long)
-            for row, j in enumerate(chunk):
-                input_ids[row, : len(ids[j])] = torch.tensor(ids[j])
-                mask[row, : len(ids[j])] = 1
+        pad_id = self.tokenizer.pad_token_id or 0
+        labels = self.labels
+
+        def classify(rows: list[list[int]]) -> list[dict[str, Any]]:
+            input_ids, mask = pad(rows, pad_id)
             logits = self.model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits
-            probs = logits.float().softmax(-1).cpu()
-            scores, best = probs.max(-1)
-            for row, j in enumerate(chunk):
-                results[todo[j]] = {"label": self.labels[int(best[row])], "score": float(scores[row])}
+            scores, best = logits.float().softmax(-1).cpu().max(-1)
+            return [{"label": labels[int(b)], "score": float(sc)} for sc, b in zip(scores, best)]
+
+        for i, out in zip(todo, run_sorted(ids, [len(x) for x in ids], batch_size, classify)):
+            results[i] = out
         return results
 
     # ------------------------------------------------------------------ report
-    def report_extras(self, run_dir: Path, results: dict[str, Any]) -> list[tuple[str, str]]:
-        test = results.get("test") or {}
+    def report_extras(self, run_dir: Path, results: RunResults) -> list[tuple[str, str]]:
+        test = results.test or {}
         cm = test.get("confusion_matrix")
         if not cm:
             return []
