@@ -11,9 +11,11 @@ import nlpkit
 from nlpkit.registry import available_tasks
 
 
-@pytest.mark.parametrize("task", available_tasks())
-def test_task_contract(task: str, tiny_task_config) -> None:
-    overrides, inputs = tiny_task_config(task)
+def check_task_contract(task: str, overrides: dict, inputs: list) -> dict:
+    """Train ``task`` briefly with ``overrides``, then check what every task promises; returns the report.
+
+    Also used by the test of a task installed from outside the ``nlpkit`` package (tests/test_plugins.py).
+    """
     report = nlpkit.train(task, **overrides)
     run = Path(report["run_dir"])
     # a run leaves its numbers, a readable report, its config and a loadable model
@@ -30,6 +32,13 @@ def test_task_contract(task: str, tiny_task_config) -> None:
     batched = pipe(inputs, batch_size=2)
     assert len(batched) == len(inputs)
     assert _close(batched, [pipe(x) for x in inputs]), f"{task}: batched and single predictions differ"
+    return report
+
+
+@pytest.mark.parametrize("task", available_tasks())
+def test_task_contract(task: str, tiny_task_config) -> None:
+    overrides, inputs = tiny_task_config(task)
+    check_task_contract(task, overrides, inputs)
 
 
 def _close(a: object, b: object) -> bool:
