@@ -55,12 +55,20 @@ def test_every_preset_in_the_repo_loads() -> None:
     """Presets only hold differences from defaults; each must still validate against its task's schema."""
     from nlpkit.registry import get_task
 
-    presets = sorted(Path("tasks/presets").glob("*.yaml"))
-    for preset in presets:
-        task = preset.stem.split("_")[0]
-        load_config(get_task(task).Config, preset)
-        assert "accelerate launch" in preset.read_text().splitlines()[0] + preset.read_text()[:400], \
-            f"{preset} needs its launch line in a header comment"
+    from nlpkit.cli import find_preset
+    from nlpkit.registry import available_tasks
+
+    seen = 0
+    for task in available_tasks():
+        for name, preset in get_task(task).presets().items():
+            assert find_preset(task, name) == preset  # chosen by name, and it declares its own task
+            load_config(get_task(task).Config, preset)
+            text = preset.read_text()
+            assert f"accelerate launch tasks/{task}.py" in text[:400] and f" {name}" in text[:400], \
+                f"{preset} needs its by-name launch line in a header comment"
+            seen += 1
+    assert seen >= 10
+    assert not list(Path("tasks").rglob("*.yaml")), "presets live in their task's package"
 
 
 def test_help_lists_every_option_with_its_meaning() -> None:

@@ -13,7 +13,7 @@ from accelerate import Accelerator
 
 from nlpkit.config import load_config
 from nlpkit.registry import get_task
-from nlpkit.training import train_and_evaluate
+from nlpkit.training import Loop
 
 model_dir, data_dir, out_dir = sys.argv[1:4]
 cls = get_task("sentiment")
@@ -22,15 +22,16 @@ cfg = load_config(cls.Config, None, {
     "train.eval_batch_size": 7, "train.lr": 5e-3, "train.epochs": 8.0, "train.warmup_ratio": 0.0,
     "train.grad_accum": 2, "train.save_every": 20})
 accelerator = Accelerator(gradient_accumulation_steps=2)
-task = cls(cfg)
-results = train_and_evaluate(task, accelerator, Path(out_dir))
+task = cls(cfg, run_dir=out_dir)
+loop = Loop(task, accelerator, Path(out_dir))
+results = loop.fit()
 # a fingerprint of this rank's final weights, gathered so rank 0 sees every rank's
 flat = torch.cat([p.detach().float().flatten() for p in task.model.parameters()])
 fingerprint = torch.stack([flat.sum(), (flat * torch.arange(flat.numel())).sum() / flat.numel(), flat.abs().max()])
 everyone = accelerator.gather(fingerprint.unsqueeze(0)).tolist()
 if accelerator.is_main_process:
     Path(out_dir, "ddp_check.json").write_text(json.dumps({
-        "processes": accelerator.num_processes, "fingerprints": everyone, "test": results["test"],
-        "validation": results["validation"], "state": results["state"], "total_updates": results["total_updates"],
-        "updates_per_epoch": results["updates_per_epoch"], "train_rows": results["data_sizes"]["train"],
+        "processes": accelerator.num_processes, "fingerprints": everyone, "test": results.test,
+        "validation": results.validation, "state": loop.state, "total_updates": loop.total_updates,
+        "updates_per_epoch": loop.updates_per_epoch, "train_rows": results.data_sizes["train"],
     }))

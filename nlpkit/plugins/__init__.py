@@ -1,0 +1,1 @@
+"""The built-in task plugins, one package each, found through the ``nlpkit.tasks`` entry points."""
