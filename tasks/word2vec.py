@@ -1,7 +1,7 @@
 """Train and evaluate the word2vec task.
 
-    accelerate launch tasks/word2vec.py                              # defaults (see --help)
-    accelerate launch tasks/word2vec.py tasks/presets/<preset>.yaml   # a preset
+    accelerate launch tasks/word2vec.py                                 # defaults (see --help)
+    accelerate launch tasks/word2vec.py <preset>                        # a preset by name (nlpkit presets word2vec)
     accelerate launch tasks/word2vec.py train.epochs=1 output_dir=outputs/my-run
     accelerate launch --config_file accelerate_configs/multi_gpu_bf16.yaml tasks/word2vec.py
 
