@@ -23,12 +23,15 @@ __all__ = ["Pipeline", "Task", "available_tasks", "evaluate", "get_task", "pipel
 def train(task: str, preset: str | None = None, **overrides: Any) -> dict[str, Any]:
     """Train and evaluate ``task``; returns the report (also written to the run folder).
 
-    ``overrides`` use dotted keys: ``nlpkit.train("sentiment", **{"train.lr": 3e-5}, output_dir="runs/a")``.
+    ``preset`` is one of the task's preset names (``nlpkit presets``) or a yaml file. ``overrides`` use dotted
+    keys: ``nlpkit.train("sentiment", "quick", **{"train.lr": 3e-5}, output_dir="runs/a")``.
     """
     from nlpkit.config import load_config
+    from nlpkit.registry import find_preset
     from nlpkit.runner import run
 
-    cfg = load_config(get_task(task).Config, preset, {**overrides, "task": task})
+    path = find_preset(task, preset) if preset is not None else None
+    cfg = load_config(get_task(task).Config, path, {**overrides, "task": task})
     return run(cfg)
 
 

@@ -41,7 +41,7 @@ def _exit_on_error(fn: Any, *args: Any) -> Any:
 
 def parse_task_args(task: str, argv: list[str]) -> tuple[Any, bool]:
     """``[preset.yaml] [key=value ...]`` -> (config, print_only). Prints help and exits on -h."""
-    from nlpkit.registry import get_task
+    from nlpkit.registry import find_preset, get_task
 
     cls = get_task(task)
     schema = cls.Config
@@ -59,35 +59,6 @@ def parse_task_args(task: str, argv: list[str]) -> tuple[Any, bool]:
         raise ConfigError(f"Unexpected argument {bad[0]!r}: overrides are key=value (see --help).")
     cfg = load_config(schema, preset, argv + [f"task={task}"])
     return cfg, print_only
-
-
-def find_preset(task: str, name_or_path: str) -> Path:
-    """A preset of ``task`` by name (its package's ``presets/NAME.yaml``) or a yaml path; checks its ``task``."""
-    import yaml
-
-    from nlpkit.registry import get_task
-
-    presets = get_task(task).presets()
-    if name_or_path.endswith((".yaml", ".yml")):
-        path = Path(name_or_path)
-        if not path.is_file():
-            raise ConfigError(f"Preset file {path} does not exist.")
-    elif name_or_path in presets:
-        path = presets[name_or_path]
-    else:
-        import difflib
-
-        close = difflib.get_close_matches(name_or_path, list(presets), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(f"Unexpected argument {name_or_path!r}: expected a preset name of {task} "
-                          f"({', '.join(presets) or 'none'}), a .yaml file or key=value overrides.{hint}")
-    try:
-        declared = (yaml.safe_load(path.read_text()) or {}).get("task")
-    except yaml.YAMLError as err:
-        raise ConfigError(f"Preset {path} is not valid YAML: {err}") from err
-    if declared and declared != task:
-        raise ConfigError(f"Preset {path} is for the {declared} task, not {task}.")
-    return path
 
 
 def main(task: str, argv: list[str] | None = None) -> dict[str, Any] | None:

@@ -18,12 +18,13 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable
 from importlib import metadata
+from pathlib import Path
 from typing import TypeVar
 
-from nlpkit.errors import ContractError, UnknownTaskError
+from nlpkit.errors import ConfigError, ContractError, UnknownTaskError
 from nlpkit.task import Task
 
-__all__ = ["ENTRY_POINT_GROUP", "available_tasks", "check_contract", "get_task", "register_task"]
+__all__ = ["ENTRY_POINT_GROUP", "available_tasks", "check_contract", "find_preset", "get_task", "register_task"]
 
 ENTRY_POINT_GROUP = "nlpkit.tasks"
 
@@ -89,6 +90,31 @@ def get_task(name: str) -> type[Task]:
     close = difflib.get_close_matches(name, known, n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
     raise UnknownTaskError(f"Unknown task {name!r}. Known tasks: {', '.join(known)}.{hint}")
+
+
+def find_preset(task: str, name_or_path: str) -> Path:
+    """A preset of ``task`` by name (its package's ``presets/NAME.yaml``) or a yaml path; checks its ``task`` key."""
+    import yaml
+
+    presets = get_task(task).presets()
+    if name_or_path.endswith((".yaml", ".yml")):
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise ConfigError(f"Preset file {path} does not exist.")
+    elif name_or_path in presets:
+        path = presets[name_or_path]
+    else:
+        close = difflib.get_close_matches(name_or_path, list(presets), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"Unexpected argument {name_or_path!r}: expected a preset name of {task} "
+                          f"({', '.join(presets) or 'none'}), a .yaml file or key=value overrides.{hint}")
+    try:
+        declared = (yaml.safe_load(path.read_text()) or {}).get("task")
+    except yaml.YAMLError as err:
+        raise ConfigError(f"Preset {path} is not valid YAML: {err}") from err
+    if declared and declared != task:
+        raise ConfigError(f"Preset {path} is for the {declared} task, not {task}.")
+    return path
 
 
 def available_tasks() -> list[str]:

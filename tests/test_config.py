@@ -53,10 +53,7 @@ def test_saved_config_reloads_identically(tmp_path: Path) -> None:
 
 def test_every_preset_in_the_repo_loads() -> None:
     """Presets only hold differences from defaults; each must still validate against its task's schema."""
-    from nlpkit.registry import get_task
-
-    from nlpkit.cli import find_preset
-    from nlpkit.registry import available_tasks
+    from nlpkit.registry import available_tasks, find_preset, get_task
 
     seen = 0
     for task in available_tasks():

@@ -79,7 +79,8 @@ def test_every_nlpkit_error_is_one_line_on_the_command_line(capsys: pytest.Captu
 
 
 def test_presets_are_chosen_by_name_and_belong_to_their_task(tmp_path: Path) -> None:
-    from nlpkit.cli import find_preset, parse_task_args
+    from nlpkit.cli import parse_task_args
+    from nlpkit.registry import find_preset
 
     cfg, _ = parse_task_args("sentiment", ["quick", "train.lr=3e-5"])
     assert cfg.data.max_train_samples == 2000 and cfg.train.lr == 3e-5
