@@ -33,8 +33,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from nlpkit.artifacts import read_descriptor
 from nlpkit.config import GenerateConfig
-from nlpkit.errors import ConfigError, ModelNotFoundError, UsageError
+from nlpkit.errors import ConfigError, DataError, ModelNotFoundError, UsageError
 from nlpkit.inference import pad, run_sorted
 
 logger = logging.getLogger("nlpkit.causal_lm")
@@ -52,6 +53,7 @@ __all__ = [
     "generation_config",
     "is_adapter_dir",
     "load_causal_lm",
+    "load_tokenizer",
     "merge_lora",
     "pack_texts",
     "stream_generate",
@@ -92,18 +94,45 @@ def is_adapter_dir(path: str | Path) -> bool:
 
 
 def _adapter_base(path: Path, base_model: str | None) -> str:
-    """The base model of a saved adapter: ``base_model`` if given, else the one recorded by PEFT."""
+    """The base model of a saved adapter, first found of: ``base_model``; the folder PEFT recorded, if it is on
+    this machine; the ``model`` of the nlpkit run that saved the adapter (its descriptor: a catalog name or
+    hub id still works when the recorded cache path is gone); PEFT's record as a hub id."""
     from nlpkit.modeling import resolve_model
 
     if base_model:
         return resolve_model(base_model)
     recorded = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    if recorded and Path(recorded).expanduser().exists():
+        return resolve_model(recorded)
+    descriptor = read_descriptor(path)
+    if descriptor is not None and descriptor.config.get("model"):
+        trained_from = resolve_model(descriptor.config["model"])
+        if Path(trained_from).resolve() != path.resolve():  # a reloaded adapter saved again names itself
+            return trained_from
     if not recorded:
         raise ModelNotFoundError(f"{path}/adapter_config.json names no base model; pass base_model=...")
-    if not Path(recorded).exists() and recorded.startswith((".", "/", "~")):
+    if recorded.startswith((".", "/", "~")):
         raise ModelNotFoundError(f"The base model of adapter {path} ({recorded}) is not on this machine; pass "
-                                f"base_model=<catalog name | folder | hub id>.")
+                                 f"base_model=<catalog name | folder | hub id>.")
     return resolve_model(recorded)
+
+
+def _tokenizer_folder(path: str, base_model: str | None) -> str:
+    """Where the tokenizer of the model at ``path`` is: its own folder, or an adapter's base model if it has none."""
+    if is_adapter_dir(path) and not (Path(path) / "tokenizer_config.json").exists():
+        return _adapter_base(Path(path), base_model)
+    return path
+
+
+def load_tokenizer(name_or_path: str, *, base_model: str | None = None) -> Any:
+    """The tokenizer :func:`load_causal_lm` returns for ``name_or_path`` (pad token included), without weights."""
+    from transformers import AutoTokenizer
+
+    from nlpkit.modeling import resolve_model
+
+    tokenizer = AutoTokenizer.from_pretrained(_tokenizer_folder(resolve_model(name_or_path), base_model))
+    ensure_pad_token(tokenizer)
+    return tokenizer
 
 
 def load_causal_lm(name_or_path: str, *, dtype: torch.dtype | str | None = None,
@@ -124,23 +153,19 @@ def load_causal_lm(name_or_path: str, *, dtype: torch.dtype | str | None = None,
     kwargs: dict[str, Any] = {"dtype": dtype or torch.float32}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
-    if is_adapter_dir(path):
+    adapter = is_adapter_dir(path)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(_adapter_base(Path(path), base_model) if adapter else path,
+                                                     **kwargs)
+    except ValueError as err:  # e.g. an encoder-only checkpoint: say what was expected
+        raise ConfigError(f"{name_or_path} is not a causal language model ({err}). Use a decoder-only "
+                          f"model (Llama, GPT-2, SmolLM, ...).") from err
+    tokenizer = AutoTokenizer.from_pretrained(_tokenizer_folder(path, base_model))
+    ensure_pad_token(tokenizer, model)  # before the adapter: a new pad token resizes the base's embeddings
+    if adapter:
         from peft import PeftModel
 
-        base = _adapter_base(Path(path), base_model)
-        model = AutoModelForCausalLM.from_pretrained(base, **kwargs)
-        tok_src = path if (Path(path) / "tokenizer_config.json").exists() else base
-        tokenizer = AutoTokenizer.from_pretrained(tok_src)
-        ensure_pad_token(tokenizer, model)
         model = PeftModel.from_pretrained(model, path)
-    else:
-        try:
-            model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-        except ValueError as err:  # e.g. an encoder-only checkpoint: say what was expected
-            raise ValueError(f"{name_or_path} is not a causal language model ({err}). Use a decoder-only "
-                             f"model (Llama, GPT-2, SmolLM, ...).") from err
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        ensure_pad_token(tokenizer, model)
     if device is not None:
         model.to(device)
     return model, tokenizer
@@ -164,7 +189,7 @@ def apply_lora(model: Any, r: int = 8, alpha: int = 16, dropout: float = 0.05,
     except ValueError as err:  # unknown module names: list what exists
         names = sorted({n.split(".")[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
         raise ConfigError(f"lora.target_modules={target_modules!r} matches no layer of this model ({err}). "
-                         f"Its linear layers are: {names}.") from err
+                          f"Its linear layers are: {names}.") from err
 
 
 def merge_lora(model_or_dir: Any, output_dir: str | Path | None = None, base_model: str | None = None) -> Any:
@@ -178,7 +203,7 @@ def merge_lora(model_or_dir: Any, output_dir: str | Path | None = None, base_mod
     if isinstance(model_or_dir, (str, Path)):
         model, tokenizer = load_causal_lm(str(model_or_dir), base_model=base_model)
     if not hasattr(model, "merge_and_unload"):
-        raise ValueError("merge_lora needs a PEFT (LoRA) model or adapter folder; this one has no adapters.")
+        raise UsageError("merge_lora needs a PEFT (LoRA) model or adapter folder; this one has no adapters.")
     merged = model.merge_and_unload()
     if output_dir is not None:
         merged.save_pretrained(output_dir, safe_serialization=True)
@@ -199,7 +224,7 @@ def pack_texts(tokenizer: Any, texts: Sequence[str], block_size: int, *, add_eos
     tokens. Returns ``{"input_ids": [[...], ...]}``.
     """
     if block_size < 2:
-        raise ValueError(f"data.block_size must be at least 2, not {block_size}.")
+        raise ConfigError(f"data.block_size must be at least 2, not {block_size}.")
     eos = tokenizer.eos_token_id
     # verbose=False: whole documents are longer than model_max_length on purpose (they are cut below).
     encoded = tokenizer(list(texts), add_special_tokens=True, verbose=False)["input_ids"]
@@ -236,7 +261,7 @@ def encode_prompt_response(tokenizer: Any, prompts: Sequence[str], responses: Se
     feeds the model at inference. Put any separator (space, newline) in the prompt or the response text.
     """
     if len(prompts) != len(responses):
-        raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses.")
+        raise UsageError(f"{len(prompts)} prompts but {len(responses)} responses.")
     p_ids = tokenizer(list(prompts), add_special_tokens=True, verbose=False)["input_ids"]
     r_ids = tokenizer(list(responses), add_special_tokens=False, verbose=False)["input_ids"]
     eos = tokenizer.eos_token_id
@@ -264,9 +289,9 @@ def encode_chat(tokenizer: Any, conversations: Sequence[Sequence[dict[str, str]]
     are cut at the end. Needs a fast tokenizer (character offsets) and a prefix-stable template.
     """
     if getattr(tokenizer, "chat_template", None) is None:
-        raise ValueError("The tokenizer has no chat template; use prompt/response data or a chat model.")
+        raise DataError("The tokenizer has no chat template; use prompt/response data or a chat model.")
     if train_on != "assistant":
-        raise ValueError(f"train_on={train_on!r}: only 'assistant' is supported.")
+        raise UsageError(f"train_on={train_on!r}: only 'assistant' is supported.")
     out: dict[str, list[list[int]]] = {"input_ids": [], "labels": []}
     for row, conv in enumerate(conversations):
         messages = [{"role": str(m["role"]), "content": str(m["content"])} for m in conv]
@@ -278,11 +303,11 @@ def encode_chat(tokenizer: Any, conversations: Sequence[Sequence[dict[str, str]]
             start = _render(tokenizer, messages[:i], add_generation_prompt=True) if i else ""
             end = _render(tokenizer, messages[: i + 1], add_generation_prompt=False)
             if not full.startswith(start) or not full.startswith(end):
-                raise ValueError(f"Conversation {row}: the chat template does not render the history as a "
+                raise DataError(f"Conversation {row}: the chat template does not render the history as a "
                                  f"prefix of the whole conversation, so reply tokens cannot be located.")
             spans.append((len(start), len(end)))
         if not spans:
-            raise ValueError(f"Conversation {row} has no assistant message to learn from.")
+            raise DataError(f"Conversation {row} has no assistant message to learn from.")
         enc = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
         ids, offsets = enc["input_ids"], enc["offset_mapping"]
         labels = [tok if any(a <= s < b for a, b in spans) else IGNORE_INDEX
@@ -354,7 +379,9 @@ def generation_config(model: Any, tokenizer: Any, gen: GenerateConfig | None = N
     """
     from transformers import GenerationConfig
 
-    gen = (gen or GenerateConfig()).replace(**options) if options else (gen or GenerateConfig())
+    gen = gen or GenerateConfig()
+    if options:
+        gen = gen.replace(**options)
     base = getattr(model, "generation_config", None)
     eos = getattr(base, "eos_token_id", None) if base is not None else None
     gc = GenerationConfig(**gen.generate_kwargs(), pad_token_id=tokenizer.pad_token_id,
@@ -382,11 +409,11 @@ def _prompt_ids(tokenizer: Any, prompts: Sequence[str | Sequence[dict[str, str]]
         elif isinstance(p, str) or isinstance(p, (list, tuple)):
             msgs = [{"role": "user", "content": p}] if isinstance(p, str) else list(p)
             if getattr(tokenizer, "chat_template", None) is None:
-                raise ValueError("Chat prompts need a tokenizer with a chat template.")
+                raise UsageError("Chat prompts need a tokenizer with a chat template.")
             texts.append(_render(tokenizer, msgs, add_generation_prompt=True))
             specials.append(False)  # the template writes its own special tokens
         else:
-            raise TypeError(f"Prompt {i} is a {type(p).__name__}; expected a string or chat messages.")
+            raise UsageError(f"Prompt {i} is a {type(p).__name__}; expected a string or chat messages.")
     ids = [tokenizer(t, add_special_tokens=s, verbose=False)["input_ids"]
            for t, s in zip(texts, specials, strict=True)]
     start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id

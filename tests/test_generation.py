@@ -13,8 +13,10 @@ from tiny_generation import SAMPLE_INPUTS, generation_overrides, play_corpus, pl
 import nlpkit
 from nlpkit import causal_lm
 from nlpkit.causal_lm import IGNORE_INDEX
+from nlpkit.errors import UsageError
+from nlpkit.registry import get_task
 
-PRESETS = sorted((Path(__file__).resolve().parents[1] / "tasks" / "presets").glob("generation*.yaml"))
+PRESETS = get_task("generation").presets()
 
 
 @pytest.fixture(scope="module")
@@ -270,7 +272,7 @@ def test_sampling_controls(trained_run: dict) -> None:
     assert pipe("KING.\n", max_new_tokens=40, no_repeat_ngram_size=2) != pipe("KING.\n", max_new_tokens=40)
     with pytest.raises(ValueError, match="do_sample"):
         pipe("KING.", num_return_sequences=2)
-    with pytest.raises(TypeError, match="Unknown generation option"):
+    with pytest.raises(UsageError, match="Unknown generation option"):
         pipe("KING.", max_tokens=3)
 
 
@@ -297,11 +299,12 @@ def test_cli_generate_streams(trained_run: dict, capsys: pytest.CaptureFixture) 
 # ------------------------------------------------------------------------------------------ config
 
 
-@pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.name)
-def test_presets_load(preset: Path) -> None:
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_presets_load(name: str) -> None:
     from nlpkit.config import load_config
     from nlpkit.plugins.generation import GenerationConfig
 
+    preset = PRESETS[name]
     text = preset.read_text()
     assert "accelerate launch" in text.splitlines()[0] + text.splitlines()[1], "launch line in the header"
     cfg = load_config(GenerationConfig, preset)
