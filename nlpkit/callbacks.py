@@ -10,10 +10,11 @@ event                       when
                             a callback may replace ``loop.model`` (LoRA) or evaluate it (before/after metrics)
 ``on_log``                  training loss / learning rate every ``train.log_every`` updates, and validation metrics
 ``after_evaluation``        after each validation during training: keep the best model, stop early
-``after_training``          the update loop ended (completed, early-stopped or interrupted), before the final
+``on_train_end``            the update loop ended (completed, early-stopped or interrupted), before the final
                             evaluation: the best weights are loaded back here
 ``on_best_model_loaded``    the best weights (from an earlier evaluation) replaced the last ones
 ``on_save``                 the final model was written to ``directory`` (complete, under its final name)
+``after_training``          everything is done: final validation/test metrics in ``loop.results``, model saved
 ==========================  =====================================================================================
 
 A callback reads and changes the loop's public state: ``loop.task``, ``loop.model``, ``loop.accelerator``,
@@ -53,14 +54,18 @@ class Callback:
     def after_evaluation(self, loop: Loop, metrics: dict[str, Any]) -> None:
         """A validation during training finished with ``metrics``."""
 
-    def after_training(self, loop: Loop) -> None:
-        """The update loop ended; ``loop.finished`` says whether the run reached its end."""
+    def on_train_end(self, loop: Loop) -> None:
+        """The update loop ended; ``loop.finished`` says whether the run reached its end (final evaluation and
+        save follow only then)."""
 
     def on_best_model_loaded(self, loop: Loop, step: int, value: float) -> None:
         """The weights of update ``step`` (validation ``value``) were loaded back into ``loop.model``."""
 
     def on_save(self, loop: Loop, directory: Path) -> None:
         """The final model was saved into ``directory``."""
+
+    def after_training(self, loop: Loop) -> None:
+        """The run is over: ``loop.results`` has the final validation/test metrics (when ``loop.finished``)."""
 
 
 # --------------------------------------------------------------------------------------------- trackers
@@ -119,7 +124,7 @@ class BestModelKeeper(Callback):
         else:
             state["evals_without_improvement"] += 1
 
-    def after_training(self, loop: Loop) -> None:
+    def on_train_end(self, loop: Loop) -> None:
         state, best_dir = loop.state, loop.run_dir / BEST_DIR
         if not loop.finished or not best_dir.exists() or state["best_step"] in (None, state["global_step"]):
             return
@@ -169,11 +174,16 @@ class LoraAdapters(Callback):
         self.options, self.task_type = options, task_type
 
     def before_training(self, loop: Loop) -> None:
+        from accelerate.utils import set_seed
+
         from nlpkit.causal_lm import apply_lora
 
         o = self.options
         loop.model = apply_lora(loop.model, r=o.r, alpha=o.alpha, dropout=o.dropout,
                                 target_modules=o.target_modules, task_type=self.task_type)
+        # Re-seed: the adapters' initialisation drew random numbers, and training (dropout masks, batch order)
+        # must not depend on whether LoRA was applied.
+        set_seed(loop.cfg.seed)
         if loop.task.cfg.train.gradient_checkpointing:
             # frozen embeddings: checkpointed blocks need an input that requires grad to backprop to LoRA
             loop.model.enable_input_require_grads()

@@ -29,9 +29,9 @@ class Recorder(Callback):
         self.events.append("after_evaluation")
         assert "accuracy" in metrics
 
-    def after_training(self, loop) -> None:
-        self.events.append("after_training")
-        assert loop.finished and loop.results.test is None, "after_training comes before the final evaluation"
+    def on_train_end(self, loop) -> None:
+        self.events.append("on_train_end")
+        assert loop.finished and loop.results.test is None, "on_train_end comes before the final evaluation"
 
     def on_best_model_loaded(self, loop, step, value) -> None:
         self.events.append(f"on_best_model_loaded:{step}")
@@ -39,6 +39,10 @@ class Recorder(Callback):
     def on_save(self, loop, directory: Path) -> None:
         self.events.append("on_save")
         assert (directory / "nlpkit_task.json").exists() and not (loop.run_dir / "best_model").exists()
+
+    def after_training(self, loop) -> None:
+        self.events.append("after_training")
+        assert loop.results.test["accuracy"] >= 0, "after_training sees the final metrics"
 
 
 def test_loop_fires_its_events_in_order(tiny_bert: Path, sentiment_data: Path, tmp_path: Path) -> None:
@@ -57,9 +61,9 @@ def test_loop_fires_its_events_in_order(tiny_bert: Path, sentiment_data: Path, t
     report = nlpkit.train("sentiment_recorded", **sentiment_overrides(tiny_bert, sentiment_data, tmp_path / "run", **{
         "train.max_steps": 10, "train.eval_every": 5, "train.log_every": 5}))
     ev = recorder.events
-    assert ev[0] == "before_training" and ev[-1] == "on_save"
+    assert ev[0] == "before_training" and ev[-2:] == ["on_save", "after_training"]
     assert ev.count("after_evaluation") == 2 and ev.count("on_log:train") == 2 and ev.count("on_log:eval") == 2
-    assert ev.index("after_training") > max(i for i, e in enumerate(ev) if e == "after_evaluation")
+    assert ev.index("on_train_end") > max(i for i, e in enumerate(ev) if e == "after_evaluation")
     loaded = [e for e in ev if e.startswith("on_best_model_loaded")]
     if report["best"]["step"] != 10:  # the best weights were not the last ones: they came back
         assert loaded == [f"on_best_model_loaded:{report['best']['step']}"]

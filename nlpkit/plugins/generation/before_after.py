@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nlpkit.callbacks import Callback
@@ -43,11 +42,10 @@ class BeforeAfter(Callback):
         self._store_samples(loop, [""] * len(self.untuned))
 
     def after_training(self, loop: Loop) -> None:
-        if loop.finished:  # the best weights are back (the core's BestModelKeeper runs first)
-            self._store_samples(loop, self._continuations(loop))
-
-    def on_save(self, loop: Loop, directory: Path) -> None:
-        # The first event after the final validation and test evaluations.
+        # Final metrics are in, and the final (best) weights are the loop's model.
+        if not loop.finished:
+            return
+        self._store_samples(loop, self._continuations(loop))
         r = loop.results
         summary = {}
         for split, final in zip(SPLITS, (r.validation, r.test)):
