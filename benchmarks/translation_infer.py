@@ -14,7 +14,6 @@ tokenize one sentence, ``generate``, decode.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import glob
 import json
 import os
@@ -66,22 +65,23 @@ def main() -> None:
     from tqdm.auto import tqdm
 
     import nlpkit
+    from nlpkit.plugins.translation.seq2seq import Seq2SeqBackend
 
     pipe = nlpkit.pipeline(run)
     task = pipe.task
-    if task.decoder_only:
+    if not isinstance(task.backend, Seq2SeqBackend):
         raise SystemExit("This benchmark compares encoder-decoder generation; give a seq2seq translation run.")
-    data = task.load_data()  # the run's own split, rebuilt from its saved data config and seed
-    sources = list(data["test"]["source"])
+    splits = task.load_data().splits  # the run's own split, rebuilt from its saved data config and seed
+    sources = list(splits["test"]["source"])
     if len(sources) < args.sentences:
-        sources += list(data["validation"]["source"])
+        sources += list(splits["validation"]["source"])
     sources = sources[: args.sentences]
     gen = {"num_beams": 1, "do_sample": False, "max_new_tokens": args.max_new_tokens}
     model, tok = task.model, task.tokenizer
     device = next(model.parameters()).device
-    prefix = task._prefix()
+    prefix = task.backend.prefix
     n = len(sources)
-    single_kwargs = task.generate_kwargs(dataclasses.replace(task.cfg.generate, **gen))  # the same decoding
+    single_kwargs = task.generate_kwargs(task.cfg.generate.replace(**gen))  # the same decoding
     print(
         f"{n} sentences from {task.cfg.data.source} (test split), model {run}, device {device}, "
         f"{torch.get_num_threads()} threads, decoding {single_kwargs}",

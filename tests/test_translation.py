@@ -22,7 +22,9 @@ from tiny_translation import (
 import nlpkit
 from nlpkit.config import GenerateConfig, load_config
 from nlpkit.data import DataError
+from nlpkit.errors import UsageError
 from nlpkit.plugins.translation import TranslationConfig, TranslationTask
+from nlpkit.plugins.translation.decoder_only import DecoderOnlyBackend
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -51,12 +53,12 @@ def toy_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_jsonl_translation_form_and_languages(tmp_path: Path) -> None:
     data = write_folder(tmp_path / "d", pairs(20, 1), pairs(4, 2), pairs(5, 3))
-    ds = _task(**{"data.source": str(data)}).load_data()
+    ds = _task(**{"data.source": str(data)}).load_data().splits
     assert {k: len(v) for k, v in ds.items()} == {"train": 20, "validation": 4, "test": 5}
     assert ds["test"][0]["source"] == pairs(5, 3)[0][0] and ds["test"][0]["target"] == pairs(5, 3)[0][1]
     # the reverse direction is the same file with the languages swapped
     rev = _task(**{"data.source": str(data), "translation.source_lang": "fr", "translation.target_lang": "en"})
-    assert rev.load_data()["test"][0]["source"] == pairs(5, 3)[0][1]
+    assert rev.load_data().splits["test"][0]["source"] == pairs(5, 3)[0][1]
 
 
 def test_missing_language_key_names_the_row(tmp_path: Path) -> None:
@@ -76,7 +78,7 @@ def test_csv_source_target_columns_and_wrong_column(tmp_path: Path) -> None:
         w = csv.writer(fh)
         w.writerow(["source", "target"])
         w.writerows(pairs(40))
-    ds = _task(**{"data.source": str(f), "data.test_size": 5.0, "data.validation_size": 5.0}).load_data()
+    ds = _task(**{"data.source": str(f), "data.test_size": 5.0, "data.validation_size": 5.0}).load_data().splits
     assert {k: len(v) for k, v in ds.items()} == {"train": 30, "validation": 5, "test": 5}
     with pytest.raises(DataError, match="no column 'english'.*translation.source_column"):
         _task(**{"data.source": str(f), "translation.source_column": "english"}).load_data()
@@ -87,7 +89,7 @@ def test_aligned_text_files(tmp_path: Path) -> None:
     (tmp_path / "c.en").write_text("\n".join(s for s, _ in rows) + "\n")
     (tmp_path / "c.fr").write_text("\n".join(t for _, t in rows) + "\n")
     src = f"{tmp_path / 'c.en'},{tmp_path / 'c.fr'}"
-    ds = _task(**{"data.source": src, "data.test_size": 5.0, "data.validation_size": 5.0}).load_data()
+    ds = _task(**{"data.source": src, "data.test_size": 5.0, "data.validation_size": 5.0}).load_data().splits
     got = {(r["source"], r["target"]) for split in ds.values() for r in split}
     assert got == set(rows)  # every line stays paired with its own translation
 
@@ -107,9 +109,9 @@ def test_empty_sides_skipped_and_counted_or_refused(tmp_path: Path) -> None:
     (tmp_path / "c.fr").write_text("\n".join(t for _, t in rows) + "\n")
     src = f"{tmp_path / 'c.en'},{tmp_path / 'c.fr'}"
     task = _task(**{"data.source": src, "data.test_size": 3.0, "data.validation_size": 3.0})
-    ds = task.load_data()
-    assert sum(len(v) for v in ds.values()) == 18
-    assert task.data_notes["empty sides skipped"] == {"train": 2}
+    data = task.load_data()
+    assert sum(len(v) for v in data.splits.values()) == 18
+    assert data.notes["empty sides skipped"] == {"train": 2}
     with pytest.raises(DataError, match="line 5 is empty"):
         _task(**{"data.source": src, "data.empty_texts": "error"}).load_data()
 
@@ -122,8 +124,9 @@ def test_catalog_default_splits_by_chapter() -> None:
     if not (assets.cache_dir() / "bible-en-fr" / "data.parquet").exists():
         pytest.skip("bible-en-fr is not in the asset cache")
     task = TranslationTask(TranslationConfig())
-    ds = task.load_data()
-    assert task.cfg.translation.source_lang == "en" and task.cfg.translation.target_lang == "fr"
+    data = task.load_data()
+    ds = data.splits
+    assert data.info.source_lang == "en" and data.info.target_lang == "fr"
     assert sum(len(v) for v in ds.values()) > 30000
     import pandas as pd
 
@@ -132,7 +135,7 @@ def test_catalog_default_splits_by_chapter() -> None:
     chapter = dict(zip(unique["en"], unique["chapter_id"], strict=True))
     chapters = {k: {chapter[s] for s in v["source"] if s in chapter} for k, v in ds.items()}
     assert not chapters["train"] & chapters["test"] and not chapters["train"] & chapters["validation"]
-    again = TranslationTask(TranslationConfig()).load_data()
+    again = TranslationTask(TranslationConfig()).load_data().splits
     assert again["test"]["source"] == ds["test"]["source"]
 
 
@@ -197,7 +200,7 @@ def test_decoding_options_and_order(tmp_path: Path, toy_data: Path) -> None:
     assert out == [pipe(x, num_beams=2) for x in inputs]
     many = pipe(["the cat"], num_beams=3, num_return_sequences=3)
     assert len(many[0]) == 3
-    with pytest.raises(TypeError, match="beam_size"):
+    with pytest.raises(UsageError, match="beam_size"):
         pipe(["the cat"], beam_size=4)
     # n-gram blocking reaches generate() (the untrained model's greedy loops are what it stops)
     assert pipe.task.generate_kwargs(GenerateConfig(no_repeat_ngram_size=3))["no_repeat_ngram_size"] == 3
@@ -228,8 +231,7 @@ def test_finetune_tiny_marian_folder(tmp_path: Path, toy_data: Path, tiny_marian
 
 def test_finetune_tiny_t5_with_task_prefix(tmp_path: Path, toy_data: Path, tiny_t5: Path) -> None:
     task = _task(model=str(tiny_t5), **{"data.source": str(toy_data)})
-    task.load_data()
-    task.build_model()
+    task.load_model(task.load_data().info)
     enc = task.encode({"source": ["the cat"], "target": ["le chat"]})
     assert (
         task.tokenizer.decode(enc["input_ids"][0], skip_special_tokens=True) == "translate English to French: the cat"
@@ -247,9 +249,9 @@ def test_finetune_tiny_t5_with_task_prefix(tmp_path: Path, toy_data: Path, tiny_
     last = [h["loss"] for h in report["history"] if "loss" in h][-1]
     assert last < first * 0.7
     saved = json.loads((Path(report["run_dir"]) / "model" / "nlpkit_task.json").read_text())
-    assert saved["config"]["translation"]["source_lang"] == "en"  # the prefix is rebuilt the same on load
+    assert saved["info"]["source_lang"] == "en"  # the prefix is rebuilt the same on load
     pipe = nlpkit.pipeline(report["run_dir"], device="cpu")
-    assert pipe.task._prefix() == "translate English to French: "
+    assert pipe.task.backend.prefix == "translate English to French: "
 
 
 # ------------------------------------------------------------------------------------------ processes
@@ -310,11 +312,10 @@ def test_decoder_only_trains_and_loss_ignores_prompt(tmp_path: Path, toy_data: P
 
     model_dir = build_tiny_causal(tmp_path / "tiny-llama")
     task = _task(model=str(model_dir), **{"data.source": str(toy_data)})
-    task.load_data()
-    task.build_model()
-    assert task.decoder_only
+    task.load_model(task.load_data().info)
+    assert isinstance(task.backend, DecoderOnlyBackend)
     enc = task.encode({"source": ["the red cat sleeps"], "target": ["le chat rouge dort"], "ref_id": [0]})
-    prompt = task.tokenizer(task.prompt("the red cat sleeps"))["input_ids"]
+    prompt = task.tokenizer(task.backend.prompt("the red cat sleeps"))["input_ids"]
     labels = enc["labels"][0]
     assert labels[: len(prompt)] == [-100] * len(prompt)  # no loss on the prompt
     assert task.tokenizer.decode(labels[len(prompt) :]) == " le chat rouge dort<|endoftext|>"

@@ -58,7 +58,7 @@ def corpus() -> list[str]:
 
 
 def tiny_tokenizer(vocab_size: int = 120):
-    from nlpkit.plugins.translation_tokenizer import train_shared_tokenizer
+    from nlpkit.plugins.translation.tokenizer import train_shared_tokenizer
 
     return train_shared_tokenizer(corpus(), vocab_size=vocab_size, algorithm="bpe", model_max_length=64)
 

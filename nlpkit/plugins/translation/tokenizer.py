@@ -13,6 +13,8 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
+from nlpkit.errors import ConfigError
+
 logger = logging.getLogger("nlpkit.translation")
 
 PAD, EOS, UNK = "<pad>", "</s>", "<unk>"
@@ -39,7 +41,7 @@ def train_shared_tokenizer(
         tok = Tokenizer(models.BPE(unk_token=UNK))
         trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS, show_progress=False)
     else:
-        raise ValueError(f"translation.scratch.tokenizer must be 'unigram' or 'bpe', not {algorithm!r}.")
+        raise ConfigError(f"translation.scratch.tokenizer must be 'unigram' or 'bpe', not {algorithm!r}.")
     tok.normalizer = normalizers.NFKC()
     tok.pre_tokenizer = pre_tokenizers.Metaspace()
     tok.decoder = decoders.Metaspace()
@@ -65,8 +67,9 @@ def load_or_train(
 ):
     """The run's tokenizer: loaded from ``folder`` if it is there, else trained (main process) and saved.
 
-    Called inside ``accelerator.main_process_first()``: the main process trains and saves first, the others
-    then load the saved files, so every rank uses the very same vocabulary (and a resumed run keeps it).
+    ``folder`` is the run's ``tokenizer/`` (None outside a run: trained, not kept). Called inside
+    ``accelerator.main_process_first()``: the main process trains and saves first, the others then load the
+    saved files, so every rank uses the very same vocabulary (and a resumed run keeps it).
     """
     from transformers import AutoTokenizer
 
