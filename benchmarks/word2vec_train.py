@@ -4,7 +4,7 @@ All contenders train on the same corpus (news-articles, tokenized once by the pl
 a line-per-sentence file) with identical settings (the task's defaults unless overridden: same workers, seed,
 epochs, ...), in one process:
 
-  nlpkit     nlpkit.plugins.word2vec.train_vectors (what `accelerate launch tasks/word2vec.py` runs)
+  nlpkit     nlpkit.plugins.word2vec.trainer.train_vectors (what `accelerate launch tasks/word2vec.py` runs)
   gensim     Word2Vec(corpus_file=..., same settings)         plain gensim, the corpus_file fast path
   iterable   Word2Vec(sentences=LineSentence(...), same ...)  plain gensim, the Python iterable path, fed the
              same pre-tokenized file: the fair comparison for corpus_file
@@ -60,7 +60,7 @@ class _TokenizingCorpus:
         self.texts, self.text_cfg = texts, text_cfg
 
     def __iter__(self):
-        from nlpkit.plugins.word2vec_text import sentences
+        from nlpkit.plugins.word2vec.text import sentences
 
         for text in self.texts:
             if text:
@@ -86,8 +86,10 @@ def main() -> None:
     from gensim.models.word2vec import LineSentence
 
     from nlpkit.config import load_config
-    from nlpkit.plugins.word2vec import Word2VecConfig, Word2VecTask, gensim_params, train_vectors
-    from nlpkit.plugins.word2vec_eval import benchmark_vectors
+    from nlpkit.plugins.word2vec import Word2VecConfig, Word2VecTask
+    from nlpkit.plugins.word2vec.benchmarks import benchmark_vectors
+    from nlpkit.plugins.word2vec.config import gensim_params
+    from nlpkit.plugins.word2vec.trainer import train_vectors, write_training_corpus
 
     overrides = [f"w2v.epochs={args.epochs}", f"data.source={args.source}", *args.overrides]
     if args.max_texts:
@@ -106,8 +108,8 @@ def main() -> None:
         raise SystemExit(f"settings differ: nlpkit {nlpkit_params} vs plain {plain}")
 
     with tempfile.TemporaryDirectory() as tmp:
-        task = Word2VecTask(cfg)
-        corpus, info = task._write_corpus(Path(tmp))  # the plugin's own preprocessing
+        train = Word2VecTask(cfg).load_data().splits["train"]
+        corpus, info = write_training_corpus(cfg, train, Path(tmp))  # the plugin's own preprocessing
         words = info["words"] * w.epochs
         print(f"\nCorpus: {args.source}, {info['texts']:,} texts, {info['sentences']:,} sentences, "
               f"{info['words']:,} words (tokenize once: {info['preprocess_s']:.1f} s); {w.epochs} epochs, "
@@ -124,7 +126,7 @@ def main() -> None:
             if cfg.text.phrases:
                 print("(tokenize row left out: it does not re-apply text.phrases)")
             else:
-                texts = list(task.load_data()["train"][cfg.data.text_column])
+                texts = list(train[cfg.data.text_column])
                 contenders.append(("tokenize", lambda: Word2Vec(sentences=_TokenizingCorpus(texts, cfg.text),
                                                                 **plain)))
 

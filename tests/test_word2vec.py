@@ -18,6 +18,7 @@ import nlpkit
 from nlpkit.config import ConfigError, load_config
 from nlpkit.data import DataError
 from nlpkit.plugins.word2vec import UnknownWordError
+from nlpkit.registry import get_task
 
 # Planted pairs: the two words of a pair are interchangeable (each appears only in its pair's own
 # contexts), so each one's nearest neighbour must be the other.
@@ -211,7 +212,7 @@ def test_benchmark_scores_equal_gensims(tmp_path: Path) -> None:
     from gensim.models import KeyedVectors
 
     from nlpkit.assets import gensim_benchmark_path
-    from nlpkit.plugins.word2vec_eval import benchmark_vectors, load_analogies, load_word_pairs
+    from nlpkit.plugins.word2vec.benchmarks import benchmark_vectors, load_analogies, load_word_pairs
 
     rng = np.random.default_rng(0)
     questions = load_analogies()
@@ -238,7 +239,7 @@ def test_benchmark_scores_equal_gensims(tmp_path: Path) -> None:
 
 def test_sentiment_baseline_beats_chance(tmp_path: Path) -> None:
     """Vectors trained on the unlabelled sentiment texts + logistic regression, on the sentiment split."""
-    from nlpkit.plugins.word_vectors_baseline import run_baseline
+    from nlpkit.plugins.word2vec.baseline import run_baseline
 
     rows = sentiment_rows(600, seed=1)
     data = tmp_path / "sent.csv"
@@ -250,9 +251,8 @@ def test_sentiment_baseline_beats_chance(tmp_path: Path) -> None:
     assert report["test"]["accuracy"] >= 0.75, report["test"]
     assert {"macro_f1", "macro_precision", "macro_recall", "confusion_matrix"} <= set(report["test"])
     # the split is the sentiment task's: same sizes as its own load_data with the same settings
-    from nlpkit.plugins.sentiment import SentimentConfig, SentimentTask
-
-    ds = SentimentTask(load_config(SentimentConfig, None, {"data.source": str(data)})).load_data()
+    sentiment = get_task("sentiment")
+    ds = sentiment(load_config(sentiment.Config, None, {"data.source": str(data)})).load_data().splits
     assert report["data_sizes"] == {k: len(v) for k, v in ds.items()}
     assert (tmp_path / "bl/report.md").exists()
 
@@ -260,13 +260,14 @@ def test_sentiment_baseline_beats_chance(tmp_path: Path) -> None:
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("preset", sorted((REPO / "tasks/presets").glob("word2vec_*.yaml")), ids=lambda p: p.stem)
-def test_presets_are_valid(preset: Path) -> None:
+@pytest.mark.parametrize("name", sorted(get_task("word2vec").presets()))
+def test_presets_are_valid(name: str) -> None:
     """Every preset loads, passes the checks, and says how to launch it."""
     from nlpkit.plugins.word2vec import Word2VecConfig, check_config
 
+    preset = get_task("word2vec").presets()[name]
     check_config(load_config(Word2VecConfig, preset))
-    assert f"tasks/word2vec.py {preset.relative_to(REPO)}" in preset.read_text()
+    assert f"tasks/word2vec.py {name}" in preset.read_text()
 
 
 @pytest.mark.multiproc

@@ -15,21 +15,24 @@ regularisation strength ``C`` is picked on the validation split, then the test s
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from nlpkit.plugins.word2vec_text import TextConfig, tokenize
+from nlpkit.errors import DataError
+from nlpkit.plugins.word2vec.text import TextConfig, tokenize
+
+if TYPE_CHECKING:
+    import argparse
 
 logger = logging.getLogger("nlpkit.baseline")
 
-__all__ = ["mean_pooled", "run_baseline"]
+__all__ = ["add_baseline_command", "mean_pooled", "run_baseline"]
 
 C_GRID = (0.01, 0.1, 1.0, 10.0)
 
@@ -48,54 +51,44 @@ def mean_pooled(kv: Any, texts: Sequence[str], text_cfg: TextConfig) -> tuple[np
     return out, unknown / max(tokens_total, 1)
 
 
-def _text_config(vectors: str) -> TextConfig:
-    """The tokenizer settings a word2vec run was trained with; defaults (lowercase, no punctuation) else."""
-    from nlpkit.config import load_config
-    from nlpkit.plugins.word2vec import Word2VecConfig, _model_folder
-    from nlpkit.task import TASK_FILE
-
-    folder = _model_folder(vectors)
-    if folder is not None and (folder / TASK_FILE).exists():
-        saved = json.loads((folder / TASK_FILE).read_text())["config"]
-        return load_config(Word2VecConfig, saved).text
-    return TextConfig()
-
-
-def run_baseline(vectors: str = "glove-6b-50d", preset: str | None = None,
+def run_baseline(vectors: str = "glove-6b-50d", preset: str | Path | None = None,
                  overrides: dict[str, Any] | list[str] | None = None, output_dir: str | None = None,
                  c_grid: Sequence[float] = C_GRID) -> dict[str, Any]:
     """Train and test the baseline; write a sentiment-style run folder; return its report.
 
-    ``preset`` / ``overrides`` are sentiment config settings (``data.source``, ``seed``, ...), so the split is
-    the one ``tasks/sentiment.py`` would use with the same settings.
+    ``preset`` (a sentiment preset name or a yaml file) / ``overrides`` are sentiment config settings
+    (``data.source``, ``seed``, ...), so the split is the one ``tasks/sentiment.py`` would use with the same
+    settings.
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     from nlpkit.config import load_config, save_config
-    from nlpkit.plugins.sentiment import SentimentConfig, SentimentTask
-    from nlpkit.plugins.word2vec import load_vectors
+    from nlpkit.registry import find_preset, get_task
     from nlpkit.report import write_report
+    from nlpkit.task import RunResults
 
+    sentiment = get_task("sentiment")
     if isinstance(overrides, dict):
         overrides = {**overrides}
-    cfg = load_config(SentimentConfig, preset, overrides)
+    cfg = load_config(sentiment.Config, find_preset("sentiment", str(preset)) if preset else None, overrides)
     cfg.model = f"word-vectors:{vectors}"  # what the report shows as the model
     cfg.trackers = []
-    task = SentimentTask(cfg)
+    task = sentiment(cfg)
     t0 = time.perf_counter()
-    ds = task.load_data()  # the sentiment task's own split, cleaning and label ids
-    kv = load_vectors(vectors)
-    text_cfg = _text_config(vectors)
-    col = cfg.data.text_column
+    data = task.load_data()  # the sentiment task's own split, cleaning and label ids
+    # No transformer is built (load_model would), but compute_metrics needs the label names.
+    task.info = data.info
+    # The vectors and the tokenizer settings they were trained with (defaults for GloVe or a vectors file).
+    w2v = get_task("word2vec").from_pretrained(vectors)
+    kv, text_cfg = w2v.model, w2v.cfg.text
+    ds, col = data.splits, cfg.data.text_column
     feats, oov = {}, {}
     for split in ("train", "validation", "test"):
         feats[split], oov[split] = mean_pooled(kv, ds[split][col], text_cfg)
     labels = {split: np.asarray(ds[split]["labels"]) for split in ("train", "validation", "test")}
     if len(set(labels["train"].tolist())) < 2:
-        from nlpkit.data import DataError
-
         raise DataError(f"{cfg.data.source}: the training split has only one label; a classifier needs two.")
 
     def fit(c: float) -> Any:
@@ -115,20 +108,47 @@ def run_baseline(vectors: str = "glove-6b-50d", preset: str | None = None,
         return {"pred": clf.classes_[proba.argmax(1)].tolist(), "label": labels[split].tolist(),
                 "loss": (-np.log(np.clip(p_true, 1e-12, None))).tolist()}
 
-    results: dict[str, Any] = {
-        "test": task.compute_metrics(outputs("test")),
-        "validation": task.compute_metrics(outputs("validation")),
-        "training": {"method": "mean-pooled word vectors + logistic regression (scikit-learn)",
-                     "vectors": vectors, "vector_size": kv.vector_size, "vocab_size": len(kv), "C": best_c,
-                     "runtime_s": round(fit_seconds, 2)},
-        "data_sizes": {k: len(v) for k, v in ds.items()},
-        "stop_reason": "completed",
-        "extra": {"baseline": {"kind": "word-vectors", "vectors": vectors, "validation_accuracy_by_C": scores,
-                               "token_oov_rate": oov}},
-    }
+    results = RunResults(
+        test=task.compute_metrics(outputs("test")),
+        validation=task.compute_metrics(outputs("validation")),
+        training={"method": "mean-pooled word vectors + logistic regression (scikit-learn)",
+                  "vectors": vectors, "vector_size": kv.vector_size, "vocab_size": len(kv), "C": best_c,
+                  "runtime_s": round(fit_seconds, 2)},
+        data_sizes={k: len(v) for k, v in ds.items()},
+        notes=dict(data.notes),
+        extra={"baseline": {"kind": "word-vectors", "vectors": vectors, "validation_accuracy_by_C": scores,
+                            "token_oov_rate": oov}},
+    )
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_dir = Path(output_dir or os.path.join("outputs", f"baseline-word-vectors-{stamp}"))
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.yaml")
-    logger.info("Baseline %s: test accuracy %.4f (C=%g)", vectors, results["test"]["accuracy"], best_c)
+    logger.info("Baseline %s: test accuracy %.4f (C=%g)", vectors, results.test["accuracy"], best_c)
     return write_report(run_dir, task, results)
+
+
+# --------------------------------------------------------------------------------------------- nlpkit baseline
+
+
+def _cmd_baseline(args: argparse.Namespace) -> None:
+    first = args.overrides[0] if args.overrides else None
+    preset = first if first and "=" not in first else None  # a sentiment preset name or .yaml file
+    overrides = args.overrides[1:] if preset else args.overrides
+    report = run_baseline(args.vectors, preset, overrides, args.output_dir)
+    test = report["test"]
+    print(f"\nword-vectors baseline ({args.vectors}): test accuracy={test['accuracy']:.4f}, "
+          f"macro_f1={test['macro_f1']:.4f}\nReport: {report['run_dir']}/report.md")
+
+
+def add_baseline_command(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``nlpkit baseline`` (what :meth:`Word2VecTask.add_commands` contributes to the command line)."""
+    import argparse
+
+    p = subparsers.add_parser("baseline", help="Sentiment baseline: mean-pooled word vectors + logistic "
+                                               "regression, on the sentiment task's split and metrics.")
+    p.add_argument("--vectors", default="glove-6b-50d",
+                   help="A word2vec run folder, a catalog name (glove-6b-50d) or a .kv/.bin/.txt file.")
+    p.add_argument("--output-dir", help="Run folder (default: outputs/baseline-word-vectors-<timestamp>).")
+    p.add_argument("overrides", nargs=argparse.REMAINDER,
+                   help="[preset.yaml] [key=value ...] of the sentiment config (data.source, seed, ...)")
+    p.set_defaults(fn=_cmd_baseline)
