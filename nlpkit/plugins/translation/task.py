@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from accelerate.utils import extract_model_from_parallel
 
 from nlpkit.config import GenerateConfig
 from nlpkit.errors import UsageError
@@ -104,8 +105,7 @@ class TranslationTask(Task):
     def eval_step(self, model: torch.nn.Module, batch: dict[str, Any]) -> dict[str, Any]:
         nll, n_tokens = self.backend.nll(model, batch)
         # generate() lives on the bare model, not on the DDP/compile wrapper the loop hands us
-        bare = getattr(model, "_orig_mod", model)
-        bare = getattr(bare, "module", bare)
+        bare = extract_model_from_parallel(model, keep_torch_compile=False)
         hyps = self.backend.hypotheses(bare, batch, self.cfg.generate.replace(num_return_sequences=1))
         return {"ref_id": batch["ref_id"], "nll": nll, "n_tokens": n_tokens, "source": batch["source"],
                 "reference": batch["target"], "hypothesis": hyps}
