@@ -82,9 +82,10 @@ def get_task(name: str) -> type[Task]:
     if name in eps:
         try:
             cls = eps[name].load()
-        except ModuleNotFoundError as err:
-            raise UnknownTaskError(f"Task {name!r} is installed ({eps[name].value}) but cannot be imported: "
-                                   f"{err}. Install what it needs.") from err
+        except Exception as err:  # a broken plugin must fail as itself, naming its entry point
+            hint = " Install what it needs." if isinstance(err, ImportError) else ""
+            raise UnknownTaskError(f"Task {name!r} is installed ({eps[name].value}) but cannot be loaded: "
+                                   f"{type(err).__name__}: {err}.{hint}") from err
         return _add(name, cls)
     known = available_tasks()
     close = difflib.get_close_matches(name, known, n=1)

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 from conftest import write_csv
-from test_contract import check_task_contract
 
 import nlpkit
 from nlpkit import registry
 from nlpkit.cli import console_main
 from nlpkit.errors import ContractError
 from nlpkit.task import Task
+from nlpkit.testing import check_task_contract
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "nlpkit-text-regression"
 PACKAGE = "nlpkit_text_regression"

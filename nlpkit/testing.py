@@ -1,0 +1,58 @@
+"""Checks for task plugin authors: the contract every task honours, as one function.
+
+A plugin's own test suite calls it with a few-step configuration of a tiny model::
+
+    from nlpkit.testing import check_task_contract
+
+    def test_my_task_honours_the_contract(tmp_path):
+        check_task_contract("my_task", {"model": ..., "data.source": ..., "output_dir": str(tmp_path / "run"),
+                                        "train.max_steps": 6}, ["an input", "another"])
+
+It trains, then checks what nlpkit promises for every task: the run folder's files, that the saved model
+re-scores the test split exactly (``nlpkit.evaluate``), and that the pipeline serves it with batched results
+equal to one-at-a-time results, in input order.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+__all__ = ["check_task_contract", "close"]
+
+
+def check_task_contract(task: str, overrides: dict[str, Any], inputs: list[Any]) -> dict[str, Any]:
+    """Train ``task`` briefly with ``overrides`` and check the contract; returns the report (AssertionError if not)."""
+    import nlpkit
+
+    report = nlpkit.train(task, **overrides)
+    run = Path(report["run_dir"])
+    # a run leaves its numbers, a readable report, its config and a loadable model
+    for name in ("report.json", "report.md", "config.yaml"):
+        assert (run / name).exists(), f"{task}: {name} missing"
+    assert json.loads((run / "report.json").read_text())["task"] == task
+    assert report["test"], f"{task}: no test metrics"
+    # reloaded from disk, the model scores the test split exactly as the in-memory model did before saving
+    again = nlpkit.evaluate(str(run))
+    main = report["main_metric"]
+    assert math.isclose(again[main], report["test"][main], rel_tol=1e-5, abs_tol=1e-6), \
+        f"{task}: {main} changed from {report['test'][main]} to {again[main]} after reloading"
+    # the pipeline serves the saved run: batched results equal one-at-a-time results, in input order
+    pipe = nlpkit.pipeline(str(run), device="cpu")
+    batched = pipe(inputs, batch_size=2)
+    assert len(batched) == len(inputs)
+    assert close(batched, [pipe(x) for x in inputs]), f"{task}: batched and single predictions differ"
+    return report
+
+
+def close(a: object, b: object) -> bool:
+    """Equal, with floats compared to 1e-4 (padding changes the last bits of a batched forward pass)."""
+    if isinstance(a, float) and isinstance(b, float):
+        return abs(a - b) <= 1e-4 * max(1.0, abs(a))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(close(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(close(x, y) for x, y in zip(a, b))
+    return a == b
