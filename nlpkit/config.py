@@ -63,6 +63,14 @@ class DataConfig:
     max_length: int = opt(128, "Truncate inputs to this many tokens.")
     empty_texts: str = opt("skip", "What to do with empty/blank texts: `skip` (dropped and counted in the "
                                    "report) or `error`.")
+    config: Optional[str] = opt(None, "Subset (configuration) of a hub dataset, or of a dataset folder whose "
+                                      "README declares `configs`: e.g. source=glue config=sst2.")
+    revision: Optional[str] = opt(None, "Version of a hub dataset: a branch, tag or commit.")
+    data_files: Any = opt(None, "Files of a hub dataset or dataset folder to read (load_dataset's data_files): a "
+                                "path or glob, a list of them, or {split: path(s)}.")
+    num_proc: Optional[int] = opt(None, "Processes that tokenize in parallel (datasets' num_proc; default: one).")
+    stratify: str = opt("auto", "Keep class proportions in the validation/test splits made here: `auto` (on for "
+                                "a classification task's label column), `true`, `false`, or a column name.")
 
 
 @dataclass

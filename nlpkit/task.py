@@ -204,7 +204,15 @@ class Task:
 
     def lengths(self, encoded: Any) -> list[int]:
         """Size of every encoded example of a split, for length-grouped and length-sorted batches."""
-        return [len(ids) for ids in encoded["input_ids"]]
+        from datasets import Dataset
+
+        if not isinstance(encoded, Dataset):
+            return [len(ids) for ids in encoded["input_ids"]]
+        import pyarrow.compute as pc
+
+        # One Arrow kernel over the list column: a million rows in milliseconds, no Python list per row.
+        ids = encoded.with_format("arrow", columns=["input_ids"])["input_ids"]
+        return pc.list_value_length(ids).to_numpy().tolist()
 
     # ------------------------------------------------------------------ model
     def build_model(self, info: DataInfo) -> None:

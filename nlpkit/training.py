@@ -73,10 +73,42 @@ class EpochSampler(Sampler[int]):
 
 
 def encode_splits(task: Task, raw: DatasetDict, accelerator: Accelerator) -> DatasetDict:
-    """Tokenize every split once (main process first, so the others reuse datasets' cache)."""
+    """Tokenize every split once (main process first, so the others reuse datasets' cache).
+
+    ``data.num_proc`` processes tokenize in parallel (each with at least a thousand rows; they get the task
+    without its model, which encode does not use and which would be pickled to every worker). The cache key is
+    the split, the task's encode code, tokenizer and config (:func:`nlpkit.data.encode_fingerprints`), so a
+    second identical run reads the tokenized splits back instead of tokenizing again.
+    """
+    import copy
+    import os
+
+    from nlpkit.data import encode_fingerprints
+
+    num_proc = getattr(getattr(task.cfg, "data", None), "num_proc", None) or 1
+    fingerprints = encode_fingerprints(task, raw)
+    light = copy.copy(task)
+    light.model = None
+
+    def encode(name: str, split: Dataset) -> Dataset:
+        procs = min(num_proc, len(split) // 1000)
+        if procs < 2:
+            return split.map(task.encode, batched=True, remove_columns=split.column_names,
+                             new_fingerprint=fingerprints[name], desc=f"Tokenizing {name}")
+        # One tokenizer thread per worker: Rust threads in every worker would fight over the same cores.
+        before = os.environ.get("TOKENIZERS_PARALLELISM")
+        os.environ["TOKENIZERS_PARALLELISM"] = "false"
+        try:
+            return split.map(light.encode, batched=True, remove_columns=split.column_names, num_proc=procs,
+                             new_fingerprint=fingerprints[name], desc=f"Tokenizing {name}")
+        finally:
+            if before is None:
+                os.environ.pop("TOKENIZERS_PARALLELISM", None)
+            else:
+                os.environ["TOKENIZERS_PARALLELISM"] = before
+
     with accelerator.main_process_first():
-        return DatasetDict({name: split.map(task.encode, batched=True, remove_columns=split.column_names,
-                                            desc=f"Tokenizing {name}") for name, split in raw.items()})
+        return DatasetDict({name: encode(name, split) for name, split in raw.items()})
 
 
 def eval_loader(task: Task, ds: Dataset, batch_size: int, num_workers: int = 0) -> DataLoader:

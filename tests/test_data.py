@@ -1,17 +1,23 @@
-"""The shared data loader: every source format, seeded splits, and clear errors for bad input."""
+"""The shared data loader: every source format, hub subsets, stratified seeded splits, Arrow-speed preparation
+with a reused tokenization cache, and clear errors for bad, tiny and odd input."""
 
 from __future__ import annotations
 
 import json
+import os
+import random
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from conftest import sentiment_overrides, sentiment_rows, write_csv
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
 import nlpkit
-from nlpkit.config import DataConfig
+from nlpkit.config import DataConfig, load_config
 from nlpkit.data import DataError, load_splits
+from nlpkit.errors import ConfigError
 
 
 def _frame(n: int = 60) -> pd.DataFrame:
@@ -133,3 +139,242 @@ def test_empty_texts_are_skipped_and_counted_or_rejected(tiny_bert: Path, tmp_pa
 def test_missing_source(tiny_bert: Path, tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"nope\.csv does not exist"):
         _train(tiny_bert, tmp_path / "nope.csv", tmp_path)
+
+
+# ------------------------------------------------------------------ helpers for the sections below
+
+
+def _task(source: Path | str, **overrides: object):
+    """A sentiment task on ``source`` (its model is only loaded when a test asks for it)."""
+    cls = nlpkit.get_task("sentiment")
+    return cls(load_config(cls.Config, None, {"data.source": str(source), **overrides}))
+
+
+# ------------------------------------------------------------------ hub datasets as users name them
+
+
+def _subsets_folder(root: Path) -> Path:
+    """A dataset folder whose README declares two subsets (configs), the way hub datasets such as glue do."""
+    (root / "sst2").mkdir(parents=True)
+    (root / "reviews").mkdir()
+    binary = [(t, int(lab == "positive")) for t, lab in sentiment_rows(50)]
+    write_csv(root / "sst2" / "train.csv", binary[:40], header=("sentence", "label"))
+    write_csv(root / "sst2" / "validation.csv", binary[40:], header=("sentence", "label"))
+    write_csv(root / "reviews" / "data.csv", sentiment_rows(30, seed=4), header=("review", "stars"))
+    (root / "README.md").write_text(
+        "---\nconfigs:\n- config_name: sst2\n  data_files:\n  - split: train\n    path: sst2/train.csv\n"
+        "  - split: validation\n    path: sst2/validation.csv\n- config_name: reviews\n  data_files: reviews/*.csv\n"
+        "---\n# Two subsets\n")
+    return root
+
+
+def test_dataset_folder_subsets_load_by_config(tmp_path: Path) -> None:
+    folder = _subsets_folder(tmp_path / "multi")
+    ds, _ = load_splits(DataConfig(source=str(folder), config="sst2"), seed=0)
+    assert len(ds["validation"]) == 10 and len(ds["train"]) + len(ds["test"]) == 40
+    assert ds["train"].column_names == ["sentence", "label"]
+    ds, _ = load_splits(DataConfig(source=str(folder), config="reviews"), seed=0)
+    assert ds["train"].column_names == ["review", "stars"] and sum(len(v) for v in ds.values()) == 30
+    ds, _ = load_splits(DataConfig(source=str(folder), data_files={"train": "reviews/data.csv"}), seed=0)
+    assert ds["train"].column_names == ["review", "stars"]
+    with pytest.raises(DataError, match=r"no subset \(config\) 'sst3'; its subsets are \['sst2', 'reviews'\]\. "
+                                        r"Did you mean 'sst2'\?"):
+        load_splits(DataConfig(source=str(folder), config="sst3"), seed=0)
+    with pytest.raises(DataError, match=r"several subsets \(configs\): \['sst2', 'reviews'\].*data\.config=NAME"):
+        load_splits(DataConfig(source=str(folder)), seed=0)
+    # The same through the task and its key=value options, as `accelerate launch tasks/sentiment.py` gets them.
+    cls = nlpkit.get_task("sentiment")
+    cfg = load_config(cls.Config, None, [f"data.source={folder}", "data.config=sst2", "data.text_column=sentence"])
+    data = cls(cfg).load_data()
+    assert data.info.labels == ["0", "1"] and data.splits["validation"].num_rows == 10
+
+
+def test_hub_subset_revision_and_files_reach_load_dataset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hub is out of reach here: the options must arrive as load_dataset's name/revision/data_files."""
+    seen: dict = {}
+
+    def fake_load_dataset(path: str, **kwargs: object) -> DatasetDict:
+        seen.update(path=path, **kwargs)
+        return DatasetDict({"train": Dataset.from_dict({"sentence": [t for t, _ in sentiment_rows(40)],
+                                                        "label": [i % 2 for i in range(40)]})})
+
+    monkeypatch.setattr("nlpkit.data.load_dataset", fake_load_dataset)
+    cls = nlpkit.get_task("sentiment")
+    cfg = load_config(cls.Config, None, ["data.source=someone/glue-like", "data.config=sst2", "data.revision=v1.0",
+                                         "data.data_files={train: sst2/train-*.parquet}", "data.text_column=sentence"])
+    data = cls(cfg).load_data()
+    assert seen == {"path": "someone/glue-like", "name": "sst2", "revision": "v1.0",
+                    "data_files": {"train": "sst2/train-*.parquet"}}
+    assert sum(len(v) for v in data.splits.values()) == 40
+    with pytest.raises(ConfigError, match=r"data\.config apply to hub datasets.*rotten_tomatoes is a catalog name"):
+        load_splits(DataConfig(source="rotten_tomatoes", config="sst2"), seed=0)
+
+
+def _classlabel_parquet(path: Path, names: list[str], rows: list[tuple[str, str]]) -> Path:
+    """A parquet file whose label column is a ClassLabel (datasets keeps it in the parquet schema metadata)."""
+    features = Features({"text": Value("string"), "label": ClassLabel(names=names)})
+    Dataset.from_dict({"text": [t for t, _ in rows], "label": [int(lab == "positive") for _, lab in rows]},
+                      features=features).to_parquet(str(path))
+    return path
+
+
+def test_classlabel_names_reach_the_report_and_the_pipeline(tiny_bert: Path, tmp_path: Path) -> None:
+    names = ["terrible", "great"]  # not in sorted order: the dataset's own ids must be kept
+    path = _classlabel_parquet(tmp_path / "reviews.parquet", names, sentiment_rows(120))
+    data = _task(path).load_data()
+    assert data.info.labels == names
+    report = _train(tiny_bert, path, tmp_path, **{"train.max_steps": 2})
+    assert report["test"]["labels"] == names
+    assert "terrible" in (Path(report["run_dir"]) / "report.md").read_text()
+    config = json.loads((Path(report["run_dir"]) / "model" / "config.json").read_text())
+    assert config["id2label"] == {"0": "terrible", "1": "great"}
+    assert nlpkit.pipeline(report["run_dir"], device="cpu")("a great film")["label"] in names
+    # Hub test splits mark hidden labels with -1: the error says so.
+    folder = tmp_path / "hidden"
+    folder.mkdir()
+    _classlabel_parquet(folder / "train.parquet", names, sentiment_rows(40))
+    features = Features({"text": Value("string"), "label": ClassLabel(names=names)})
+    Dataset.from_dict({"text": ["a film"] * 3, "label": [-1] * 3}, features=features).to_parquet(
+        str(folder / "test.parquet"))
+    with pytest.raises(DataError, match=r"\(test split\) row 0: label -1 .*-1 marks a hidden label"):
+        _task(folder).load_data()
+
+
+# ------------------------------------------------------------------ stratified splits
+
+
+def _imbalanced_csv(path: Path) -> Path:
+    rows = ([(f"common review number {i}", "common") for i in range(360)]
+            + [(f"rare review number {i}", "rare") for i in range(40)] + [("one of a kind review", "unique")])
+    random.Random(0).shuffle(rows)
+    return write_csv(path, rows)
+
+
+def test_stratified_splits_keep_class_proportions(tmp_path: Path) -> None:
+    path = _imbalanced_csv(tmp_path / "imbalanced.csv")
+    for seed in range(5):
+        data = _task(path, seed=seed).load_data()
+        assert data.info.labels == ["common", "rare", "unique"]
+        counts = {k: dict(Counter(v["labels"])) for k, v in data.splits.items()}
+        # 401 rows, 10% each: 36 + 4 held out twice; the one 'unique' row stays in train, where it can be learned.
+        assert counts == {"train": {0: 288, 1: 32, 2: 1}, "validation": {0: 36, 1: 4}, "test": {0: 36, 1: 4}}
+    # A pure function of the data and the seed: the same on every rank, a different one for another seed.
+    a, b, c = (_task(path, seed=s).load_data().splits for s in (1, 1, 2))
+    assert list(a["test"]["text"]) == list(b["test"]["text"]) != list(c["test"]["text"])
+    assert not set(a["test"]["text"]) & set(a["train"]["text"])
+    # data.stratify=false: the plain seeded split, exactly what load_splits makes without a label column.
+    plain, _ = load_splits(DataConfig(source=str(path)), seed=1)
+    off = _task(path, seed=1, **{"data.stratify": "false", "data.empty_texts": "skip"})
+    assert list(off.load_data().splits["test"]["text"]) == list(plain["test"]["text"])
+
+
+def test_split_by_groups_win_over_stratification(tmp_path: Path) -> None:
+    df = _frame(120).assign(doc=[i // 10 for i in range(120)])
+    df.to_csv(tmp_path / "d.csv", index=False)
+    ds, _ = load_splits(DataConfig(source=str(tmp_path / "d.csv"), split_by="doc"), seed=0, label_column="label")
+    groups = {k: set(v["doc"]) for k, v in ds.items()}
+    assert not groups["train"] & groups["test"] and not groups["train"] & groups["validation"]
+
+
+# ------------------------------------------------------------------ a million rows: Arrow all the way, cached
+
+
+def test_preparation_never_reads_a_column_as_python_objects(tiny_bert: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """load_data -> encode -> lengths read columns as Arrow: a column read as Python objects fails here."""
+    from accelerate import Accelerator
+
+    from nlpkit.training import encode_splits
+
+    path = write_csv(tmp_path / "d.csv", sentiment_rows(200) + [("  ", "positive"), ("", "negative")])
+    task = _task(path, model=str(tiny_bert))
+    real = Dataset.__getitem__
+
+    def guarded(self: Dataset, key: object) -> object:
+        if isinstance(key, str) and self.format["type"] in (None, "python"):
+            raise AssertionError(f"column {key!r} read as Python objects")
+        return real(self, key)
+
+    monkeypatch.setattr(Dataset, "__getitem__", guarded)
+    data = task.load_data()
+    task.load_model(data.info)
+    encoded = encode_splits(task, data.splits, Accelerator(cpu=True))
+    lengths = task.lengths(encoded["train"])
+    monkeypatch.undo()
+    assert sum(data.notes["empty texts skipped"].values()) == 2
+    assert sum(len(v) for v in data.splits.values()) == 200
+    assert lengths == [len(ids) for ids in encoded["train"]["input_ids"]] and len(lengths) == len(data.splits["train"])
+    names = data.info.labels
+    assert [names[i] for i in data.splits["test"]["labels"]] == \
+        [dict(sentiment_rows(200))[t] for t in data.splits["test"]["text"]]
+
+
+def test_second_identical_run_reuses_the_tokenized_cache(tiny_bert: Path, tmp_path: Path) -> None:
+    from accelerate import Accelerator
+
+    from nlpkit.training import encode_splits
+
+    path = write_csv(tmp_path / "d.csv", sentiment_rows(3000))
+
+    def prepared(source: Path, **overrides: object):
+        task = _task(source, model=str(tiny_bert), **overrides)
+        data = task.load_data()
+        task.load_model(data.info)  # a new, randomly initialised head each time: must not matter
+        return task, data
+
+    task, data = prepared(path)
+    first = encode_splits(task, data.splits, Accelerator(cpu=True))
+    files = [f["filename"] for f in first["train"].cache_files]
+    stamps = [os.stat(f).st_mtime_ns for f in files]
+    task, data = prepared(path)
+    calls = []
+    encode = task.encode
+    task.encode = lambda batch: calls.append(len(batch["text"])) or encode(batch)
+    second = encode_splits(task, data.splits, Accelerator(cpu=True))
+    assert not calls, "the second identical run tokenized again"
+    assert [f["filename"] for f in second["train"].cache_files] == files
+    assert [os.stat(f).st_mtime_ns for f in files] == stamps
+    # data.num_proc=2 tokenizes in two processes (a fresh copy of the file: nothing cached) to the same result.
+    copy = tmp_path / "copy.csv"
+    copy.write_bytes(path.read_bytes())
+    task, data = prepared(copy, **{"data.num_proc": 2})
+    parallel = encode_splits(task, data.splits, Accelerator(cpu=True))
+    assert len({f["filename"] for f in parallel["train"].cache_files}) == 2
+    for split in ("train", "validation", "test"):
+        assert parallel[split]["input_ids"][:] == first[split]["input_ids"][:]
+        assert parallel[split]["labels"][:] == first[split]["labels"][:]
+
+
+# ------------------------------------------------------------------ tiny and odd files
+
+
+def test_tiny_files_get_a_clear_error_not_a_traceback(tmp_path: Path) -> None:
+    wrong = write_csv(tmp_path / "two.csv", sentiment_rows(2), header=("review", "sentiment"))
+    with pytest.raises(DataError, match=r"two\.csv \(train split\) has no column 'text'; its columns are "
+                                        r"\['review', 'sentiment'\]"):
+        _task(wrong).load_data()
+    two = write_csv(tmp_path / "ok.csv", sentiment_rows(2))
+    with pytest.raises(DataError, match=r"ok\.csv has 2 rows: too few to hold out validation and test rows "
+                                        r"\(1 \+ 1\).*validation\.\* / test\.\*.*data\.validation_size / "
+                                        r"data\.test_size"):
+        _task(two).load_data()
+    long = write_csv(tmp_path / "long.csv", [("a great film " * 100_000, "positive")])
+    with pytest.raises(DataError, match=r"long\.csv has 1 row: too few"):
+        _task(long).load_data()
+    ten = write_csv(tmp_path / "ten.csv", sentiment_rows(10))
+    with pytest.raises(DataError, match=r"ten\.csv has 10 rows: too few .*\(5 \+ 5\)"):
+        _task(ten, **{"data.validation_size": 5, "data.test_size": 5}).load_data()
+    sizes = {k: len(v) for k, v in _task(ten).load_data().splits.items()}
+    assert sizes == {"train": 8, "validation": 1, "test": 1}
+    numbers = write_csv(tmp_path / "numbers.csv", [(i, "positive") for i in range(20)])
+    with pytest.raises(DataError, match=r"column 'text' holds int64 values, not text"):
+        _task(numbers).load_data()
+
+
+@pytest.mark.parametrize("codec", ["utf-16", "utf-16-le"])  # with and without a byte-order mark
+def test_utf16_file_is_named_as_utf16(tmp_path: Path, codec: str) -> None:
+    path = tmp_path / "excel.csv"
+    path.write_bytes("text,label\ngood film,positive\ndull film,negative\n".encode(codec))
+    with pytest.raises(DataError, match=r"excel\.csv is UTF-16 text, not UTF-8\. Re-save it as UTF-8.*iconv -f "
+                                        r"utf-16"):
+        load_splits(DataConfig(source=str(path)), seed=0)

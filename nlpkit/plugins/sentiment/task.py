@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from nlpkit.config import DataConfig, RunConfig, TrainConfig, opt
-from nlpkit.data import check_columns, drop_empty_texts, label_map, load_splits, map_labels
+from nlpkit.data import drop_empty_texts, label_map, load_splits, map_labels
 from nlpkit.errors import UsageError
 from nlpkit.inference import check_texts, pad, run_sorted
 from nlpkit.metrics import compute
@@ -48,9 +48,10 @@ class SentimentTask(Task):
     # ------------------------------------------------------------------ data
     def load_data(self) -> Data:
         d = self.cfg.data
-        ds, meta = load_splits(d, self.cfg.seed)
-        check_columns(ds, [d.text_column], d.source, "data.text_column")
-        check_columns(ds, [d.label_column], d.source, "data.label_column")
+        # Columns are checked before splitting; the splits made here keep the label's class proportions.
+        ds, meta = load_splits(d, self.cfg.seed, columns={d.text_column: "data.text_column",
+                                                          d.label_column: "data.label_column"},
+                               label_column=d.label_column)
         notes = {}
         dropped = drop_empty_texts(ds, [d.text_column], d.empty_texts, d.source)
         if any(dropped.values()):
@@ -59,8 +60,7 @@ class SentimentTask(Task):
         known = (self.saved_info.labels if self.saved_info else None) or self.cfg.labels or meta.get("labels")
         labels = label_map(ds["train"], d.label_column, known)
         ds = map_labels(ds, d.label_column, labels, d.source)
-        keep = [d.text_column, "labels"]
-        ds = ds.remove_columns([c for c in ds["train"].column_names if c not in keep])
+        ds = ds.select_columns([d.text_column, "labels"])
         return Data(ds, DataInfo(labels=labels), notes)
 
     def encode(self, batch: dict[str, list]) -> dict[str, list]:

@@ -1,0 +1,187 @@
+"""Data preparation at scale: 100k and 1M sentiment rows through the real task code, cold and from cache.
+
+    python benchmarks/data_scale.py                          # 100k and 1M rows, data.num_proc=2
+    python benchmarks/data_scale.py --sizes 20000 --num-proc 1
+
+Builds csv files of N rows from the catalog's rotten_tomatoes texts (repeated, shuffled), then for each size
+runs the preparation a training run does, in a fresh child process: ``SentimentTask.load_data`` (read the csv,
+check columns, stratified split, drop empty texts, label ids) -> ``load_model`` -> ``encode_splits``
+(tokenize, ``data.num_proc`` processes) -> ``lengths`` of every split. The first run starts from an empty
+datasets cache; the second, identical one should read the tokenized splits back from it.
+
+Prints seconds per stage, peak memory (the largest ``ru_maxrss`` of the child and the tokenizing workers it
+waited for, from ``os.wait4``; and the peak of the summed RSS of all its processes, sampled every 0.1 s), the
+growth factor from the smaller size to the larger one, and the targets: 1M rows in <= 40 s and <= 2 GB, <= 10 s
+from cache, linear growth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+STAGES = ("load_data", "load_model", "encode", "lengths")
+
+
+def build_csv(path: Path, rows: int, seed: int = 0) -> None:
+    """``rows`` rows of rotten_tomatoes texts and labels, repeated and shuffled (written with pyarrow)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    from nlpkit import assets
+
+    table = pq.read_table(assets.fetch("rotten_tomatoes") / "data.parquet", columns=["text", "label"])
+    take = np.random.default_rng(seed).integers(0, table.num_rows, size=rows)
+    pacsv.write_csv(table.take(pa.array(take)), path)
+
+
+def child(args: argparse.Namespace) -> None:
+    """One preparation, timed stage by stage; prints a JSON line."""
+    start = time.perf_counter()
+    import datasets
+    from accelerate import Accelerator
+
+    import nlpkit
+    from nlpkit.config import load_config
+    from nlpkit.training import encode_splits
+
+    datasets.disable_progress_bars()
+    cls = nlpkit.get_task("sentiment")
+    task = cls(load_config(cls.Config, None, {"data.source": args.child, "model": args.model,
+                                              "data.num_proc": args.num_proc, "output_dir": args.workdir}))
+    times, cpu = {"imports": time.perf_counter() - start}, {"imports": _cpu_seconds()}
+
+    def stage(name: str, t: float, c: float) -> tuple[float, float]:
+        times[name], cpu[name] = time.perf_counter() - t, _cpu_seconds() - c
+        return time.perf_counter(), _cpu_seconds()
+
+    t, c = time.perf_counter(), _cpu_seconds()
+    data = task.load_data()
+    t, c = stage("load_data", t, c)
+    task.load_model(data.info)
+    t, c = stage("load_model", t, c)
+    encoded = encode_splits(task, data.splits, Accelerator(cpu=True))
+    t, c = stage("encode", t, c)
+    tokens = sum(sum(task.lengths(split)) for split in encoded.values())
+    stage("lengths", t, c)
+    print(json.dumps({"times": times, "cpu": cpu, "splits": {k: len(v) for k, v in encoded.items()}, "tokens": tokens}))
+
+
+def _cpu_seconds() -> float:
+    """CPU seconds of this process and of the workers it waited for (tokenizing processes), user + system."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def _sample_tree_rss(pid: int, peak: list[int], done: threading.Event) -> None:
+    """Keep ``peak[0]`` at the largest summed RSS of ``pid`` and its descendants seen so far."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        while not done.is_set():
+            total = 0
+            for p in [root, *root.children(recursive=True)]:
+                try:
+                    total += p.memory_info().rss
+                except psutil.Error:
+                    pass
+            peak[0] = max(peak[0], total)
+            time.sleep(0.1)
+    except psutil.Error:
+        pass
+
+
+def run_child(csv: Path, cache: Path, args: argparse.Namespace) -> dict:
+    """Run one preparation in a child process with its own datasets cache; add wall time and peak memory."""
+    env = {**os.environ, "HF_DATASETS_CACHE": str(cache), "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1",
+           "TRANSFORMERS_VERBOSITY": "error"}
+    cmd = [sys.executable, __file__, "--child", str(csv), "--model", args.model, "--num-proc", str(args.num_proc),
+           "--workdir", str(args.workdir)]
+    start = time.perf_counter()
+    out_file, err_file = cache.parent / f"{cache.name}.out", cache.parent / f"{cache.name}.err"
+    with out_file.open("w") as out, err_file.open("w") as err:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err)
+        peak, done = [0], threading.Event()
+        sampler = threading.Thread(target=_sample_tree_rss, args=(proc.pid, peak, done), daemon=True)
+        sampler.start()
+        # wait4, not Popen.wait: its rusage is this child's (ru_maxrss: the largest of it and its workers)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        done.set()
+    wall = time.perf_counter() - start
+    if proc.returncode:
+        raise SystemExit(f"child failed ({proc.returncode}):\n{err_file.read_text()[-3000:]}")
+    result = json.loads(out_file.read_text().strip().splitlines()[-1])
+    result["wall"] = wall
+    result["rss_sum_gb"] = peak[0] / 2**30
+    result["maxrss_gb"] = usage.ru_maxrss / 2**20  # KiB on Linux
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000], help="Rows per csv file.")
+    parser.add_argument("--num-proc", type=int, default=2, help="data.num_proc (tokenizing processes).")
+    parser.add_argument("--model", default="minilm-l6", help="Tokenizer/model (catalog name, path or hub id).")
+    parser.add_argument("--workdir", default=None, help="Folder for the csv files and caches (default: a temp dir).")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args)
+        return
+    with tempfile.TemporaryDirectory(prefix="data-scale-") as tmp:
+        args.workdir = args.workdir or tmp
+        work = Path(args.workdir)
+        work.mkdir(parents=True, exist_ok=True)
+        rows = []
+        for size in sorted(args.sizes):
+            csv = work / f"sentiment-{size}.csv"
+            t = time.perf_counter()
+            build_csv(csv, size)
+            print(f"built {csv.name} ({csv.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - t:.1f} s",
+                  flush=True)
+            cache = work / f"cache-{size}"
+            for run in ("cold", "from cache"):
+                r = run_child(csv, cache, args)
+                rows.append((size, run, r))
+                print(f"{size} rows, {run}: {json.dumps(r)}", flush=True)
+        report(rows, args)
+
+
+def report(rows: list[tuple[int, str, dict]], args: argparse.Namespace) -> None:
+    print(f"\nmachine: {os.cpu_count()} CPU cores, data.num_proc={args.num_proc}, model {args.model}\n")
+    print("| rows | run | load_data s | load_model s | encode s | lengths s | prepared in s | process wall s "
+          "| peak RSS largest process GB | peak RSS all processes GB |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    prep: dict[tuple[int, str], float] = {}
+    for size, run, r in rows:
+        total = sum(r["times"][s] for s in STAGES)
+        prep[(size, run)] = total
+        cells = " | ".join(f"{r['times'][s]:.1f}" for s in STAGES)
+        print(f"| {size:,} | {run} | {cells} | {total:.1f} | {r['wall']:.1f} | {r['maxrss_gb']:.2f} | "
+              f"{r['rss_sum_gb']:.2f} |")
+    sizes = sorted({s for s, _, _ in rows})
+    if len(sizes) > 1:
+        small, big = sizes[0], sizes[-1]
+        growth = prep[(big, "cold")] / prep[(small, "cold")]
+        print(f"\ngrowth {small:,} -> {big:,} rows ({big / small:.0f}x): {growth:.1f}x time (cold) "
+              f"(linear: {big / small:.0f}x; less means fixed costs)")
+    big = sizes[-1]
+    cold = next(r for s, run, r in rows if s == big and run == "cold")
+    print(f"targets at {big:,} rows: prepared in {prep[(big, 'cold')]:.1f} s (<= 40), peak "
+          f"{cold['maxrss_gb']:.2f} GB largest process / {cold['rss_sum_gb']:.2f} GB all processes (<= 2), "
+          f"from cache {prep[(big, 'from cache')]:.1f} s (<= 10)")
+
+
+if __name__ == "__main__":
+    main()
