@@ -9,10 +9,11 @@ check columns, stratified split, drop empty texts, label ids) -> ``load_model`` 
 (tokenize, ``data.num_proc`` processes) -> ``lengths`` of every split. The first run starts from an empty
 datasets cache; the second, identical one should read the tokenized splits back from it.
 
-Prints seconds per stage, peak memory (the largest ``ru_maxrss`` of the child and the tokenizing workers it
-waited for, from ``os.wait4``; and the peak of the summed RSS of all its processes, sampled every 0.1 s), the
-growth factor from the smaller size to the larger one, and the targets: 1M rows in <= 40 s and <= 2 GB, <= 10 s
-from cache, linear growth.
+Prints seconds per stage (wall, and the CPU seconds of the child and its workers: the machine may be shared),
+peak memory (the largest ``ru_maxrss`` of the child and the tokenizing workers it waited for, from
+``os.wait4``; and the peak of the summed PSS of all its processes, sampled every 0.1 s: shared pages counted
+once), the growth factor from the smaller size to the larger one, and the targets: 1M rows in <= 40 s and
+<= 2 GB, <= 10 s from cache, linear growth.
 """
 
 from __future__ import annotations
@@ -82,8 +83,8 @@ def _cpu_seconds() -> float:
     return t.user + t.system + t.children_user + t.children_system
 
 
-def _sample_tree_rss(pid: int, peak: list[int], done: threading.Event) -> None:
-    """Keep ``peak[0]`` at the largest summed RSS of ``pid`` and its descendants seen so far."""
+def _sample_tree_memory(pid: int, peak: list[int], done: threading.Event) -> None:
+    """Keep ``peak[0]`` at the largest summed PSS (proportional set size) of ``pid`` and its descendants."""
     import psutil
 
     try:
@@ -92,7 +93,7 @@ def _sample_tree_rss(pid: int, peak: list[int], done: threading.Event) -> None:
             total = 0
             for p in [root, *root.children(recursive=True)]:
                 try:
-                    total += p.memory_info().rss
+                    total += p.memory_full_info().pss  # shared pages of forked workers counted once
                 except psutil.Error:
                     pass
             peak[0] = max(peak[0], total)
@@ -112,7 +113,7 @@ def run_child(csv: Path, cache: Path, args: argparse.Namespace) -> dict:
     with out_file.open("w") as out, err_file.open("w") as err:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err)
         peak, done = [0], threading.Event()
-        sampler = threading.Thread(target=_sample_tree_rss, args=(proc.pid, peak, done), daemon=True)
+        sampler = threading.Thread(target=_sample_tree_memory, args=(proc.pid, peak, done), daemon=True)
         sampler.start()
         # wait4, not Popen.wait: its rusage is this child's (ru_maxrss: the largest of it and its workers)
         _, status, usage = os.wait4(proc.pid, 0)
@@ -123,7 +124,8 @@ def run_child(csv: Path, cache: Path, args: argparse.Namespace) -> dict:
         raise SystemExit(f"child failed ({proc.returncode}):\n{err_file.read_text()[-3000:]}")
     result = json.loads(out_file.read_text().strip().splitlines()[-1])
     result["wall"] = wall
-    result["rss_sum_gb"] = peak[0] / 2**30
+    result["load_average"] = os.getloadavg()[0]  # other jobs on the machine slow every stage down
+    result["pss_sum_gb"] = peak[0] / 2**30
     result["maxrss_gb"] = usage.ru_maxrss / 2**20  # KiB on Linux
     return result
 
@@ -160,16 +162,17 @@ def main() -> None:
 
 def report(rows: list[tuple[int, str, dict]], args: argparse.Namespace) -> None:
     print(f"\nmachine: {os.cpu_count()} CPU cores, data.num_proc={args.num_proc}, model {args.model}\n")
-    print("| rows | run | load_data s | load_model s | encode s | lengths s | prepared in s | process wall s "
-          "| peak RSS largest process GB | peak RSS all processes GB |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| rows | run | load_data s | load_model s | encode s | lengths s | prepared in s | CPU s | process wall s "
+          "| peak RSS largest process GB | peak PSS all processes GB | load average after |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     prep: dict[tuple[int, str], float] = {}
     for size, run, r in rows:
         total = sum(r["times"][s] for s in STAGES)
         prep[(size, run)] = total
         cells = " | ".join(f"{r['times'][s]:.1f}" for s in STAGES)
-        print(f"| {size:,} | {run} | {cells} | {total:.1f} | {r['wall']:.1f} | {r['maxrss_gb']:.2f} | "
-              f"{r['rss_sum_gb']:.2f} |")
+        cpu = sum(r["cpu"][s] for s in STAGES)
+        print(f"| {size:,} | {run} | {cells} | {total:.1f} | {cpu:.1f} | {r['wall']:.1f} | {r['maxrss_gb']:.2f} | "
+              f"{r['pss_sum_gb']:.2f} | {r['load_average']:.1f} |")
     sizes = sorted({s for s, _, _ in rows})
     if len(sizes) > 1:
         small, big = sizes[0], sizes[-1]
@@ -179,7 +182,7 @@ def report(rows: list[tuple[int, str, dict]], args: argparse.Namespace) -> None:
     big = sizes[-1]
     cold = next(r for s, run, r in rows if s == big and run == "cold")
     print(f"targets at {big:,} rows: prepared in {prep[(big, 'cold')]:.1f} s (<= 40), peak "
-          f"{cold['maxrss_gb']:.2f} GB largest process / {cold['rss_sum_gb']:.2f} GB all processes (<= 2), "
+          f"{cold['maxrss_gb']:.2f} GB largest process / {cold['pss_sum_gb']:.2f} GB all processes (<= 2), "
           f"from cache {prep[(big, 'from cache')]:.1f} s (<= 10)")
 
 

@@ -600,7 +600,8 @@ def load_splits(cfg: DataConfig, seed: int, loaded: tuple[DatasetDict, dict[str,
     out["train"] = train
     ds = DatasetDict({k: out[k] for k in ("train", "validation", "test")})
     if cfg.max_train_samples:
-        ds["train"] = ds["train"].shuffle(seed=seed).select(range(min(cfg.max_train_samples, len(ds["train"]))))
+        subset = ds["train"].shuffle(seed=seed).select(range(min(cfg.max_train_samples, len(ds["train"]))))
+        ds["train"] = _contiguous(subset)
     if cfg.max_eval_samples:
         for k in ("validation", "test"):
             ds[k] = ds[k].select(range(min(cfg.max_eval_samples, len(ds[k]))))
