@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nlpkit.errors import ConfigError
+from nlpkit.trackers import flat_hparams, start_trackers
 
 if TYPE_CHECKING:
     from nlpkit.training import Loop
@@ -71,24 +72,12 @@ class Callback:
 # --------------------------------------------------------------------------------------------- trackers
 
 
-def flat_hparams(cfg_dict: dict, prefix: str = "") -> dict[str, Any]:
-    """Flatten a config dict into the scalars that trackers (TensorBoard's hparams) accept."""
-    flat: dict[str, Any] = {}
-    for k, v in cfg_dict.items():
-        if isinstance(v, dict):
-            flat.update(flat_hparams(v, f"{prefix}{k}."))
-        else:
-            flat[prefix + k] = v if isinstance(v, (int, float, str, bool)) else str(v)
-    return flat
-
-
 class TrackerLogger(Callback):
-    """Starts accelerate's trackers (``trackers=[tensorboard, ...]``) with the config, and logs every value."""
+    """Starts accelerate's trackers (``trackers=[tensorboard, mlflow, ...]``) named by ``tracker.*``, with the
+    config as params (:func:`nlpkit.trackers.start_trackers`), and logs every value."""
 
     def before_training(self, loop: Loop) -> None:
-        from nlpkit.config import to_dict
-
-        loop.accelerator.init_trackers(loop.run_dir.name, config=flat_hparams(to_dict(loop.task.cfg)))
+        start_trackers(loop.accelerator, loop.task.cfg, loop.run_dir)
 
     def on_log(self, loop: Loop, values: dict[str, float], step: int) -> None:
         loop.accelerator.log(values, step=step)

@@ -22,6 +22,7 @@ __all__ = [
     "ConfigError",
     "DataConfig",
     "RunConfig",
+    "TrackerConfig",
     "TrainConfig",
     "GenerateConfig",
     "config_help",
@@ -170,6 +171,19 @@ class GenerateConfig:
 
 
 @dataclass
+class TrackerConfig:
+    """How a run appears in the experiment trackers named in ``trackers`` (see ``docs/trackers.md``)."""
+
+    project: Optional[str] = opt(None, "Project the run is filed under: the W&B/Comet/ClearML/SwanLab/trackio "
+                                       "project, the MLflow/Aim experiment (default: the task name). "
+                                       "MLFLOW_EXPERIMENT_NAME, when set, wins for MLflow.")
+    run_name: Optional[str] = opt(None, "Name of the run in every tracker (default: the run folder's name).")
+    tags: dict[str, str] = opt(help="Tags on the run, key: value (`tracker.tags.team=nlp`, or "
+                                    "`'tracker.tags={team: nlp, data: sst2}'`). MLflow keeps them as key/value "
+                                    "tags; W&B, ClearML, Comet and SwanLab get `key=value` strings.", factory=dict)
+
+
+@dataclass
 class RunConfig:
     """Options shared by every task. Each task subclasses it to add its own and change defaults."""
 
@@ -180,8 +194,11 @@ class RunConfig:
     seed: int = opt(42, "Random seed for data splits, shuffling and initialisation.")
     resume: str = opt("none", "`auto`: continue from the newest complete checkpoint in output_dir; a path: "
                               "from that checkpoint; `none`: start fresh.")
-    trackers: list[str] = opt(help="Experiment trackers passed to accelerate (tensorboard, wandb, ...).",
+    trackers: list[str] = opt(help="Experiment trackers passed to accelerate (tensorboard, mlflow, wandb, "
+                                   "comet_ml, aim, clearml, dvclive, swanlab, trackio).",
                               factory=lambda: ["tensorboard"])
+    tracker: TrackerConfig = opt(help="Project, run name and tags of the run in the trackers.",
+                                 factory=TrackerConfig)
     data: DataConfig = opt(help="Data options.", factory=DataConfig)
     train: TrainConfig = opt(help="Training options.", factory=TrainConfig)
 

@@ -13,6 +13,7 @@ from accelerate.utils import ProjectConfiguration, broadcast_object_list, parse_
 
 from nlpkit.config import RunConfig, save_config
 from nlpkit.registry import get_task
+from nlpkit.trackers import check_trackers, closed_on_error, log_run_end
 from nlpkit.training import trainer_for
 
 logger = logging.getLogger("nlpkit")
@@ -69,6 +70,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     from nlpkit.report import write_report
 
     task_cls = get_task(cfg.task)
+    check_trackers(cfg.trackers)  # a tracker that is not installed fails here, before any work
     # Sets up the process group, so the run folder can be agreed on first. `cpu` must be given here as the
     # Accelerator would: without it, CPU-only multi-process launches (ACCELERATE_USE_CPU=1) stay 1 process.
     state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
@@ -88,12 +90,14 @@ def run(cfg: RunConfig) -> dict[str, Any]:
                     accelerator.num_processes, accelerator.device, accelerator.mixed_precision)
     accelerator.wait_for_everyone()
     started = time.time()
-    task = task_cls(cfg, run_dir=run_dir)
-    results = trainer_for(task_cls)(task, accelerator, run_dir).fit()
-    results.wall_seconds = round(time.time() - started, 2)
-    report: dict[str, Any] = {}
-    if accelerator.is_main_process:
-        report = write_report(run_dir, task, results)
+    with closed_on_error(accelerator):  # a failed run still ends its tracker runs (MLflow: FAILED)
+        task = task_cls(cfg, run_dir=run_dir)
+        results = trainer_for(task_cls)(task, accelerator, run_dir).fit()
+        results.wall_seconds = round(time.time() - started, 2)
+        report: dict[str, Any] = {}
+        if accelerator.is_main_process:
+            report = write_report(run_dir, task, results)
+            log_run_end(accelerator, run_dir, results)  # test metrics; report, plots, model card as artifacts
     accelerator.wait_for_everyone()
     accelerator.end_training()  # closes trackers (and, in accelerate >= 1.x, the process group): last
     return report

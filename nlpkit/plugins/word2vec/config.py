@@ -63,7 +63,9 @@ class Word2VecConfig(RunConfig):
                                          "word2vec.model) on data.source; new words join its vocabulary.")
     reference_vectors: Optional[str] = opt("glove-6b-50d", "Vectors evaluated beside the trained ones in the "
                                                            "report (same forms as `model`; empty: none).")
-    trackers: list[str] = opt(help="Experiment trackers (unused by word2vec).", factory=list)
+    trackers: list[str] = opt(help="Experiment trackers (tensorboard, mlflow, wandb, ...): they get the config, "
+                                   "the benchmark metrics (test/*) and, where they store files, the report.",
+                              factory=list)
     w2v: W2VConfig = opt(help="gensim model options.", factory=W2VConfig)
     text: TextConfig = opt(help="Text preprocessing (see nlpkit/plugins/word2vec/text.py).",
                            factory=TextConfig)

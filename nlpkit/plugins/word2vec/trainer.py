@@ -20,6 +20,7 @@ from nlpkit.plugins.word2vec.config import Word2VecConfig, check_config, gensim_
 from nlpkit.plugins.word2vec.text import write_corpus
 from nlpkit.plugins.word2vec.vectors import load_full_model, load_vectors
 from nlpkit.task import RunResults
+from nlpkit.trackers import start_trackers
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
@@ -152,10 +153,14 @@ class GensimTrainer:
         self.task, self.accelerator, self.run_dir = task, accelerator, Path(run_dir)
 
     def fit(self) -> RunResults:
-        """Main process: tokenize, train, evaluate, save. Other processes wait (gensim uses every core)."""
+        """Main process: tokenize, train, evaluate, save. Other processes wait (gensim uses every core).
+        The trackers named in ``trackers`` start first, with the config as params."""
         from accelerate.utils import broadcast_object_list
 
         acc = self.accelerator
+        # The config as params now; the benchmark metrics and the report reach the trackers at the run's end
+        # (nlpkit.trackers.log_run_end, called by the runner once the report is written).
+        start_trackers(acc, self.task.cfg, self.run_dir)
         results = RunResults()
         error: Exception | None = None
         if acc.is_main_process:
