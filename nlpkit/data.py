@@ -612,7 +612,7 @@ def load_splits(cfg: DataConfig, seed: int, loaded: tuple[DatasetDict, dict[str,
 # ------------------------------------------------------------------------------------------- tokenization cache
 
 #: Run-level options that never change what ``encode`` produces (left out of its cache key).
-_NOT_ENCODING = ("output_dir", "resume", "trackers", "train", "seed")
+_NOT_ENCODING = ("output_dir", "resume", "trackers", "tracker", "train", "seed")
 #: Task attributes left out of the hash of its other state: the model, and what is hashed on its own.
 _HASHED_APART = ("model", "tokenizer", "cfg", "info", "saved_info", "run_dir", "encode")
 
