@@ -11,6 +11,7 @@ from typing import Any
 
 from nlpkit.config import config_help, load_config
 from nlpkit.errors import ConfigError, NlpkitError, UsageError
+from nlpkit.tune import add_tune_command
 
 TASK_USAGE = """usage: accelerate launch [--config_file accelerate_configs/<setup>.yaml] tasks/{task}.py \\
            [PRESET] [key=value ...]
@@ -182,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("task", nargs="?", help="Only this task's presets.")
     p.set_defaults(fn=_cmd_presets)
 
+    add_tune_command(sub)
     _task_commands(sub)
     return parser
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from accelerate import Accelerator, PartialState
 from accelerate.utils import ProjectConfiguration, broadcast_object_list, parse_flag_from_env
@@ -15,6 +16,9 @@ from nlpkit.config import RunConfig, save_config
 from nlpkit.registry import get_task
 from nlpkit.trackers import check_trackers, closed_on_error, log_run_end
 from nlpkit.training import trainer_for
+
+if TYPE_CHECKING:
+    from nlpkit.callbacks import Callback
 
 logger = logging.getLogger("nlpkit")
 
@@ -65,8 +69,12 @@ def _run_dir(cfg: RunConfig, state: PartialState) -> Path:
     return Path(name[0])
 
 
-def run(cfg: RunConfig) -> dict[str, Any]:
-    """Train and evaluate ``cfg.task`` as configured; write the run folder; return the report dict."""
+def run(cfg: RunConfig, callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
+    """Train and evaluate ``cfg.task`` as configured; write the run folder; return the report dict.
+
+    ``callbacks``: more loop callbacks after the task's (e.g. ``nlpkit tune``'s pruning); for trainers that take
+    them (the shared :class:`~nlpkit.training.Loop`).
+    """
     from nlpkit.report import write_report
 
     task_cls = get_task(cfg.task)
@@ -92,7 +100,8 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     started = time.time()
     with closed_on_error(accelerator):  # a failed run still ends its tracker runs (MLflow: FAILED)
         task = task_cls(cfg, run_dir=run_dir)
-        results = trainer_for(task_cls)(task, accelerator, run_dir).fit()
+        extra = {"callbacks": list(callbacks)} if callbacks else {}  # a custom trainer need not take any
+        results = trainer_for(task_cls)(task, accelerator, run_dir, **extra).fit()
         results.wall_seconds = round(time.time() - started, 2)
         report: dict[str, Any] = {}
         if accelerator.is_main_process:

@@ -17,7 +17,7 @@ import re
 import shutil
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -224,16 +224,20 @@ def _optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.
 
 
 class Loop:
-    """The shared trainer: ``Loop(task, accelerator, run_dir).fit()`` -> :class:`~nlpkit.task.RunResults`."""
+    """The shared trainer: ``Loop(task, accelerator, run_dir).fit()`` -> :class:`~nlpkit.task.RunResults`.
+
+    ``callbacks``: more callbacks, fired after the loop's own and the task's (e.g. a sweep's pruning).
+    """
 
     required_hooks: ClassVar[tuple[str, ...]] = ("load_data", "build_model", "encode", "collate", "eval_step",
                                                  "compute_metrics", "predict")
 
-    def __init__(self, task: Task, accelerator: Accelerator, run_dir: Path):
+    def __init__(self, task: Task, accelerator: Accelerator, run_dir: Path, callbacks: Iterable[Callback] = ()):
         self.task, self.accelerator, self.run_dir = task, accelerator, Path(run_dir)
         self.cfg, self.tcfg = task.cfg, task.cfg.train
         self.callbacks: list[Callback] = [TrackerLogger(), BestModelKeeper(),
-                                          EarlyStopping(self.tcfg.early_stopping_patience), *task.callbacks()]
+                                          EarlyStopping(self.tcfg.early_stopping_patience), *task.callbacks(),
+                                          *callbacks]
         self.results = RunResults()
         #: Saved in every checkpoint (restored on resume): counters, best metric, history.
         self.state: dict[str, Any] = {"global_step": 0, "epoch": 0, "batches_in_epoch": 0, "best_metric": None,
