@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from nlpkit.config import config_help, load_config
+from nlpkit.demo import add_demo_command
 from nlpkit.errors import ConfigError, NlpkitError, UsageError
 from nlpkit.tune import add_tune_command
 
@@ -184,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=_cmd_presets)
 
     add_tune_command(sub)
+    add_demo_command(sub)
     _task_commands(sub)
     return parser
 

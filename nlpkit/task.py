@@ -34,14 +34,17 @@ import torch
 
 from nlpkit.artifacts import Descriptor, read_descriptor, write_descriptor
 from nlpkit.config import RunConfig, load_config, to_dict
+from nlpkit.errors import UsageError
 
 if TYPE_CHECKING:
     import argparse
 
+    import gradio
     from accelerate import Accelerator
     from datasets import DatasetDict
 
     from nlpkit.callbacks import Callback
+    from nlpkit.pipeline import Pipeline
 
 __all__ = ["Data", "DataInfo", "RunResults", "Task", "Trainer"]
 
@@ -320,3 +323,10 @@ class Task:
     @classmethod
     def add_commands(cls, subparsers: argparse._SubParsersAction) -> None:
         """Add task-specific ``nlpkit`` subcommands (e.g. ``nlpkit generate``); each sets ``fn`` to run."""
+
+    def build_demo(self, pipe: Pipeline) -> gradio.Blocks:
+        """The app of ``nlpkit demo``: a ``gradio.Blocks`` whose events call ``pipe`` (a pipeline around this
+        task, with its model loaded). Plugins implement it in their ``demo.py``, importing gradio inside the call
+        so that nlpkit runs without it; :mod:`nlpkit.demo` adds the run's header and serves it."""
+        raise UsageError(f"The {self.name or type(self).__name__} task has no demo (its plugin does not implement "
+                         f"Task.build_demo).")

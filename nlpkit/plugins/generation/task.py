@@ -152,6 +152,12 @@ class GenerationTask(Task):
         return causal_lm.stream_generate(self.model, self.tokenizer, prompt, gen=gen, stop=gen.stop, seed=gen.seed,
                                          chat_template=gen.chat_template)
 
+    def build_demo(self, pipe: Any) -> Any:
+        """``nlpkit demo``: a prompt -> its continuation, streamed (:mod:`nlpkit.plugins.generation.demo`)."""
+        from nlpkit.plugins.generation.demo import build_demo
+
+        return build_demo(pipe)
+
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | Path, state_dict: dict[str, torch.Tensor] | None = None) -> None:
         """Save the model (the LoRA adapter, or with ``lora.merge`` the merged plain model) + tokenizer."""

@@ -138,6 +138,12 @@ class SentimentTask(Task):
             results[i] = out
         return results
 
+    def build_demo(self, pipe: Any) -> Any:
+        """``nlpkit demo``: a text -> every label with its score (:mod:`nlpkit.plugins.sentiment.demo`)."""
+        from nlpkit.plugins.sentiment.demo import build_demo
+
+        return build_demo(pipe)
+
     # ------------------------------------------------------------------ report
     def report_extras(self, run_dir: Path, results: RunResults) -> list[tuple[str, str]]:
         test = results.test or {}

@@ -152,6 +152,13 @@ class TranslationTask(Task):
         """The column of a file that ``nlpkit predict`` translates: ``translation.source_column``, else ``source``."""
         return self.cfg.translation.source_column or "source"
 
+    def build_demo(self, pipe: Any) -> Any:
+        """``nlpkit demo``: a source text -> its translation, with decoding options
+        (:mod:`nlpkit.plugins.translation.demo`)."""
+        from nlpkit.plugins.translation.demo import build_demo
+
+        return build_demo(pipe)
+
     # ------------------------------------------------------------------ report
     def report_extras(self, run_dir: Path, results: RunResults) -> list[tuple[str, str]]:
         test, outputs = results.test or {}, results.test_outputs

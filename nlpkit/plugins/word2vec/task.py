@@ -216,6 +216,12 @@ class Word2VecTask(Task):
                 out.append(self.analogy(*_words(x, 3, "analogy"), topn=topn))
         return out
 
+    def build_demo(self, pipe: Any) -> Any:
+        """``nlpkit demo``: a word's neighbours, analogies, similarity (:mod:`nlpkit.plugins.word2vec.demo`)."""
+        from nlpkit.plugins.word2vec.demo import build_demo
+
+        return build_demo(pipe)
+
     # ------------------------------------------------------------------ report
     def report_extras(self, run_dir: Path, results: RunResults) -> list[tuple[str, str]]:
         extra = results.extra
