@@ -445,13 +445,18 @@ def tune(task: str, preset: str | None = None, overrides: list[str] | tuple[str,
                 sweep.run_trial(*message, trial=None)
                 gc.collect()
             return {}
-        return _optimise(optuna, sweep, trials=trials, storage=storage, study_name=study_name, direction=direction,
-                         seed=seed, pruner=pruner, prune_after=prune_after)
+        try:
+            return _optimise(optuna, sweep, trials=trials, storage=storage, study_name=study_name,
+                             direction=direction, seed=seed, pruner=pruner, prune_after=prune_after)
+        finally:  # the other processes leave their trial loop (after an error in a run, they failed in it too)
+            if not sweep.running:
+                _share(None)
 
 
 def _optimise(optuna: Any, sweep: _Sweep, *, trials: int, storage: str | None, study_name: str, direction: str,
               seed: int, pruner: str, prune_after: int) -> dict[str, Any]:
-    """The main process: open the study, run the trials (sending each one to the other processes), report."""
+    """The main process: open the study, run the trials (sending each one to the other processes), report.
+    The caller sends the other processes the message that ends their trial loop."""
     sweep.study_dir.mkdir(parents=True, exist_ok=True)
     store, where = open_storage(storage, sweep.study_dir)
     study = optuna.create_study(
@@ -492,11 +497,7 @@ def _optimise(optuna: Any, sweep: _Sweep, *, trials: int, storage: str | None, s
         logger.info("%s", _progress_line(study, frozen, sweep.metric))
         write_study_report(study, sweep.study_dir, where=where, plots=False)
 
-    try:
-        study.optimize(objective, n_trials=trials, callbacks=[progress], gc_after_trial=True)
-    finally:
-        if not sweep.running:  # else the other processes failed in the same run, or wait in it forever anyway
-            _share(None)  # the other processes leave their trial loop
+    study.optimize(objective, n_trials=trials, callbacks=[progress], gc_after_trial=True)
     summary = write_study_report(study, sweep.study_dir, where=where, plots=True)
     summary.update(wall_seconds=round(time.time() - started, 1), trials_run=numbers)
     return summary
