@@ -36,11 +36,13 @@ def train(task: str, preset: str | None = None, **overrides: Any) -> dict[str, A
 
 
 def evaluate(run_or_model: str, task: str | None = None, data: str | None = None, split: str = "test",
-             **overrides: Any) -> dict[str, Any]:
-    """Evaluate a trained run or model on a split of its data (or of ``data``); returns the metrics.
+             out_dir: str | None = None, **overrides: Any) -> dict[str, Any]:
+    """Evaluate a trained run or model; returns the metrics.
 
-    With no ``data``, the run's own data config (source, columns, seed) is used, so the split is the same.
+    With no ``data``, ``split`` of the run's own data (same source, columns and seed, so the same split). With
+    ``data`` (a catalog name, file, folder or hub id), ``split`` of that source scored whole: a single file is
+    scored entirely. ``out_dir`` also writes a report folder (report.json, report.md, plots).
     """
     from nlpkit.evaluation import evaluate_model
 
-    return evaluate_model(run_or_model, task=task, data=data, split=split, **overrides)
+    return evaluate_model(run_or_model, task=task, data=data, split=split, out_dir=out_dir, **overrides)

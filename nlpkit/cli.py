@@ -95,9 +95,14 @@ def _cmd_train(args: argparse.Namespace) -> None:
 def _cmd_tasks(args: argparse.Namespace) -> None:
     from nlpkit.registry import available_tasks, get_task
 
-    for name in available_tasks():
-        cls = get_task(name)
-        print(f"{name:12s} {(cls.__doc__ or '').strip().splitlines()[0]}")
+    names = available_tasks()
+    width = max(map(len, names), default=0) + 2
+    for name in names:
+        try:
+            summary = (get_task(name).__doc__ or "").strip().splitlines()[0]
+        except NlpkitError as err:  # one broken plugin must not hide the others
+            summary = f"(cannot be loaded: {err})"
+        print(f"{name:{width}s}{summary}")
 
 
 def _cmd_assets(args: argparse.Namespace) -> None:
@@ -133,12 +138,56 @@ def _cmd_report(args: argparse.Namespace) -> None:
 
 
 def _cmd_predict(args: argparse.Namespace) -> None:
-    import nlpkit
+    from nlpkit.pipeline import pipeline
 
-    pipe = nlpkit.pipeline(args.model) if args.task is None else nlpkit.pipeline(args.task, model=args.model)
+    if bool(args.input) != bool(args.output):
+        raise UsageError("--input and --output go together (a file in, a file out).")
+    if args.input and args.texts:
+        raise UsageError("Give texts as arguments or --input FILE, not both.")
+    options = {"top_k": args.top_k} if args.top_k is not None else {}
+    device, main_process = None, True
+    if args.input:
+        from accelerate import PartialState
+
+        state = PartialState()
+        device, main_process = str(state.device), state.is_main_process  # under accelerate launch: this rank's GPU
+    pipe = pipeline(args.model, device=device) if args.task is None else pipeline(args.task, model=args.model,
+                                                                                  device=device)
+    if args.input:
+        from nlpkit.predict_file import predict_file
+
+        summary = predict_file(pipe, args.input, args.output, text_column=args.text_column,
+                               batch_size=args.batch_size, chunk_rows=args.chunk_rows, **options)
+        if main_process:
+            print(f"Predicted {summary['rows']} rows -> {summary['output']} "
+                  f"(new columns: {', '.join(summary['columns'])})")
+        return
     texts = args.texts or [line.rstrip("\n") for line in sys.stdin]
-    for text, out in zip(texts, pipe(texts, batch_size=args.batch_size)):
+    for text, out in zip(texts, pipe(texts, batch_size=args.batch_size, **options)):
         print(json.dumps({"input": text, "output": out}, ensure_ascii=False))
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    from nlpkit.evaluation import evaluate_run
+    from nlpkit.report import write_report
+
+    bad = [a for a in args.overrides if "=" not in a]
+    if bad:
+        raise UsageError(f"Unexpected argument {bad[0]!r}: overrides are key=value (e.g. data.text_column=review).")
+    overrides = dict(a.split("=", 1) for a in args.overrides)
+    task, results = evaluate_run(args.run, task=args.task, data=args.data, split=args.split, **overrides)
+    metrics = results.test or {}
+    out = Path(args.out) if args.out else Path(args.run) / f"eval-{Path(args.data or 'own').stem}-{args.split}"
+    out.mkdir(parents=True, exist_ok=True)
+    write_report(out, task, results)
+    main = task.main_metric
+    shown = [(k, v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+             and k not in ("samples", "runtime_s", "samples_per_s", main)]
+    where = args.data or "the run's own data"
+    print(f"Scored {metrics.get('samples', 0)} rows of {where} ({args.split}).")
+    for k, v in shown + [(main, metrics.get(main))]:
+        print(f"  {k}: {v:.4f}" if isinstance(v, float) else f"  {k}: {v}")
+    print(f"Report: {out}/report.md")
 
 
 def _cmd_presets(args: argparse.Namespace) -> None:
@@ -173,19 +222,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="Also write comparison.md and comparison.json into this folder.")
     p.set_defaults(fn=_cmd_report)
 
-    p = sub.add_parser("predict", help="Predict with a run or model for texts given as arguments or on stdin.")
+    p = sub.add_parser("predict", help="Predict with a run or model: texts as arguments or on stdin, or a whole "
+                                       "file (--input/--output).",
+                       description="Texts as arguments (or one per line on stdin) print one JSON line each. "
+                                   "--input FILE --output FILE (csv/tsv/jsonl/parquet) predicts every row in "
+                                   "chunks, keeping the input's columns and order and adding the prediction "
+                                   "columns; under accelerate launch the rows are split across processes.")
     p.add_argument("model", help="Run folder, model folder or model id.")
     p.add_argument("texts", nargs="*", help="Inputs (default: one per line on stdin).")
     p.add_argument("--task", help="Task name, when the model is not an nlpkit run.")
+    p.add_argument("--input", help="A csv/tsv/jsonl/parquet file to predict.")
+    p.add_argument("--output", help="Where to write the predictions (csv/tsv/jsonl/parquet, by its extension).")
+    p.add_argument("--text-column", help="Input column to predict from (default: the task's text column).")
+    p.add_argument("--top-k", type=int, help="Classification: the k best labels with scores (0: all).")
     p.add_argument("--batch-size", type=int, default=64, help="Inputs per batch (default 64).")
+    p.add_argument("--chunk-rows", type=int, default=2048, help="Rows read and written at a time (default 2048).")
     p.set_defaults(fn=_cmd_predict)
+
+    p = sub.add_parser("evaluate", help="Score a run on its own test split or on another dataset; write a report.",
+                       description="Scores the saved model with the task's metrics. With --data, SPLIT of that "
+                                   "source is scored whole (a single file: every row). Writes report.json, "
+                                   "report.md and plots into --out (default RUN/eval-<data>-<split>).")
+    p.add_argument("run", help="Run folder or model folder.")
+    p.add_argument("--data", help="Catalog name, file, folder or hub id to score (default: the run's own data).")
+    p.add_argument("--split", default="test", help="Split to score (default test; a single file is scored whole).")
+    p.add_argument("--out", help="Report folder (default: RUN/eval-<data>-<split>).")
+    p.add_argument("--task", help="Task name, when the model is not an nlpkit run.")
+    p.add_argument("overrides", nargs="*", help="key=value config overrides (e.g. data.text_column=review).")
+    p.set_defaults(fn=_cmd_evaluate)
 
     p = sub.add_parser("presets", help="List the presets of every task (or of one).")
     p.add_argument("task", nargs="?", help="Only this task's presets.")
     p.set_defaults(fn=_cmd_presets)
 
-    add_tune_command(sub)
     add_demo_command(sub)
+    add_tune_command(sub)
     _task_commands(sub)
     return parser
 
@@ -205,5 +276,15 @@ def _task_commands(sub: argparse._SubParsersAction) -> None:
 
 def console_main(argv: list[str] | None = None) -> None:
     """The ``nlpkit`` console command."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # key=value overrides may follow the options (`nlpkit evaluate RUN --data f.csv data.text_column=review`)
+    if extra and isinstance(getattr(args, "overrides", None), list) and all("=" in a for a in extra):
+        args.overrides += extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     _exit_on_error(args.fn, args)
+
+
+if __name__ == "__main__":
+    console_main()

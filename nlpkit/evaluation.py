@@ -2,22 +2,42 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from nlpkit.artifacts import saved_task
 from nlpkit.errors import UsageError
 from nlpkit.registry import get_task
+from nlpkit.task import RunResults, Task
 from nlpkit.training import trainer_for
 
-__all__ = ["evaluate_model"]
+__all__ = ["evaluate_model", "evaluate_run"]
 
 
-def evaluate_model(run_or_model: str, task: str | None = None, data: str | None = None, split: str = "test",
-                   **overrides: Any) -> dict[str, Any]:
-    """Metrics of ``run_or_model`` on ``split`` (train/validation/test) of its own data or of ``data``.
+def _whole_source(source: str, split: str) -> dict[str, Any]:
+    """Overrides that score ``split`` of ``source`` whole: the named split when the source has it, else the
+    only split of a single file or folder (never a seeded slice of it)."""
+    from nlpkit.data import load_source
 
-    The task is configured as the run was (its saved config: data source, columns, seed => the same split)
-    with ``data`` and ``overrides`` on top; the saved model's labels are kept.
+    raw = {"train": None} if "," in source else load_source(source)[0]  # "a.en,a.fr": aligned text files
+    if split in raw:
+        name = split
+    elif len(raw) == 1:
+        name = next(iter(raw))
+    else:
+        raise UsageError(f"{source} has no split {split!r} (it has {', '.join(raw)}): pass --split NAME.")
+    # every split name points at the scored one, so nothing is held out or sampled
+    return {"data.source": source, "data.train_split": name, "data.validation_split": name,
+            "data.test_split": name, "data.max_train_samples": None, "data.max_eval_samples": None}
+
+
+def evaluate_run(run_or_model: str, task: str | None = None, data: str | None = None, split: str = "test",
+                 **overrides: Any) -> tuple[Task, RunResults]:
+    """The task (configured as the run was) and a :class:`RunResults` holding the metrics of ``split``.
+
+    With ``data``, ``split`` of that source is scored whole (a single file: all of it); without, ``split`` of
+    the run's own data (same source, columns and seed, so the same split). The saved model's labels are kept:
+    labels it does not know are an error naming them.
     """
     from accelerate import Accelerator
 
@@ -25,5 +45,26 @@ def evaluate_model(run_or_model: str, task: str | None = None, data: str | None 
     if task_name is None:
         raise UsageError(f"Cannot tell the task of {run_or_model!r}; pass task=...")
     cls = get_task(task_name)
-    t = cls.from_saved(run_or_model, **{**({"data.source": data} if data else {}), **overrides})
-    return trainer_for(cls).evaluate_split(t, split, Accelerator())
+    layers = {**(_whole_source(data, split) if data else {}), **overrides}
+    t = cls.from_saved(run_or_model, **layers)
+    metrics, outputs = trainer_for(cls).evaluate_split(t, "test" if data else split, Accelerator())
+    sizes = {split: metrics.get("samples")}
+    return t, RunResults(test=metrics, test_outputs=outputs, data_sizes=sizes, stop_reason="evaluation only")
+
+
+def evaluate_model(run_or_model: str, task: str | None = None, data: str | None = None, split: str = "test",
+                   out_dir: str | Path | None = None, **overrides: Any) -> dict[str, Any]:
+    """Metrics of ``run_or_model`` on ``split`` of its own data or of ``data`` (see :func:`evaluate_run`).
+
+    With ``out_dir``, a report folder is written there too (report.json, report.md, the task's plots).
+    """
+    t, results = evaluate_run(run_or_model, task=task, data=data, split=split, **overrides)
+    if out_dir is not None:
+        from accelerate import PartialState
+
+        from nlpkit.report import write_report
+
+        if PartialState().is_main_process:
+            Path(out_dir).mkdir(parents=True, exist_ok=True)
+            write_report(Path(out_dir), t, results)
+    return results.test or {}

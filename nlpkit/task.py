@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -134,8 +135,9 @@ class Trainer(Protocol):
         ...
 
     @classmethod
-    def evaluate_split(cls, task: Task, split: str, accelerator: Accelerator) -> dict[str, Any]:
-        """Metrics of the task's model (built from its config) on ``split`` (what ``nlpkit.evaluate`` runs)."""
+    def evaluate_split(cls, task: Task, split: str, accelerator: Accelerator) -> tuple[dict[str, Any], dict[str, list]]:
+        """Metrics and per-example outputs of the task's model (built from its config) on ``split`` (what
+        ``nlpkit.evaluate`` runs)."""
         ...
 
 
@@ -166,6 +168,8 @@ class Task:
     hub_library: ClassVar[str] = "transformers"
     #: An input shown in the model card's usage snippet.
     usage_example: ClassVar[Any] = "Hello world"
+    #: Name of the output column of ``nlpkit predict`` when a prediction is not a dict (``translation``, ...).
+    prediction_name: ClassVar[str] = "prediction"
     #: Endings of transformers architecture names this task serves (``ForSequenceClassification``), so
     #: ``nlpkit.pipeline(folder)`` can tell the task of a plain model folder.
     architectures: ClassVar[tuple[str, ...]] = ()
@@ -252,6 +256,22 @@ class Task:
     def predict(self, inputs: list[Any], batch_size: int = 64, **kwargs: Any) -> list[Any]:
         """One result per input, in input order (what :func:`nlpkit.pipeline` calls)."""
         raise NotImplementedError
+
+    def prediction_input_column(self) -> str:
+        """The column of a file that ``nlpkit predict`` feeds to :meth:`predict` (default ``data.text_column``)."""
+        return self.cfg.data.text_column
+
+    def prediction_columns(self, inputs: list[Any], outputs: list[Any]) -> dict[str, list]:
+        """Flat output columns of ``nlpkit predict`` for one chunk: a dict result gives one column per key
+        (sentiment: ``label``, ``score``), anything else one column named :attr:`prediction_name`; lists and
+        dicts inside a cell are written as JSON."""
+        def cell(value: Any) -> Any:
+            return json.dumps(value, ensure_ascii=False) if isinstance(value, (list, dict, tuple)) else value
+
+        if outputs and all(isinstance(o, dict) or o is None for o in outputs):
+            keys = dict.fromkeys(k for o in outputs if o for k in o)
+            return {k: [cell(o.get(k)) if o else None for o in outputs] for k in keys}
+        return {self.prediction_name: [cell(o) for o in outputs]}
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | Path, state_dict: dict[str, torch.Tensor] | None = None) -> None:

@@ -1,9 +1,10 @@
 """The one accelerate training loop shared by every transformer task, with named events for what plugs in.
 
 :class:`Loop` reads top to bottom: set up (data, model, loaders) -> ``before_training`` -> prepare (optimizer,
-scheduler, resume) -> updates, with validation every ``train.eval_every`` -> ``after_training`` -> final
-validation and test -> save -> ``on_save``. Best-model keeping, early stopping, trackers, LoRA adapters and a
-task's before/after measurements are callbacks on those events (:mod:`nlpkit.callbacks`), not branches here.
+scheduler, resume) -> updates, with validation every ``train.eval_every`` -> ``on_train_end`` -> final
+validation and test -> save -> ``on_save`` -> ``after_training``. Best-model keeping, early stopping, trackers,
+LoRA adapters and a task's before/after measurements are callbacks on those events (:mod:`nlpkit.callbacks`),
+not branches here.
 
 Processes, devices and precision come only from the accelerate launch config.
 """
@@ -442,16 +443,18 @@ class Loop:
         self.prepare()
         self.train()
         self._summarise()
-        self.fire("after_training")
+        self.fire("on_train_end")
         if self.finished:
             self.results.validation, _ = self.evaluate("validation", desc="Validating")
             self.results.test, self.results.test_outputs = self.evaluate("test", desc="Testing")
             self.save()
+        self.fire("after_training")
         return self.results
 
     @classmethod
-    def evaluate_split(cls, task: Task, split: str, accelerator: Accelerator) -> dict[str, Any]:
-        """Metrics of ``task``'s model (built from its config) on ``split`` of its data, as training scores it."""
+    def evaluate_split(cls, task: Task, split: str, accelerator: Accelerator) -> tuple[dict[str, Any], dict]:
+        """Metrics and gathered per-example outputs of ``task``'s model (built from its config) on ``split`` of
+        its data, scored as training scores it."""
         if split not in SPLITS:
             raise UsageError(f"split must be one of {', '.join(SPLITS)}, not {split!r}.")
         data = task.load_data()
@@ -459,8 +462,7 @@ class Loop:
         encoded = encode_splits(task, DatasetDict({split: data.splits[split]}), accelerator)
         model, loader = accelerator.prepare(task.model, eval_loader(task, encoded[split],
                                                                     task.cfg.train.eval_batch_size))
-        metrics, _ = evaluate_loader(task, model, loader, accelerator, desc=f"Evaluating {split}")
-        return metrics
+        return evaluate_loader(task, model, loader, accelerator, desc=f"Evaluating {split}")
 
 
 def trainer_for(task_cls: type[Task]) -> Any:
