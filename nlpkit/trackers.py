@@ -40,7 +40,7 @@ __all__ = ["TRACKERS", "check_trackers", "closed_on_error", "flat_hparams", "ini
 TRACKERS: dict[str, str] = {
     "tensorboard": "tensorboard",
     "wandb": "wandb",
-    "mlflow": '"nlpkit[mlflow]"',
+    "mlflow": '"nlpkit-hf[mlflow]"',
     "comet_ml": "comet_ml",
     "aim": "aim",
     "clearml": "clearml",

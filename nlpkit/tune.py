@@ -22,7 +22,7 @@ trial's config as a preset), ``trials.md`` / ``trials.json`` and Optuna's plots.
 trial is a multi-process run: only the main process talks to Optuna and broadcasts each trial's values and each
 pruning decision to the other processes.
 
-Optuna is an optional extra: ``pip install "nlpkit[tune]"``.
+Optuna is an optional extra: ``pip install "nlpkit-hf[tune]"``.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ __all__ = ["INSTALL_HINT", "OptunaPruning", "Param", "add_tune_command", "load_s
 
 logger = logging.getLogger("nlpkit.tune")
 
-INSTALL_HINT = 'pip install "nlpkit[tune]"'
+INSTALL_HINT = 'pip install "nlpkit-hf[tune]"'
 #: Keys a space cannot search: each trial's folder and task are set by the sweep.
 RESERVED_KEYS = ("task", "output_dir", "resume")
 _FIELDS = {"float": {"low", "high", "log", "step"}, "int": {"low", "high", "log", "step"}, "categorical": {"choices"}}
