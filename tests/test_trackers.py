@@ -117,7 +117,7 @@ def test_missing_tracker_fails_before_training(tiny_bert: Path, sentiment_data: 
 
     monkeypatch.setattr(accelerate.utils, "is_mlflow_available", lambda: False)
     run_dir = tmp_path / "run"
-    with pytest.raises(ConfigError, match=r"mlflow, which is not installed: pip install \"nlpkit\[mlflow\]\""):
+    with pytest.raises(ConfigError, match=r"mlflow, which is not installed: pip install \"nlpkit-hf\[mlflow\]\""):
         nlpkit.train("sentiment", **sentiment_overrides(tiny_bert, sentiment_data, run_dir,
                                                         trackers=["tensorboard", "mlflow"]))
     assert not (run_dir / "model").exists() and not (run_dir / "config.yaml").exists()
