@@ -28,6 +28,7 @@ __all__ = [
     "atomic_dir",
     "atomic_write",
     "find_descriptor",
+    "package_version",
     "read_descriptor",
     "saved_task",
     "write_descriptor",
@@ -48,6 +49,16 @@ class Descriptor:
     extra: dict[str, Any] = field(default_factory=dict)
     #: The folder the descriptor was read from.
     folder: Path | None = None
+
+
+def package_version() -> str:
+    """nlpkit's installed version (the ``nlpkit-hf`` distribution), or ``unknown`` when run from a bare checkout."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("nlpkit-hf")
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def write_descriptor(directory: str | Path, task: str, config: dict[str, Any], info: dict[str, Any] | None = None,
