@@ -37,10 +37,13 @@ __all__ = [
     "check_columns",
     "drop_empty_texts",
     "encode_fingerprints",
+    "holds_label_lists",
     "label_map",
     "load_source",
     "load_splits",
     "map_labels",
+    "multi_hot",
+    "multi_label_names",
 ]
 
 _BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet",
@@ -454,6 +457,128 @@ def map_labels(ds: DatasetDict, column: str, names: Sequence[str], source: str) 
     return ds
 
 
+# ------------------------------------------------------------------------------------------- multi-label
+
+
+def holds_label_lists(d: Dataset, column: str) -> bool:
+    """Whether ``column`` holds lists (a multi-label column such as ``["sports", "politics"]``)."""
+    kind = d.data.table.schema.field(column).type
+    return pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)
+
+
+def _label_lists(d: Dataset, column: str, delimiter: str | None, source: str,
+                 split: str) -> tuple[pa.Array, np.ndarray, int]:
+    """Every (label name, row) pair of a multi-label column, in Arrow: ``(names, rows, n_rows)``.
+
+    The column holds lists (of names, or of ``ClassLabel`` ids: read by their names), or strings of names joined
+    by ``delimiter`` (blanks around names are trimmed; an empty string is a text with no label). A missing value
+    fails, naming the row (an empty list or string is the way to say "no label").
+    """
+    col = _column(d, column).combine_chunks()
+    if col.null_count:
+        row = _first(pc.is_null(col).to_numpy(zero_copy_only=False))
+        raise DataError(f"{source} ({split} split) row {row} has no value in the label column {column!r}; give an "
+                        f"empty list (or an empty string with data.label_delimiter) for a text with no label.")
+    if delimiter is not None and not holds_label_lists(d, column):
+        if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+            raise DataError(f"{source} ({split} split): data.label_delimiter={delimiter!r} needs a text label "
+                            f"column, but {column!r} holds {col.type} values.")
+        col = pc.split_pattern(col, delimiter)
+    elif not holds_label_lists(d, column):
+        raise DataError(f"{source} ({split} split): multi-label needs the label column {column!r} to hold lists "
+                        f"(it holds {col.type}); for labels joined in a string set data.label_delimiter, for one "
+                        f"0/1 column per label set data.label_columns=[...].")
+    rows = pc.list_parent_indices(col).to_numpy(zero_copy_only=False)
+    values = pc.list_flatten(col)
+    feature = d.features.get(column)
+    class_names = getattr(getattr(feature, "feature", None), "names", None)  # List(ClassLabel(...))
+    if class_names and pa.types.is_integer(values.type):
+        values = pa.array(class_names, pa.string()).take(values)
+    else:
+        values = pc.cast(values, pa.string())
+    values = pc.utf8_trim_whitespace(values)
+    keep = pc.and_(pc.is_valid(values), pc.greater(pc.utf8_length(values), 0))
+    if not pc.all(keep).as_py():
+        mask = keep.to_numpy(zero_copy_only=False)
+        values, rows = values.filter(keep), rows[mask]
+    return values, rows, len(d)
+
+
+def multi_label_names(train: Dataset, *, column: str | None = None, columns: Sequence[str] | None = None,
+                      delimiter: str | None = None, labels: Sequence[str] | None = None) -> list[str]:
+    """The label names of a multi-label training split, in id order: ``labels`` when given; else the 0/1
+    ``columns``' names; else the sorted names found in ``column`` (lists, or strings joined by ``delimiter``)."""
+    if labels:
+        return [str(x) for x in labels]
+    if columns:
+        return [str(c) for c in columns]
+    feature = train.features.get(column)
+    class_names = getattr(getattr(feature, "feature", None), "names", None)
+    if class_names:
+        return list(class_names)
+    values, _, _ = _label_lists(train, column, delimiter, "the training data", "train")
+    return sorted(pc.unique(values).to_pylist())
+
+
+def _hot_from_columns(d: Dataset, columns: Sequence[str], names: Sequence[str], source: str,
+                      split: str) -> np.ndarray:
+    """A (rows, labels) 0/1 matrix from one 0/1 column per label (columns named as the labels)."""
+    unknown = [c for c in columns if c not in names]
+    if unknown:
+        raise DataError(f"{source} ({split} split): label column(s) {unknown} are not among the model's labels "
+                        f"{list(names)}.")
+    hot = np.zeros((len(d), len(names)), dtype=np.int8)
+    for j, name in enumerate(names):
+        if name not in columns:
+            raise DataError(f"{source} ({split} split) has no 0/1 column for the label {name!r}; data.label_columns "
+                            f"is {list(columns)}.")
+        col = _column(d, name)
+        if col.null_count:
+            row = _first(pc.is_null(col).to_numpy(zero_copy_only=False))
+            raise DataError(f"{source} ({split} split) row {row}: label column {name!r} is empty; expected 0 or 1.")
+        if not (pa.types.is_integer(col.type) or pa.types.is_boolean(col.type) or pa.types.is_floating(col.type)):
+            raise DataError(f"{source} ({split} split): label column {name!r} holds {col.type} values; expected 0 "
+                            f"or 1 (one column per label).")
+        values = col.to_numpy() if col.num_chunks else np.zeros(0)
+        bad = (values != 0) & (values != 1)
+        if bad.any():
+            row = _first(bad)
+            raise DataError(f"{source} ({split} split) row {row}: label column {name!r} holds {values[row]!r}; "
+                            f"expected 0 or 1.")
+        hot[:, j] = values
+    return hot
+
+
+def multi_hot(ds: DatasetDict, names: Sequence[str], source: str, *, column: str | None = None,
+              columns: Sequence[str] | None = None, delimiter: str | None = None) -> DatasetDict:
+    """Replace multi-label targets by a ``labels`` column of multi-hot rows (``int8``, one slot per name, in id
+    order), built with Arrow and numpy, never a Python pass over the rows.
+
+    The labels come from ``column`` (lists of names, or strings joined by ``delimiter``) or from ``columns``
+    (one 0/1 column per label, named as the labels; they are removed). A label that is not in ``names`` fails,
+    naming the row.
+    """
+    index = pa.array(list(names), pa.string())
+    for split, d in ds.items():
+        if columns:
+            hot = _hot_from_columns(d, columns, names, source, split)
+            d = _contiguous(d).remove_columns([c for c in columns if c in d.column_names])
+        else:
+            values, rows, n = _label_lists(d, column, delimiter, source, split)
+            ids = pc.index_in(values, value_set=index)
+            if ids.null_count:
+                k = _first(pc.is_null(ids).to_numpy(zero_copy_only=False))
+                raise DataError(f"{source} ({split} split) row {int(rows[k])}: label {values[k].as_py()!r} in column "
+                                f"{column!r} is not one of the known labels {list(names)}. Fix the row, or list "
+                                f"every label with labels=[...].")
+            hot = np.zeros((n, len(names)), dtype=np.int8)
+            hot[rows, ids.to_numpy(zero_copy_only=False)] = 1
+            d = _contiguous(d).remove_columns(column)
+        flat = pa.FixedSizeListArray.from_arrays(pa.array(hot.ravel(), pa.int8()), len(names))
+        ds[split] = d.add_column("labels", flat)
+    return ds
+
+
 # ------------------------------------------------------------------------------------------- splits
 
 
@@ -627,7 +752,7 @@ def _encoding_key(task: Any) -> str | None:
     import transformers
     from datasets.fingerprint import Hasher
 
-    from nlpkit import __version__
+    from nlpkit.artifacts import package_version
     from nlpkit.config import to_dict
 
     cfg = to_dict(task.cfg)
@@ -644,7 +769,7 @@ def _encoding_key(task: Any) -> str | None:
             if backend is not None else Hasher.hash(tok)
         info = task.info.to_dict() if task.info is not None else None
         return Hasher.hash([type(task).__module__, type(task).__qualname__, Hasher.hash(type(task).encode),
-                            cfg, info, tok_key, Hasher.hash(state), __version__, transformers.__version__,
+                            cfg, info, tok_key, Hasher.hash(state), package_version(), transformers.__version__,
                             tokenizers.__version__])
     except Exception as err:  # something unpicklable: datasets' own (uncached) fingerprint then
         logger.info("No stable cache key for %s.encode (%s); tokenizing afresh", type(task).__name__, err)

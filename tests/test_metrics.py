@@ -22,8 +22,12 @@ from nlpkit.metrics import METRICS_DIR, available_metrics, compute, load_metric,
 
 EXPECTED_METRICS = [
     "accuracy",
+    "average_precision",
+    "balanced_accuracy",
     "chrf",
     "confusion_matrix",
+    "multilabel",
+    "per_class",
     "perplexity",
     "precision_recall_f1",
     "sacrebleu",
@@ -129,6 +133,57 @@ def test_confusion_matrix_follows_label_order() -> None:
     assert normalized["confusion_matrix"][2] == pytest.approx([1 / 3, 0.0, 2 / 3])
     named = compute("confusion_matrix", predictions=["a", "b"], references=["b", "b"], labels=["b", "a"])
     assert named["confusion_matrix"] == [[1, 1], [0, 0]]
+
+
+def test_balanced_accuracy_is_the_mean_recall() -> None:
+    # always the majority class of a 95/5 split: accuracy 0.95, balanced accuracy 0.5
+    refs = [0] * 19 + [1]
+    assert compute("accuracy", predictions=[0] * 20, references=refs)["accuracy"] == pytest.approx(0.95)
+    assert compute("balanced_accuracy", predictions=[0] * 20, references=refs) == {"balanced_accuracy": 0.5}
+    # recalls 1/2, 1, 1/2 (see PRF_* below)
+    assert compute("balanced_accuracy", predictions=[0, 1, 1, 1, 2, 0], references=[0, 0, 1, 1, 2, 2])[
+        "balanced_accuracy"] == pytest.approx(2 / 3)
+
+
+def test_per_class_single_label_and_multi_hot() -> None:
+    got = compute("per_class", predictions=PRF_PREDS, references=PRF_REFS, labels=[0, 1, 2, 3])
+    assert got["precision"] == pytest.approx(PER_CLASS_P + [0.0])
+    assert got["recall"] == pytest.approx(PER_CLASS_R + [0.0])
+    assert got["f1"] == pytest.approx(PER_CLASS_F + [0.0])
+    assert got["support"] == [2, 2, 2, 0]  # a class absent from the references keeps its row
+    # multi-hot rows: label 0 tp=1 fp=1 fn=0; label 1 tp=1 fp=0 fn=1; label 2 never true, never predicted
+    hot = compute("per_class", predictions=[[1, 1, 0], [1, 0, 0]], references=[[1, 1, 0], [0, 1, 0]])
+    assert hot == {"precision": [0.5, 1.0, 0.0], "recall": [1.0, 0.5, 0.0], "f1": pytest.approx([2 / 3, 2 / 3, 0.0]),
+                   "support": [1, 2, 0]}
+
+
+def test_multilabel_hand_values() -> None:
+    refs = [[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 0]]
+    preds = [[1, 0, 0], [0, 1, 0], [1, 1, 1], [0, 0, 0]]
+    got = compute("multilabel", predictions=preds, references=refs)
+    # decisions: tp=4 (r0 l0, r1 l1, r2 l0, r2 l1), fp=1 (r2 l2), fn=1 (r0 l2)
+    assert got["micro_precision"] == pytest.approx(4 / 5) and got["micro_recall"] == pytest.approx(4 / 5)
+    assert got["micro_f1"] == pytest.approx(4 / 5)
+    # per label F1: l0 = 1, l1 = 1, l2: tp=0 -> 0
+    assert got["macro_f1"] == pytest.approx(2 / 3)
+    # per example F1: 2/3, 1, 4/5, and 0 for the empty/empty row (zero_division=0)
+    assert got["samples_f1"] == pytest.approx((2 / 3 + 1 + 4 / 5 + 0) / 4)
+    assert got["subset_accuracy"] == pytest.approx(2 / 4)  # rows 1 and 3 are exactly right
+    assert got["hamming_loss"] == pytest.approx(2 / 12)
+    with pytest.raises(ValueError, match="one width"):
+        load_metric("multilabel")._compute(predictions=[[1, 0]], references=[[1, 0, 0]])
+
+
+def test_average_precision_single_and_multi_label() -> None:
+    # class 1 ranked perfectly (AP 1); class 0: its two examples ranked 1st and 3rd -> AP (1 + 2/3) / 2
+    scores = [[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]]
+    got = compute("average_precision", prediction_scores=scores, references=[0, 1, 0, 1])
+    assert got["average_precision"] == pytest.approx([1.0, 1.0])
+    got = compute("average_precision", prediction_scores=scores, references=[0, 1, 1, 0])
+    assert got["average_precision"][0] == pytest.approx((1 + 2 / 3) / 2)
+    hot = compute("average_precision", prediction_scores=[[0.9, 0.2], [0.1, 0.3]], references=[[1, 0], [0, 0]])
+    assert hot["average_precision"] == [1.0, None]  # a label that never occurs has no AP, and stays out of the mean
+    assert hot["macro_average_precision"] == 1.0
 
 
 # ---------------------------------------------------------------------------------------------- translation
@@ -270,6 +325,26 @@ BATCHED_CASES: dict[str, tuple[dict[str, list], dict[str, list], dict[str, Any]]
         {"predictions": [0, 1], "references": [0, 0]},
         {"predictions": [2, 1], "references": [2, 1]},
         {"labels": [2, 1, 0]},
+    ),
+    "balanced_accuracy": (
+        {"predictions": [0, 1, 1], "references": [0, 1, 0]},
+        {"predictions": [2], "references": [2]},
+        {},
+    ),
+    "per_class": (
+        {"predictions": PRF_PREDS[:4], "references": PRF_REFS[:4]},
+        {"predictions": PRF_PREDS[4:], "references": PRF_REFS[4:]},
+        {"labels": [0, 1, 2]},
+    ),
+    "multilabel": (
+        {"predictions": [[1, 0, 0], [0, 1, 0]], "references": [[1, 0, 1], [0, 1, 0]]},
+        {"predictions": [[1, 1, 1]], "references": [[1, 1, 0]]},
+        {},
+    ),
+    "average_precision": (
+        {"prediction_scores": [[0.9, 0.1], [0.2, 0.8]], "references": [0, 1]},
+        {"prediction_scores": [[0.6, 0.4], [0.3, 0.7]], "references": [1, 0]},
+        {},
     ),
     "sacrebleu": (
         {"predictions": ["the cat sat on a mat"], "references": [["the cat sat on the mat", "a cat sat"]]},

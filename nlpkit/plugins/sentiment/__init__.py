@@ -1,5 +1,5 @@
-"""The sentiment task (any single-label text classification): ``AutoModelForSequenceClassification``."""
+"""The sentiment task (any text classification, single- or multi-label): ``AutoModelForSequenceClassification``."""
 
-from nlpkit.plugins.sentiment.task import SentimentConfig, SentimentTask
+from nlpkit.plugins.sentiment.task import SentimentConfig, SentimentInfo, SentimentTask
 
-__all__ = ["SentimentConfig", "SentimentTask"]
+__all__ = ["SentimentConfig", "SentimentInfo", "SentimentTask"]

@@ -15,11 +15,11 @@ if TYPE_CHECKING:
 
 @torch.inference_mode()
 def label_scores(task: SentimentTask, text: str) -> dict[str, float]:
-    """Every label's probability for ``text`` (the softmax that ``predict`` takes its best label from)."""
+    """Every label's score for ``text`` (the softmax, or multi-label sigmoid, that ``predict`` ranks)."""
     enc = task.tokenizer([text], truncation=True, max_length=task.cfg.data.max_length, return_tensors="pt")
     device = next(task.model.parameters()).device
     logits = task.model(input_ids=enc["input_ids"].to(device), attention_mask=enc["attention_mask"].to(device)).logits
-    probs = logits.float().softmax(-1)[0].cpu().tolist()
+    probs = task.probabilities(logits)[0].cpu().tolist()
     return dict(zip(task.labels, probs))
 
 
