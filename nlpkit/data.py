@@ -471,15 +471,13 @@ def _label_lists(d: Dataset, column: str, delimiter: str | None, source: str,
     """Every (label name, row) pair of a multi-label column, in Arrow: ``(names, rows, n_rows)``.
 
     The column holds lists (of names, or of ``ClassLabel`` ids: read by their names), or strings of names joined
-    by ``delimiter`` (blanks around names are trimmed; an empty string is a text with no label). A missing value
-    fails, naming the row (an empty list or string is the way to say "no label").
+    by ``delimiter`` (blanks around names are trimmed). An empty list or string, or an empty cell, is a text
+    with no label.
     """
     col = _column(d, column).combine_chunks()
-    if col.null_count:
-        row = _first(pc.is_null(col).to_numpy(zero_copy_only=False))
-        raise DataError(f"{source} ({split} split) row {row} has no value in the label column {column!r}; give an "
-                        f"empty list (or an empty string with data.label_delimiter) for a text with no label.")
     if delimiter is not None and not holds_label_lists(d, column):
+        if pa.types.is_integer(col.type) or pa.types.is_null(col.type):  # a csv column of single numeric labels
+            col = pc.cast(col, pa.string())
         if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
             raise DataError(f"{source} ({split} split): data.label_delimiter={delimiter!r} needs a text label "
                             f"column, but {column!r} holds {col.type} values.")
@@ -543,7 +541,7 @@ def _hot_from_columns(d: Dataset, columns: Sequence[str], names: Sequence[str], 
         bad = (values != 0) & (values != 1)
         if bad.any():
             row = _first(bad)
-            raise DataError(f"{source} ({split} split) row {row}: label column {name!r} holds {values[row]!r}; "
+            raise DataError(f"{source} ({split} split) row {row}: label column {name!r} holds {values[row].item()!r}; "
                             f"expected 0 or 1.")
         hot[:, j] = values
     return hot

@@ -93,6 +93,8 @@ def test_early_stopping_and_best_model(tiny_bert: Path, sentiment_data: Path, tm
 
 
 def test_unknown_metric_for_best_is_a_clear_error(tiny_bert: Path, sentiment_data: Path, tmp_path: Path) -> None:
-    with pytest.raises(KeyError, match="metric_for_best='acc'.*accuracy"):
+    from nlpkit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="metric_for_best='acc'.*accuracy"):
         nlpkit.train("sentiment", **sentiment_overrides(tiny_bert, sentiment_data, tmp_path / "x", **{
             "train.max_steps": 2, "train.metric_for_best": "acc"}))

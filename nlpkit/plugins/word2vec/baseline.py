@@ -106,6 +106,7 @@ def run_baseline(vectors: str = "glove-6b-50d", preset: str | Path | None = None
         cols = {c: i for i, c in enumerate(clf.classes_)}
         p_true = proba[np.arange(len(proba)), [cols[y] for y in labels[split]]]
         return {"pred": clf.classes_[proba.argmax(1)].tolist(), "label": labels[split].tolist(),
+                "probs": proba.tolist(),  # columns in label-id order (classes_ are the sorted ids)
                 "loss": (-np.log(np.clip(p_true, 1e-12, None))).tolist()}
 
     results = RunResults(
