@@ -163,7 +163,9 @@ def test_word2vec_demo_shows_the_pipelines_neighbours_analogy_and_similarity(wor
         page.locator("#w2v-w2 textarea").fill("dog")
         page.locator("#w2v-similarity-submit").click()
         number = page.locator("#w2v-similarity input")
-        page.wait_for_function("el => el.value !== ''", arg=number.element_handle())
+        # an empty Number shows 0 until the answer arrives (the planted words' similarity is far from 0)
+        page.wait_for_function("el => el.value !== '' && parseFloat(el.value) !== 0", arg=number.element_handle(),
+                               timeout=ANSWER_MS)
         assert float(number.input_value()) == pytest.approx(expected_similarity, abs=1e-4)
 
         # a word the vectors do not know: the pipeline's message, in the page
