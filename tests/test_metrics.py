@@ -166,8 +166,10 @@ def test_multilabel_hand_values() -> None:
     assert got["micro_f1"] == pytest.approx(4 / 5)
     # per label F1: l0 = 1, l1 = 1, l2: tp=0 -> 0
     assert got["macro_f1"] == pytest.approx(2 / 3)
-    # per example F1: 2/3, 1, 4/5, and 0 for the empty/empty row (zero_division=0)
-    assert got["samples_f1"] == pytest.approx((2 / 3 + 1 + 4 / 5 + 0) / 4)
+    # per example F1: 2/3, 1, 4/5, and 1 for the row with no true and no predicted label (exactly right)
+    assert got["samples_f1"] == pytest.approx((2 / 3 + 1 + 4 / 5 + 1) / 4)
+    missed = compute("multilabel", predictions=[[0, 0], [1, 0]], references=[[1, 0], [0, 0]])
+    assert missed["samples_f1"] == 0.0  # a label missed, a label invented: both rows score 0
     assert got["subset_accuracy"] == pytest.approx(2 / 4)  # rows 1 and 3 are exactly right
     assert got["hamming_loss"] == pytest.approx(2 / 12)
     with pytest.raises(ValueError, match="one width"):

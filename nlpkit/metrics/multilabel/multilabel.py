@@ -17,8 +17,9 @@ Metrics of multi-label classification, where each example has any number of labe
 - subset accuracy: the share of examples whose predicted label set is exactly right (strict);
 - Hamming loss: the share of wrong (example, label) decisions (lower is better).
 
-From scikit-learn's `precision_recall_fscore_support`, `accuracy_score` and `hamming_loss`; ratios with a zero
-denominator score 0 (an example with no true and no predicted label scores samples F1 0).
+From scikit-learn's `precision_recall_fscore_support`, `accuracy_score` and `hamming_loss`. Ratios with a zero
+denominator score 0, except in the samples average: an example with no true label and no predicted label is
+exactly right and scores 1 there (with 0, every correctly empty prediction would count as a miss).
 """
 
 _KWARGS_DESCRIPTION = """
@@ -71,7 +72,8 @@ class Multilabel(evaluate.Metric):
                              f"rows of one width")
         out: dict[str, float] = {}
         for average in ("micro", "macro", "samples", "weighted"):
-            p, r, f, _ = precision_recall_fscore_support(refs, preds, average=average, zero_division=0)
+            p, r, f, _ = precision_recall_fscore_support(refs, preds, average=average,
+                                                         zero_division=1 if average == "samples" else 0)
             out[f"{average}_f1"] = float(f)
             if average == "micro":
                 out.update(micro_precision=float(p), micro_recall=float(r))
