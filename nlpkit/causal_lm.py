@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from nlpkit.artifacts import read_descriptor
-from nlpkit.config import GenerateConfig
+from nlpkit.config import GenerateConfig, model_name
 from nlpkit.errors import ConfigError, DataError, ModelNotFoundError, UsageError
 from nlpkit.inference import pad, run_sorted
 
@@ -105,8 +105,8 @@ def _adapter_base(path: Path, base_model: str | None) -> str:
     if recorded and Path(recorded).expanduser().exists():
         return resolve_model(recorded)
     descriptor = read_descriptor(path)
-    if descriptor is not None and descriptor.config.get("model"):
-        trained_from = resolve_model(descriptor.config["model"])
+    if descriptor is not None and model_name(descriptor.config):
+        trained_from = resolve_model(model_name(descriptor.config))
         if Path(trained_from).resolve() != path.resolve():  # a reloaded adapter saved again names itself
             return trained_from
     if not recorded:

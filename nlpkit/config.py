@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, TypeVar
 
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from nlpkit.errors import ConfigError, UsageError
@@ -25,9 +25,11 @@ __all__ = [
     "TrackerConfig",
     "TrainConfig",
     "GenerateConfig",
+    "ModelConfig",
     "config_help",
     "flat_keys",
     "load_config",
+    "model_name",
     "opt",
     "save_config",
     "to_dict",
@@ -205,12 +207,63 @@ class TrackerConfig:
 
 
 @dataclass
+class ModelConfig:
+    """Which weights a task starts from and how they are loaded (precision, quantization, remote code).
+
+    ``model=<name>`` (command line, preset, ``nlpkit.train(task, model=...)``, older runs' config.yaml) is
+    shorthand for ``model.name=<name>``; :func:`load_config` rewrites it.
+    """
+
+    name: str = opt("", "Model: a catalog name, a hub id, or a local folder (e.g. a previous run's `model/`).")
+    dtype: str = opt("auto", "Precision the weights are loaded in (training, evaluation and the pipeline): "
+                             "`auto` (float32: exact, and what training needs - mixed precision comes from the "
+                             "accelerate config), `bfloat16`, `float16` or `float32`.")
+    quantization: str = opt("none", "Load the base weights quantized through bitsandbytes (QLoRA): `none`, "
+                                    "`4bit` (NF4, bfloat16 compute) or `8bit`. Needs a CUDA GPU, "
+                                    "`pip install nlpkit-hf[qlora]` and train.lora=true to train.")
+    trust_remote_code: bool = opt(False, "Run the modelling code a hub checkpoint ships with (only for models "
+                                         "you trust).")
+    revision: Optional[str] = opt(None, "Version of a hub model: a branch, tag or commit.")
+    attn_implementation: Optional[str] = opt(None, "Attention kernel (sdpa, eager, flash_attention_2; default: "
+                                                   "transformers' choice).")
+
+    def __post_init__(self) -> None:
+        dtype = str(self.dtype).strip().lower()
+        self.dtype = DTYPE_ALIASES.get(dtype, dtype)
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"model.dtype={self.dtype!r}: expected one of {', '.join(DTYPES)} "
+                              f"(e.g. model.dtype=bfloat16).")
+        quant = str(self.quantization).strip().lower()
+        self.quantization = {"false": "none", "null": "none", "no": "none", "off": "none", "4": "4bit",
+                             "8": "8bit", "nf4": "4bit", "int8": "8bit"}.get(quant, quant)
+        if self.quantization not in QUANTIZATIONS:
+            raise ConfigError(f"model.quantization={self.quantization!r}: expected one of "
+                              f"{', '.join(QUANTIZATIONS)} (e.g. model.quantization=4bit).")
+
+
+DTYPES = ("auto", "bfloat16", "float16", "float32")
+DTYPE_ALIASES = {"bf16": "bfloat16", "fp16": "float16", "half": "float16", "fp32": "float32", "float": "float32"}
+QUANTIZATIONS = ("none", "4bit", "8bit")
+
+
+def model_name(cfg: Any) -> str:
+    """The model name of a config object or dict, whether its ``model`` is a section or (older runs, plugins
+    that declare ``model: str``) a plain string."""
+    model = cfg.get("model") if isinstance(cfg, dict) else getattr(cfg, "model", None)
+    if isinstance(model, dict):
+        return str(model.get("name") or "")
+    if dataclasses.is_dataclass(model):
+        return str(getattr(model, "name", "") or "")
+    return "" if model is None else str(model)
+
+
+@dataclass
 class RunConfig:
     """Options shared by every task. Each task subclasses it to add its own and change defaults."""
 
     task: str = opt("", "Task name (set by the launch script).")
-    model: str = opt("", "Model: a catalog name, a hub id, or a local folder (e.g. a previous run's "
-                         "`model/`).")
+    model: ModelConfig = opt(help="The model: `model=<name>` is short for `model.name=<name>`.",
+                             factory=ModelConfig)
     output_dir: Optional[str] = opt(None, "Run folder (default: outputs/<task>-<timestamp>).")
     seed: int = opt(42, "Random seed for data splits, shuffling and initialisation.")
     resume: str = opt("none", "`auto`: continue from the newest complete checkpoint in output_dir; a path: "
@@ -277,6 +330,7 @@ def load_config(schema: type[T], preset: str | Path | dict | None = None,
     wrong types raise :class:`ConfigError` with a suggestion.
     """
     cfg: DictConfig = OmegaConf.structured(schema)
+    sectioned = _has_model_section(schema)
     layers: list[tuple[str, Any]] = []
     if preset is not None:
         if isinstance(preset, dict):
@@ -293,17 +347,23 @@ def load_config(schema: type[T], preset: str | Path | dict | None = None,
         if isinstance(overrides, dict):
             layer = OmegaConf.create({})
             for k, v in overrides.items():
+                if sectioned:
+                    k = _shorthand_key(k, v)
                 OmegaConf.update(layer, k, v, force_add=True)
             layers.append(("the overrides", layer))
         else:
             bad = [o for o in overrides if "=" not in o]
             if bad:
                 raise ConfigError(f"Override {bad[0]!r} is not of the form key=value (e.g. train.lr=3e-5).")
+            if sectioned:
+                overrides = [_shorthand_key(o.split("=", 1)[0], None) + "=" + o.split("=", 1)[1] for o in overrides]
             try:
                 layers.append(("the command line", OmegaConf.from_dotlist(list(overrides))))
             except OmegaConfBaseException as err:
                 raise ConfigError(f"Could not parse overrides {overrides}: {err}") from err
     for origin, layer in layers:
+        if sectioned:
+            _normalise_model(layer)
         try:
             cfg = OmegaConf.merge(cfg, layer)
         except OmegaConfBaseException as err:
@@ -313,6 +373,40 @@ def load_config(schema: type[T], preset: str | Path | dict | None = None,
     except OmegaConfBaseException as err:
         missing = getattr(err, "full_key", "?")
         raise ConfigError(f"Config key `{missing}` has no value; set it with {missing}=...") from err
+
+
+def _has_model_section(schema: Any) -> bool:
+    """Whether ``schema`` declares ``model`` as a section (every built-in task) rather than a plain string (a
+    plugin written before the section existed): only then is ``model=<name>`` rewritten."""
+    found = [f for f in dataclasses.fields(schema) if f.name == "model"]
+    return bool(found) and dataclasses.is_dataclass(_field_type(schema, found[0]))
+
+
+# Old spellings kept working, each rewritten once here so that the rest of nlpkit sees one form.
+_LEGACY_KEYS = {"model": "model.name", "attn_implementation": "model.attn_implementation"}
+
+
+def _shorthand_key(key: str, value: Any) -> str:
+    """``model`` -> ``model.name`` (unless the value is a whole section), ``attn_implementation`` ->
+    ``model.attn_implementation``."""
+    if key in _LEGACY_KEYS and not isinstance(value, (dict, DictConfig)):
+        return _LEGACY_KEYS[key]
+    return key
+
+
+def _normalise_model(layer: Any) -> None:
+    """Rewrite a preset's or saved run's ``model: <name>`` and top-level ``attn_implementation`` in place."""
+    if not isinstance(layer, DictConfig):
+        return
+    with open_dict(layer):
+        if "model" in layer and not isinstance(layer.get("model"), DictConfig):
+            layer["model"] = {"name": layer.get("model")}
+        if "attn_implementation" in layer:
+            attn = layer.pop("attn_implementation")
+            if attn is not None:
+                if "model" not in layer:
+                    layer["model"] = {}
+                layer["model"]["attn_implementation"] = attn
 
 
 def to_dict(cfg: Any) -> dict:

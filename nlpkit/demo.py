@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nlpkit.config import model_name
 from nlpkit.errors import ConfigError
 from nlpkit.report import DISTRIBUTION
 
@@ -55,7 +56,7 @@ def _header(pipe: Pipeline, run: str | Path) -> tuple[str, str]:
     """(page title, markdown header): task, model, data and the test value of the run's main metric."""
     report = run_summary(run)
     task = pipe.task.name
-    model = report.get("model") or pipe.task.cfg.model
+    model = report.get("model") or model_name(pipe.task.cfg)
     metric = report.get("main_metric") or pipe.task.main_metric
     value = (report.get("test") or {}).get(metric)
     score = f"test {metric} {value:.4g}" if isinstance(value, (int, float)) else ""

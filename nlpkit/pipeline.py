@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from nlpkit.artifacts import saved_task
+from nlpkit.config import model_name
 from nlpkit.errors import UsageError
 from nlpkit.registry import available_tasks, get_task
 from nlpkit.task import Task
@@ -33,7 +34,7 @@ class Pipeline:
         return outputs[0] if single else outputs
 
     def __repr__(self) -> str:
-        return f"nlpkit.Pipeline(task={self.task.name!r}, model={self.task.cfg.model!r})"
+        return f"nlpkit.Pipeline(task={self.task.name!r}, model={model_name(self.task.cfg)!r})"
 
 
 def guess_task(model: str) -> str | None:
@@ -65,7 +66,7 @@ def pipeline(task_or_model: str, model: str | None = None, device: str | None = 
     """
     if model is None:
         if task_or_model in available_tasks():
-            model = get_task(task_or_model).Config().model  # the task's default model
+            model = model_name(get_task(task_or_model).Config())  # the task's default model
             task_name = task_or_model
         else:
             model = task_or_model

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nlpkit.artifacts import atomic_write
-from nlpkit.config import to_dict
+from nlpkit.config import model_name, to_dict
 
 if TYPE_CHECKING:
     from nlpkit.task import RunResults, Task
@@ -141,7 +141,7 @@ def hub_reference(name: Any) -> str | None:
     path = Path(name).expanduser()
     if path.exists():
         found = read_descriptor(path)
-        return hub_reference(found.config.get("model")) if found else None
+        return hub_reference(model_name(found.config)) if found else None
     if name.startswith((".", "/", "~")) or name.count("/") > 1:
         return None
     return name  # a hub id ("gpt2", "org/name")
@@ -157,7 +157,7 @@ def model_card(task: Task, report: dict[str, Any], dataset_name: str) -> str:
 
     test = _scalars(report.get("test"))
     skip = {"samples", "runtime_s", "samples_per_s"}
-    base = hub_reference(report["config"].get("model"))
+    base = hub_reference(model_name(report["config"]))
     data_id = hub_reference(dataset_name)
     name = Path(report["run_dir"]).name
     results = [EvalResult(task_type=task.hub_task_type or task.name, task_name=task.name,
@@ -168,7 +168,7 @@ def model_card(task: Task, report: dict[str, Any], dataset_name: str) -> str:
                          tags=["nlpkit", task.name], base_model=base, datasets=[data_id] if data_id else None,
                          eval_results=results or None)
     training = report.get("training") or {}
-    started_from = f"`{base}`" if base else f"`{report['config'].get('model')}`"
+    started_from = f"`{base}`" if base else f"`{model_name(report['config'])}`"
     body = "\n".join([
         f"# {name}",
         "",
@@ -206,7 +206,7 @@ def write_report(run_dir: Path, task: Task, results: RunResults) -> dict[str, An
     cfg = to_dict(task.cfg)
     report: dict[str, Any] = {
         "task": task.name, "run_dir": str(run_dir), "created": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "model": cfg.get("model"), "data": cfg.get("data", {}).get("source"),
+        "model": model_name(cfg), "data": cfg.get("data", {}).get("source"),
         "main_metric": task.main_metric,
         "test": results.test, "validation": results.validation,
         "training": results.training, "data_sizes": results.data_sizes,

@@ -223,7 +223,7 @@ class Task:
 
     # ------------------------------------------------------------------ model
     def build_model(self, info: DataInfo) -> None:
-        """Set ``self.model`` and ``self.tokenizer`` from ``cfg.model`` and what the data said (``info``)."""
+        """Set ``self.model`` and ``self.tokenizer`` from ``cfg.model.name`` and what the data said (``info``)."""
         raise NotImplementedError
 
     def load_model(self, info: DataInfo | None = None) -> None:

@@ -18,7 +18,7 @@ def test_layers_merge_in_order(tmp_path: Path) -> None:
     preset.write_text("train:\n  lr: 1.0e-3\n  epochs: 3\ndata:\n  max_length: 64\n")
     cfg = load_config(SentimentConfig, preset, ["train.lr=3e-5", "data.max_train_samples=500"])
     assert cfg.train.lr == 3e-5 and cfg.train.epochs == 3.0 and cfg.data.max_length == 64
-    assert cfg.data.max_train_samples == 500 and cfg.model == "minilm-l6"  # untouched default
+    assert cfg.data.max_train_samples == 500 and cfg.model.name == "minilm-l6"  # untouched default
     assert isinstance(cfg.train.epochs, float)
 
 

@@ -154,7 +154,7 @@ def test_best_yaml_is_a_preset_of_the_best_trial(sweep: Path, tiny_bert: Path) -
     for key, value in best["params"].items():
         section, name = key.split(".")
         assert getattr(getattr(cfg, section), name) == value
-    assert cfg.model == str(tiny_bert) and cfg.train.batch_size == 8  # the base config too
+    assert cfg.model.name == str(tiny_bert) and cfg.train.batch_size == 8  # the base config too
     assert "output_dir" not in yaml.safe_load(text)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from nlpkit.config import DataConfig, RunConfig, TrainConfig, opt
+from nlpkit.config import DataConfig, ModelConfig, RunConfig, TrainConfig, opt
 from nlpkit.data import check_columns, drop_empty_texts, load_splits
 from nlpkit.errors import DataError, UsageError
 from nlpkit.inference import check_texts, pad, run_sorted
@@ -28,8 +28,9 @@ from nlpkit.task import Data, DataInfo, RunResults, Task
 @dataclass
 class TextRegressionConfig(RunConfig):
     task: str = opt("text_regression", "Task name (set by the launch script).")
-    model: str = opt("minilm-l6", "Encoder to fine-tune: a catalog name, a hub id (e.g. distilbert-base-uncased) "
-                                  "or a local folder / previous run.")
+    model: ModelConfig = opt(help="Encoder to fine-tune (model.name: a catalog name, a hub id such as "
+                                  "distilbert-base-uncased, or a local folder / previous run) and how it is loaded.",
+                             factory=lambda: ModelConfig(name="minilm-l6"))
     standardize: bool = opt(True, "Train on (score - mean) / std of the training scores, so the loss and the "
                                   "learning rate do not depend on the score's units; predictions are mapped "
                                   "back to the score scale (the mean and std are saved with the model). Set "
@@ -106,7 +107,7 @@ class TextRegressionTask(Task):
         """The encoder with a one-unit regression head (MSE loss); a new head when the checkpoint has another."""
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        path = resolve_model(self.cfg.model)
+        path = resolve_model(self.cfg.model.name)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         # fp32 master weights (reduced precision comes from the accelerate config's autocast); problem_type makes
         # the model's own loss the mean squared error against float labels.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from nlpkit.config import DataConfig, GenerateConfig, RunConfig, TrainConfig, opt
+from nlpkit.config import DataConfig, GenerateConfig, ModelConfig, RunConfig, TrainConfig, opt
 from nlpkit.errors import ConfigError
 
 #: Values of ``data.format``.
@@ -25,6 +25,11 @@ class GenerationDataConfig(DataConfig):
     messages_column: str = opt("messages", "Column with a list of {role, content} messages (format=chat).")
     use_chat_template: bool = opt(False, "format=prompt_response: render each pair as a user/assistant chat "
                                          "with the tokenizer's chat template.")
+    packing: bool = opt(False, "format=prompt_response or chat: pack several examples into each row of up to "
+                               "max_length tokens (first-fit, longest first), with position ids restarting at 0 "
+                               "per example so that no attention and no loss crosses an example boundary; less "
+                               "padding, faster training, the same loss. Rows are then the batch items "
+                               "(train.batch_size counts rows).")
     max_eval_tokens: Optional[int] = opt(None, "format=text: score at most this many tokens of each validation/"
                                                "test split, as an equal window from the middle of every "
                                                "held-out document (all held-out plays count; faster on CPU).")
@@ -64,10 +69,9 @@ class GenerationGenerateConfig(GenerateConfig):
 @dataclass
 class GenerationConfig(RunConfig):
     task: str = opt("generation", "Task name (set by the launch script).")
-    model: str = opt("smollm2-135m", "Causal LM to fine-tune: a catalog name, a hub id (e.g. gpt2), a local "
-                                     "folder, or a previous run.")
-    attn_implementation: Optional[str] = opt(None, "Attention kernel (sdpa, eager, flash_attention_2; default: "
-                                                   "transformers' choice).")
+    model: ModelConfig = opt(help="Causal LM to fine-tune (model.name: a catalog name, a hub id such as gpt2, a "
+                                  "local folder, or a previous run) and how it is loaded.",
+                             factory=lambda: ModelConfig(name="smollm2-135m"))
     sample_prompts: list[str] = opt(help="Prompts continued before and after training for the report.",
                                     factory=lambda: ["ROMEO.\n", "KING.\nMy lords,", "To be, or not to be",
                                                      "Once upon a time"])

@@ -68,7 +68,7 @@ class GenerationTask(Task):
             notes["held-out " + d.split_by] = {s: sorted(set(ds[s][d.split_by])) for s in ("validation", "test")}
         ds = ds.remove_columns([c for c in cols if c not in keep])
         if fmt == "text" and d.max_eval_tokens:
-            tokenizer = causal_lm.load_tokenizer(self.cfg.model)
+            tokenizer = causal_lm.load_tokenizer(self.cfg.model.name)
             for split in ("validation", "test"):
                 ds[split] = middle_windows(ds[split], d.text_column, d.max_eval_tokens, tokenizer)
             notes["eval tokens per split (max)"] = d.max_eval_tokens
@@ -95,8 +95,8 @@ class GenerationTask(Task):
 
     # ------------------------------------------------------------------ model
     def build_model(self, info: DataInfo) -> None:
-        self.model, self.tokenizer = causal_lm.load_causal_lm(self.cfg.model,
-                                                              attn_implementation=self.cfg.attn_implementation)
+        self.model, self.tokenizer = causal_lm.load_causal_lm(self.cfg.model.name,
+                                                              attn_implementation=self.cfg.model.attn_implementation)
 
     def callbacks(self) -> list[Callback]:
         # BeforeAfter first: its baseline and "untuned" samples are the base model's, before LoRA wraps it.

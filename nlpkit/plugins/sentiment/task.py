@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from nlpkit.config import DataConfig, RunConfig, TrainConfig, opt
+from nlpkit.config import DataConfig, ModelConfig, RunConfig, TrainConfig, opt
 from nlpkit.data import (
     drop_empty_texts,
     holds_label_lists,
@@ -44,8 +44,9 @@ _ALL = object()  # top_k not given: the default output (best label, or the label
 @dataclass
 class SentimentConfig(RunConfig):
     task: str = opt("sentiment", "Task name (set by the launch script).")
-    model: str = opt("minilm-l6", "Encoder to fine-tune: a catalog name, a hub id (e.g. distilbert-base-uncased) "
-                                  "or a local folder / previous run.")
+    model: ModelConfig = opt(help="Encoder to fine-tune (model.name: a catalog name, a hub id such as "
+                                  "distilbert-base-uncased, or a local folder / previous run) and how it is loaded.",
+                             factory=lambda: ModelConfig(name="minilm-l6"))
     labels: Optional[list[str]] = opt(None, "Label names in id order (default: the sorted labels of the "
                                             "training split, or the saved model's).")
     problem_type: str = opt("single_label", "`single_label` (one label per text), `multi_label` (any number of "
@@ -223,7 +224,7 @@ class SentimentTask(Task):
         from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
         assert isinstance(info, SentimentInfo)
-        path = resolve_model(self.cfg.model)
+        path = resolve_model(self.cfg.model.name)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         if info.problem_type is None:  # no data: what the model says, else the config
             own = getattr(AutoConfig.from_pretrained(path), "problem_type", None)

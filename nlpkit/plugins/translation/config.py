@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from nlpkit.config import DataConfig, GenerateConfig, RunConfig, TrainConfig, opt
+from nlpkit.config import DataConfig, GenerateConfig, ModelConfig, RunConfig, TrainConfig, opt
 
 #: ``model=scratch``: a Marian-style model and a shared tokenizer trained here.
 SCRATCH = "scratch"
@@ -85,11 +85,11 @@ class TranslationOptions:
 @dataclass
 class TranslationConfig(RunConfig):
     task: str = opt("translation", "Task name (set by the launch script).")
-    model: str = opt(
-        SCRATCH,
-        "`scratch` (a Marian-style model + tokenizer trained here), a seq2seq model "
-        "(hub id like Helsinki-NLP/opus-mt-en-fr, t5-small, a folder or previous run), "
-        "or a causal LM for decoder-only translation (e.g. smollm2-135m).",
+    model: ModelConfig = opt(
+        help="model.name: `scratch` (a Marian-style model + tokenizer trained here), a seq2seq model "
+             "(hub id like Helsinki-NLP/opus-mt-en-fr, t5-small, a folder or previous run), "
+             "or a causal LM for decoder-only translation (e.g. smollm2-135m); and how it is loaded.",
+        factory=lambda: ModelConfig(name=SCRATCH),
     )
     translation: TranslationOptions = opt(help="Translation options.", factory=TranslationOptions)
     generate: GenerateConfig = opt(

@@ -66,7 +66,7 @@ class Seq2SeqBackend(Backend):
             if forced_bos in (None, tokenizer.unk_token_id):
                 raise ConfigError(
                     f"translation.target_lang_code={o.target_lang_code!r} is not a token of "
-                    f"{cfg.model}'s tokenizer (e.g. fr_XX for mBART, fra_Latn for NLLB)."
+                    f"{cfg.model.name}'s tokenizer (e.g. fr_XX for mBART, fra_Latn for NLLB)."
                 )
         model_type = getattr(model.config, "model_type", "")
         return cls(cfg, langs, tokenizer, model_type, forced_bos), model

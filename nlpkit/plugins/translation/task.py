@@ -85,11 +85,11 @@ class TranslationTask(Task):
         or a causal LM; ``info`` gets the language pair in force."""
         langs = resolve_languages(self.cfg.translation, info)
         info.source_lang, info.target_lang = langs.source, langs.target
-        if self.cfg.model == SCRATCH:
+        if self.cfg.model.name == SCRATCH:
             self._backend, self.model = Seq2SeqBackend.from_scratch(self.cfg, langs, info.train_texts,
                                                                     self.run_dir)
         else:
-            path = resolve_model(self.cfg.model)
+            path = resolve_model(self.cfg.model.name)
             kind = Seq2SeqBackend if is_encoder_decoder(path) else DecoderOnlyBackend
             self._backend, self.model = kind.load(self.cfg, langs, path)
         self.tokenizer = self.backend.tokenizer

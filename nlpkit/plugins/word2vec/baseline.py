@@ -73,7 +73,7 @@ def run_baseline(vectors: str = "glove-6b-50d", preset: str | Path | None = None
     if isinstance(overrides, dict):
         overrides = {**overrides}
     cfg = load_config(sentiment.Config, find_preset("sentiment", str(preset)) if preset else None, overrides)
-    cfg.model = f"word-vectors:{vectors}"  # what the report shows as the model
+    cfg.model.name = f"word-vectors:{vectors}"  # what the report shows as the model
     cfg.trackers = []
     task = sentiment(cfg)
     t0 = time.perf_counter()

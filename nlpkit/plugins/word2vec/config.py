@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from nlpkit.config import DataConfig, RunConfig, TrainConfig, opt
+from nlpkit.config import DataConfig, ModelConfig, RunConfig, TrainConfig, opt
 from nlpkit.errors import ConfigError
 from nlpkit.plugins.word2vec.text import TextConfig, stable_hash
 
@@ -56,9 +56,10 @@ class W2VTrainConfig(TrainConfig):
 @dataclass
 class Word2VecConfig(RunConfig):
     task: str = opt("word2vec", "Task name (set by the launch script).")
-    model: str = opt("", "Vectors to load for evaluation and prediction: a run folder, a catalog name "
-                         "(glove-6b-50d) or a .kv/.bin/.txt/.model file. Training does not use it "
-                         "(see init_from).")
+    model: ModelConfig = opt(help="model.name: vectors to load for evaluation and prediction: a run folder, a "
+                                  "catalog name (glove-6b-50d) or a .kv/.bin/.txt/.model file. Training does not "
+                                  "use it (see init_from); the precision/quantization keys do not apply.",
+                             factory=ModelConfig)
     init_from: Optional[str] = opt(None, "Continue training this saved model (a run folder or "
                                          "word2vec.model) on data.source; new words join its vocabulary.")
     reference_vectors: Optional[str] = opt("glove-6b-50d", "Vectors evaluated beside the trained ones in the "

@@ -94,8 +94,8 @@ class Word2VecTask(Task):
 
     # ------------------------------------------------------------------ model
     def build_model(self, info: DataInfo) -> None:
-        """Load the vectors named by ``cfg.model`` (for evaluation and prediction)."""
-        self.model = load_vectors(self.cfg.model)
+        """Load the vectors named by ``cfg.model.name`` (for evaluation and prediction)."""
+        self.model = load_vectors(self.cfg.model.name)
         self.full_model = None
         self._suggest_pool = None
 

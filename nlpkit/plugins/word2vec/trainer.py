@@ -211,7 +211,7 @@ class GensimTrainer:
     @classmethod
     def evaluate_split(cls, task: Word2VecTask, split: str, accelerator: Accelerator
                        ) -> tuple[dict[str, Any], dict[str, list]]:
-        """The word benchmarks of ``task``'s vectors (``cfg.model``) and no per-example outputs: word2vec is
+        """The word benchmarks of ``task``'s vectors (``cfg.model.name``) and no per-example outputs: word2vec is
         tested on the benchmarks, not on a split of its training text, so only ``split='test'`` is accepted."""
         if split != "test":
             raise UsageError(f"word2vec is evaluated on the word benchmarks only: use split='test', "
