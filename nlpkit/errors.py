@@ -18,6 +18,7 @@ __all__ = [
     "ModelNotFoundError",
     "NlpkitError",
     "UnknownTaskError",
+    "UnsafeFileError",
     "UsageError",
 ]
 
@@ -51,6 +52,11 @@ class UnknownTaskError(NlpkitError, KeyError):
 
 class ContractError(NlpkitError, TypeError):
     """A task plugin that does not honour the task contract (e.g. a required hook is missing)."""
+
+
+class UnsafeFileError(NlpkitError, PermissionError):
+    """A file nlpkit will not load because loading it could run code its author put in it (a Python pickle
+    beyond plain tensors, remote modelling code); the message names the file and the explicit opt-in, if any."""
 
 
 class UsageError(NlpkitError, ValueError):

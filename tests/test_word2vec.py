@@ -62,18 +62,27 @@ def test_planted_pairs_and_groups_are_nearest(trained: dict) -> None:
 
 
 def test_run_folder_and_formats(trained: dict) -> None:
-    """Every format is written and loads with plain gensim to the same vectors."""
+    """Every format is written and loads with plain gensim / safetensors to the same vectors; no vectors.kv
+    pickle is written, and the temporary files of the atomic writes are gone."""
     from gensim.models import KeyedVectors, Word2Vec
+    from safetensors.numpy import load_file
 
     run = Path(trained["run_dir"])
     model_dir = run / "model"
     for name in ("report.json", "report.md", "config.yaml", "pca_words.png", "corpus.txt", "model/word2vec.model",
-                 "model/vectors.kv", "model/vectors.txt", "model/vectors.bin", "model/nlpkit_task.json"):
+                 "model/vectors.safetensors", "model/vocab.json", "model/vectors.txt", "model/vectors.bin",
+                 "model/nlpkit_task.json"):
         assert (run / name).exists(), name
-    kv = KeyedVectors.load(str(model_dir / "vectors.kv"))
+    assert not (model_dir / "vectors.kv").exists()
+    assert not [p.name for p in model_dir.iterdir() if p.name.endswith(".tmp")]
+    kv = nlpkit.pipeline(str(run)).task.model
+    full = Word2Vec.load(str(model_dir / "word2vec.model"))  # plain gensim: no nlpkit objects pickled
+    vocab = json.loads((model_dir / "vocab.json").read_text())
+    assert vocab["words"] == kv.index_to_key == full.wv.index_to_key
+    assert vocab["counts"] == [full.wv.get_vecattr(w, "count") for w in full.wv.index_to_key]
+    assert np.array_equal(load_file(str(model_dir / "vectors.safetensors"))["vectors"], full.wv.vectors)
     txt = KeyedVectors.load_word2vec_format(str(model_dir / "vectors.txt"))
     binary = KeyedVectors.load_word2vec_format(str(model_dir / "vectors.bin"), binary=True)
-    full = Word2Vec.load(str(model_dir / "word2vec.model"))  # plain gensim: no nlpkit objects pickled
     assert full.hashfxn is hash
     for other in (txt, binary, full.wv):
         assert other.index_to_key == kv.index_to_key
@@ -124,11 +133,9 @@ def test_evaluate_reloads_the_same_scores(trained: dict) -> None:
 
 def test_reproducible_mode_gives_identical_vectors(corpus: Path, tmp_path: Path) -> None:
     """Two deterministic runs give bit-identical vectors, also in another process with another hash seed."""
-    from gensim.models import KeyedVectors
-
     det = {"train.deterministic": True, "w2v.epochs": 5, "w2v.sample": 1e-3}
     runs = [nlpkit.train("word2vec", **w2v_overrides(corpus, tmp_path / f"r{i}", **det)) for i in range(2)]
-    a, b = (KeyedVectors.load(str(Path(r["run_dir"]) / "model/vectors.kv")) for r in runs)
+    a, b = (nlpkit.pipeline(r["run_dir"]).task.model for r in runs)
     assert runs[0]["training"]["workers"] == 1
     assert a.index_to_key == b.index_to_key and np.array_equal(a.vectors, b.vectors)
     # a fresh interpreter with a different PYTHONHASHSEED (Python's hash() differs) trains the same vectors
@@ -139,7 +146,7 @@ def test_reproducible_mode_gives_identical_vectors(corpus: Path, tmp_path: Path)
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, capture_output=True,
                    cwd=Path(__file__).resolve().parents[1])
-    c = KeyedVectors.load(str(tmp_path / "r2/model/vectors.kv"))
+    c = nlpkit.pipeline(str(tmp_path / "r2")).task.model
     assert a.index_to_key == c.index_to_key and np.array_equal(a.vectors, c.vectors)
 
 
@@ -205,6 +212,11 @@ def test_fasttext_answers_unseen_words(corpus: Path, tmp_path: Path) -> None:
     assert "catss" not in pipe.task.model.key_to_index
     assert len(pipe("catss", mode="vector")) == 16  # from character n-grams, no error
     assert pipe("cat", topn=1)[0]["word"] in GROUPS["animals"]
+    # the saved n-gram vectors answer an unseen word exactly as the trained model did
+    from gensim.models import FastText
+
+    trained_ft = FastText.load(str(Path(report["run_dir"]) / "model/word2vec.model"))
+    np.testing.assert_allclose(pipe("catss", mode="vector"), trained_ft.wv["catss"], rtol=1e-6)
 
 
 def test_benchmark_scores_equal_gensims(tmp_path: Path) -> None:

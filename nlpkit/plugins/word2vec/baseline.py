@@ -53,12 +53,13 @@ def mean_pooled(kv: Any, texts: Sequence[str], text_cfg: TextConfig) -> tuple[np
 
 def run_baseline(vectors: str = "glove-6b-50d", preset: str | Path | None = None,
                  overrides: dict[str, Any] | list[str] | None = None, output_dir: str | None = None,
-                 c_grid: Sequence[float] = C_GRID) -> dict[str, Any]:
+                 c_grid: Sequence[float] = C_GRID, trust_pickle: bool = False) -> dict[str, Any]:
     """Train and test the baseline; write a sentiment-style run folder; return its report.
 
     ``preset`` (a sentiment preset name or a yaml file) / ``overrides`` are sentiment config settings
     (``data.source``, ``seed``, ...), so the split is the one ``tasks/sentiment.py`` would use with the same
-    settings.
+    settings. ``trust_pickle`` lets ``vectors`` be a gensim pickle (``.kv`` / ``.model``, an old run's
+    ``vectors.kv``): only for files you trust, since unpickling runs the code a file names.
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -81,7 +82,7 @@ def run_baseline(vectors: str = "glove-6b-50d", preset: str | Path | None = None
     # No transformer is built (load_model would), but compute_metrics needs the label names.
     task.info = data.info
     # The vectors and the tokenizer settings they were trained with (defaults for GloVe or a vectors file).
-    w2v = get_task("word2vec").from_pretrained(vectors)
+    w2v = get_task("word2vec").from_pretrained(vectors, trust_pickle=trust_pickle)
     kv, text_cfg = w2v.model, w2v.cfg.text
     ds, col = data.splits, cfg.data.text_column
     feats, oov = {}, {}
@@ -135,7 +136,7 @@ def _cmd_baseline(args: argparse.Namespace) -> None:
     first = args.overrides[0] if args.overrides else None
     preset = first if first and "=" not in first else None  # a sentiment preset name or .yaml file
     overrides = args.overrides[1:] if preset else args.overrides
-    report = run_baseline(args.vectors, preset, overrides, args.output_dir)
+    report = run_baseline(args.vectors, preset, overrides, args.output_dir, trust_pickle=args.trust_pickle)
     test = report["test"]
     print(f"\nword-vectors baseline ({args.vectors}): test accuracy={test['accuracy']:.4f}, "
           f"macro_f1={test['macro_f1']:.4f}\nReport: {report['run_dir']}/report.md")
@@ -148,7 +149,10 @@ def add_baseline_command(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("baseline", help="Sentiment baseline: mean-pooled word vectors + logistic "
                                                "regression, on the sentiment task's split and metrics.")
     p.add_argument("--vectors", default="glove-6b-50d",
-                   help="A word2vec run folder, a catalog name (glove-6b-50d) or a .kv/.bin/.txt file.")
+                   help="A word2vec run folder, a catalog name (glove-6b-50d) or a word2vec .bin/.txt/.vec file.")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="Also load gensim pickles (.kv/.model files, an old run's vectors.kv). Unpickling runs "
+                        "any code the file names: only for files you trust.")
     p.add_argument("--output-dir", help="Run folder (default: outputs/baseline-word-vectors-<timestamp>).")
     p.add_argument("overrides", nargs=argparse.REMAINDER,
                    help="[preset.yaml] [key=value ...] of the sentiment config (data.source, seed, ...)")

@@ -57,11 +57,17 @@ class W2VTrainConfig(TrainConfig):
 class Word2VecConfig(RunConfig):
     task: str = opt("word2vec", "Task name (set by the launch script).")
     model: ModelConfig = opt(help="model.name: vectors to load for evaluation and prediction: a run folder, a "
-                                  "catalog name (glove-6b-50d) or a .kv/.bin/.txt/.model file. Training does not "
+                                  "catalog name (glove-6b-50d) or a word2vec .bin/.txt/.vec file (.kv/.model pickles "
+                                  "need trust_pickle). Training does not "
                                   "use it (see init_from); the precision/quantization keys do not apply.",
                              factory=ModelConfig)
     init_from: Optional[str] = opt(None, "Continue training this saved model (a run folder or "
-                                         "word2vec.model) on data.source; new words join its vocabulary.")
+                                         "word2vec.model) on data.source; new words join its vocabulary. A "
+                                         "model saved by another machine's nlpkit needs trust_pickle.")
+    trust_pickle: bool = opt(False, "Load Python pickles (gensim .kv/.model files, an old run's vectors.kv, or an "
+                                    "init_from model this machine's nlpkit did not save): unpickling runs any code "
+                                    "the file's author put in it, so only for files you trust. Never taken from a "
+                                    "saved run's config.")
     reference_vectors: Optional[str] = opt("glove-6b-50d", "Vectors evaluated beside the trained ones in the "
                                                            "report (same forms as `model`; empty: none).")
     trackers: list[str] = opt(help="Experiment trackers (tensorboard, mlflow, wandb, ...): they get the config, "

@@ -41,13 +41,16 @@ from nlpkit.plugins.word2vec.text import tokenize
 from nlpkit.plugins.word2vec.trainer import GensimTrainer, train_vectors
 from nlpkit.plugins.word2vec.vectors import (
     BIN_FILE,
-    KV_FILE,
     MODEL_FILE,
     NO_VECTORS,
+    SAFE_FILE,
     TXT_FILE,
+    VOCAB_FILE,
     UnknownWordError,
     load_vectors,
     model_folder,
+    record_own_pickle,
+    save_vectors,
 )
 from nlpkit.report import md_table, save_figure
 from nlpkit.task import Data, DataInfo, RunResults, Task
@@ -68,7 +71,7 @@ class Word2VecTask(Task):
     hub_task_type = "feature-extraction"
     hub_library = "gensim"
     usage_example = "president"
-    saved_files = (MODEL_FILE, KV_FILE)
+    saved_files = (SAFE_FILE, MODEL_FILE)
     cfg: Word2VecConfig
 
     def __init__(self, cfg: Word2VecConfig, *, run_dir: str | Path | None = None, saved: DataInfo | None = None):
@@ -95,7 +98,7 @@ class Word2VecTask(Task):
     # ------------------------------------------------------------------ model
     def build_model(self, info: DataInfo) -> None:
         """Load the vectors named by ``cfg.model.name`` (for evaluation and prediction)."""
-        self.model = load_vectors(self.cfg.model.name)
+        self.model = load_vectors(self.cfg.model.name, trust_pickle=self.cfg.trust_pickle)
         self.full_model = None
         self._suggest_pool = None
 
@@ -125,6 +128,13 @@ class Word2VecTask(Task):
         folder = model_folder(model)
         return str(folder) if folder is not None else model
 
+    @classmethod
+    def from_saved(cls, model: str, **overrides: Any) -> Word2VecTask:
+        """As :meth:`Task.from_saved`, except that ``trust_pickle`` comes only from ``overrides``, never from the
+        saved config: a folder must not be able to opt itself in to unpickling its own files."""
+        overrides = {"trust_pickle": False, **overrides}  # the caller's value, if given, wins
+        return super().from_saved(model, **overrides)  # type: ignore[return-value]
+
     # ------------------------------------------------------------------ evaluation
     def compute_metrics(self, outputs: dict[str, Any]) -> dict[str, Any]:
         """Benchmark metrics of ``outputs["vectors"]`` (KeyedVectors; default: the loaded vectors)."""
@@ -132,18 +142,22 @@ class Word2VecTask(Task):
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | Path, state_dict: Any = None) -> None:
-        """Full model (if trained here), KeyedVectors, word2vec text and binary formats, the descriptor."""
+        """The vectors in code-free formats (``vectors.safetensors`` + ``vocab.json``, what nlpkit loads;
+        word2vec text and binary, for other tools), the full gensim model when trained here (a pickle, for
+        ``init_from``; recorded as nlpkit's own, see :mod:`~nlpkit.plugins.word2vec.vectors`), the descriptor."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         if self.full_model is not None:
             self.full_model.save(str(directory / MODEL_FILE))
-        self.model.save(str(directory / KV_FILE))
+            record_own_pickle(directory / MODEL_FILE)
+        save_vectors(self.model, directory)
         self.model.save_word2vec_format(str(directory / TXT_FILE), binary=False)
         self.model.save_word2vec_format(str(directory / BIN_FILE), binary=True)
         self.write_descriptor(directory, kind=self.cfg.w2v.kind, vocab_size=len(self.model),
                               vector_size=self.model.vector_size,
                               files={"full model": MODEL_FILE if self.full_model is not None else None,
-                                     "keyed vectors": KV_FILE, "text": TXT_FILE, "binary": BIN_FILE})
+                                     "vectors": SAFE_FILE, "vocabulary": VOCAB_FILE, "text": TXT_FILE,
+                                     "binary": BIN_FILE})
 
     # ------------------------------------------------------------------ inference
     def _key(self, word: str) -> str:

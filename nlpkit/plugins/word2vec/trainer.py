@@ -97,7 +97,8 @@ def train_vectors(cfg: Word2VecConfig, corpus_file: str | Path, init_from: str |
     corpus_file = str(corpus_file)
     t0 = time.perf_counter()
     if init_from:
-        model = load_full_model(init_from)
+        # A pickle: loads when this machine's nlpkit saved it, or with trust_pickle (vectors.load_full_model).
+        model = load_full_model(init_from, trust_pickle=cfg.trust_pickle)
         vocab_before = len(model.wv)
         # Settings that shape the network (vector_size, sg, hs, negative, window) stay the saved model's.
         model.workers = params["workers"]
@@ -197,7 +198,7 @@ class GensimTrainer:
         extra: dict[str, Any] = {"corpus": corpus_info,
                                  "neighbours": nearest_neighbours(task.model, probes, cfg.eval.neighbours)}
         if cfg.reference_vectors:
-            ref = load_vectors(cfg.reference_vectors)
+            ref = load_vectors(cfg.reference_vectors, trust_pickle=cfg.trust_pickle)
             extra["reference"] = {"name": cfg.reference_vectors, "vocab_size": len(ref),
                                   "vector_size": ref.vector_size,
                                   "test": benchmark_vectors(ref, cfg.eval.restrict_vocab),
