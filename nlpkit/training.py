@@ -33,7 +33,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from nlpkit.artifacts import atomic_dir
 from nlpkit.callbacks import BestModelKeeper, Callback, EarlyStopping, TrackerLogger
-from nlpkit.errors import ModelNotFoundError, UsageError
+from nlpkit.errors import ModelNotFoundError, UnsafeFileError, UsageError
 from nlpkit.inference import length_order
 from nlpkit.task import RunResults, Task
 
@@ -195,6 +195,29 @@ def resolve_resume(resume: str, run_dir: Path) -> Path | None:
     return path
 
 
+def check_checkpoint(ckpt: Path) -> None:
+    """Refuse a checkpoint whose pickled state holds anything but tensors and plain values.
+
+    ``accelerator.load_state`` reads the weights from safetensors and the optimizer and RNG states with
+    ``torch.load(weights_only=True)``, but the state of objects registered with ``register_for_checkpointing``
+    (the LR scheduler: ``custom_checkpoint_*.pkl``) with ``weights_only=False``, which would run any code a
+    crafted file names; and a refused RNG file is only logged. Reading those files here first through
+    accelerate's own weights-only loader turns such a checkpoint into an error before accelerate unpickles it.
+    """
+    import pickle
+
+    from accelerate.utils import load as weights_only_load
+
+    for path in sorted(ckpt.glob("custom_checkpoint_*.pkl")) + sorted(ckpt.glob("random_states_*.pkl")):
+        try:
+            weights_only_load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as err:
+            raise UnsafeFileError(f"Refusing to resume from {ckpt}: {path.name} holds more than tensors and plain "
+                                  f"values, and unpickling it could run code its author put in it "
+                                  f"(torch.load weights_only=True: {str(err).splitlines()[0]}). Resume only from "
+                                  f"checkpoints your own runs wrote, or start fresh (resume=none).") from err
+
+
 def save_checkpoint(accelerator: Accelerator, run_dir: Path, state: dict[str, Any], keep: int) -> None:
     """``save_state`` into checkpoint-N, then write the state file last (marks it complete); prune old."""
     ckpt = run_dir / f"checkpoint-{state['global_step']}"
@@ -313,6 +336,7 @@ class Loop:
         acc.register_for_checkpointing(self.scheduler)
         ckpt = resolve_resume(self.cfg.resume, self.run_dir)
         if ckpt is not None:
+            check_checkpoint(ckpt)  # before accelerate unpickles its extra state without weights_only
             acc.load_state(str(ckpt))
             saved = json.loads((ckpt / STATE_FILE).read_text())
             # Samples consumed this epoch are what carries over when the number of processes changes.
@@ -470,5 +494,5 @@ def trainer_for(task_cls: type[Task]) -> Any:
     return task_cls.trainer or Loop
 
 
-__all__ = ["EpochSampler", "Loop", "encode_splits", "eval_loader", "evaluate_loader", "list_checkpoints",
-           "resolve_resume", "save_checkpoint", "trainer_for"]
+__all__ = ["EpochSampler", "Loop", "check_checkpoint", "encode_splits", "eval_loader", "evaluate_loader",
+           "list_checkpoints", "resolve_resume", "save_checkpoint", "trainer_for"]
