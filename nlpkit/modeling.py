@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from nlpkit.artifacts import TASK_FILE
-from nlpkit.errors import ModelNotFoundError
+from nlpkit.errors import ModelNotFoundError, UnsafeFileError
 
-__all__ = ["resolve_model"]
+__all__ = ["check_remote_code", "resolve_model"]
 
 
 def resolve_model(name: str) -> str:
@@ -34,3 +35,37 @@ def resolve_model(name: str) -> str:
                                      f"model folder saved with save_pretrained, a catalog name or a hub id.")
         return str(path)
     return name
+
+
+#: Files whose ``auto_map`` names Python modules that transformers would import from the model folder.
+_AUTO_MAP_FILES = ("config.json", "tokenizer_config.json", "preprocessor_config.json", "processor_config.json")
+
+
+def check_remote_code(name: str, trust_remote_code: bool) -> None:
+    """Refuse a local model folder (or a run folder's ``model/``) that ships its own Python code, unless
+    ``model.trust_remote_code=true``.
+
+    Such a folder names modules in an ``auto_map`` of its ``config.json`` / ``tokenizer_config.json``; loading
+    it with ``trust_remote_code`` imports them, which runs whatever they contain. transformers refuses too when
+    nlpkit passes ``trust_remote_code=False``, but deep in a traceback (or, where the flag is left unset, with an
+    interactive prompt); this check says it first, naming the folder, the modules and the opt-in. Hub ids and
+    catalog names are left to transformers (it never runs remote code unless asked).
+    """
+    if trust_remote_code or not name:
+        return
+    path = Path(name).expanduser()
+    for folder in (path / "model", path):
+        for file in (folder / f for f in _AUTO_MAP_FILES):
+            try:
+                auto_map = json.loads(file.read_text()).get("auto_map") if file.is_file() else None
+            except (OSError, ValueError, AttributeError):
+                continue  # not ours to judge: transformers reports an unreadable config itself
+            if not auto_map or not isinstance(auto_map, dict):
+                continue
+            refs = [r for v in auto_map.values() for r in (v if isinstance(v, list) else [v]) if isinstance(r, str)]
+            modules = sorted({r.split("--")[-1].rsplit(".", 1)[0] + ".py" for r in refs})
+            raise UnsafeFileError(
+                f"{folder} ships its own Python code ({file.name} auto_map: {', '.join(modules)}), and loading it "
+                f"would import and run that code. nlpkit does not run a model's code unless asked: read the files, "
+                f"and if you trust them set model.trust_remote_code=true (command line or preset; "
+                f"nlpkit.pipeline(task, model=..., **{{'model.trust_remote_code': True}}) in Python).")

@@ -229,6 +229,12 @@ class Task:
     def load_model(self, info: DataInfo | None = None) -> None:
         """Remember ``info`` as :attr:`info` and call :meth:`build_model` (what every caller uses)."""
         self.info = info if info is not None else (self.saved_info or self.Info())
+        model = getattr(self.cfg, "model", None)
+        if model is not None and hasattr(model, "trust_remote_code"):
+            from nlpkit.modeling import check_remote_code
+
+            # a clear error before transformers would import a folder's own modules (see check_remote_code)
+            check_remote_code(model.name, model.trust_remote_code)
         self.build_model(self.info)
 
     def loss(self, model: torch.nn.Module, batch: dict[str, Any]) -> torch.Tensor:
@@ -308,6 +314,10 @@ class Task:
         path = cls.resolve(model)
         found: Descriptor | None = read_descriptor(path) if Path(path).exists() else None
         saved_cfg = found.config if found else None
+        if saved_cfg and isinstance(saved_cfg.get("model"), dict):
+            # Trust is the caller's to give: a folder's own descriptor must not opt in to running its code.
+            saved_cfg = {**saved_cfg, "model": {k: v for k, v in saved_cfg["model"].items()
+                                                if k != "trust_remote_code"}}
         cfg = load_config(cls.Config, saved_cfg, {**overrides, "model": path, "task": cls.name})
         return cls(cfg, saved=cls.Info.from_dict(found.info) if found else None)
 
