@@ -45,7 +45,9 @@ IGNORE_INDEX = -100  # label value that the loss (and perplexity) skips
 __all__ = [
     "IGNORE_INDEX",
     "apply_lora",
+    "causal_lm_loss",
     "collate_causal",
+    "count_targets",
     "encode_chat",
     "encode_prompt_response",
     "ensure_pad_token",
@@ -55,6 +57,8 @@ __all__ = [
     "load_causal_lm",
     "load_tokenizer",
     "merge_lora",
+    "model_inputs",
+    "pack_examples",
     "pack_texts",
     "stream_generate",
     "token_nll",
@@ -317,12 +321,53 @@ def encode_chat(tokenizer: Any, conversations: Sequence[Sequence[dict[str, str]]
     return out
 
 
+def pack_examples(features: dict[str, list[list[int]]], capacity: int) -> dict[str, list[list[int]]]:
+    """Pack encoded examples into rows of at most ``capacity`` tokens, each example keeping its own positions.
+
+    First-fit decreasing: examples are taken longest first and each goes into the first row with room for it
+    (a new row when none has), which fills rows to within a few tokens of ``capacity`` on instruction data.
+    Every example's ``position_ids`` restart at 0 and its first label is ``-100``: transformers (4.45+) reads
+    a reset of the position ids as the start of a new sequence and masks attention across it (sdpa, eager and
+    flash attention; see :func:`collate_causal`), and no token is scored from the previous example's last token.
+    An example longer than ``capacity`` gets a row of its own. Returns ``input_ids``, ``labels`` (on every token
+    when ``features`` has none) and ``position_ids``, one entry per row.
+    """
+    if capacity < 2:
+        raise ConfigError(f"data.max_length must be at least 2 to pack examples, not {capacity}.")
+    ids_list = features["input_ids"]
+    labels_list = features.get("labels") or ids_list
+    rows: list[dict[str, list[int]]] = []
+    free: list[int] = []  # room left in each row, in row order
+    for i in sorted(range(len(ids_list)), key=lambda k: -len(ids_list[k])):
+        ids = list(ids_list[i])
+        if not ids:
+            continue
+        labels = [IGNORE_INDEX, *labels_list[i][1:]]
+        target = next((r for r, room in enumerate(free) if room >= len(ids)), None)
+        if target is None:
+            rows.append({"input_ids": [], "labels": [], "position_ids": []})
+            free.append(capacity)
+            target = len(rows) - 1
+        row = rows[target]
+        row["input_ids"] += ids
+        row["labels"] += labels
+        row["position_ids"] += range(len(ids))
+        free[target] -= len(ids)
+    return {k: [r[k] for r in rows] for k in ("input_ids", "labels", "position_ids")}
+
+
 def collate_causal(features: Sequence[dict[str, Any]], pad_token_id: int,
                    pad_to_multiple_of: int | None = None) -> dict[str, torch.Tensor]:
     """Right-pad ``input_ids`` (and ``labels``) into a training/eval batch.
 
     Examples without ``labels`` are scored on every token (``labels = input_ids``). Padding is masked in
     ``attention_mask`` and labelled ``-100``.
+
+    Packed rows (features with ``position_ids``, from :func:`pack_examples`) get no attention mask: the
+    position ids say where each example starts, and transformers builds the block-diagonal causal mask from
+    them (its packed-sequence detection only runs without a 2D mask and without a cache, see
+    :func:`model_inputs`). A row's padding is one more "sequence" with positions from 0, so no real token
+    attends to it, and it is labelled ``-100``.
     """
     width = max(len(f["input_ids"]) for f in features)
     if pad_to_multiple_of:
@@ -330,24 +375,71 @@ def collate_causal(features: Sequence[dict[str, Any]], pad_token_id: int,
     input_ids, mask = pad([f["input_ids"] for f in features], pad_token_id, width=width)
     labels, _ = pad([f["input_ids"] if f.get("labels") is None else f["labels"] for f in features], IGNORE_INDEX,
                     width=width)
-    return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
+    if "position_ids" not in features[0]:
+        return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
+    positions = torch.stack([torch.cat([torch.as_tensor(f["position_ids"], dtype=torch.long),
+                                        torch.arange(width - len(f["position_ids"]), dtype=torch.long)])
+                             for f in features])
+    return {"input_ids": input_ids, "position_ids": positions, "labels": labels}
+
+
+def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """The forward arguments of a training/eval batch: ids and either the attention mask or, for packed rows,
+    the position ids. No cache: transformers only looks for packed sequences when there is none, and training
+    does not need one."""
+    inputs: dict[str, Any] = {"input_ids": batch["input_ids"], "use_cache": False}
+    if "position_ids" in batch:
+        inputs["position_ids"] = batch["position_ids"]
+    else:
+        inputs["attention_mask"] = batch.get("attention_mask")
+    return inputs
 
 
 # --------------------------------------------------------------------------------------------- scoring
 
 
-def token_nll(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per example: summed next-token negative log-likelihood (nats) and number of scored tokens.
-
-    Token ``t`` is scored from positions ``< t`` where ``labels[t] != -100``. Summing (not averaging) makes a
-    corpus perplexity ``exp(sum nll / sum tokens)`` exact for any batching and number of processes.
-    """
+def _labels(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The batch's labels; without any, every non-padding token is scored."""
     labels = batch.get("labels")
     if labels is None:
         mask = batch.get("attention_mask")
         ids = batch["input_ids"]
         labels = ids if mask is None else ids.masked_fill(mask == 0, IGNORE_INDEX)
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask")).logits
+    return labels
+
+
+def count_targets(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Number of tokens a causal LM is scored on in ``batch``: ``labels[:, 1:] != -100`` (after the shift, so a
+    row's first token never counts). What :meth:`nlpkit.task.Task.loss_items` returns for causal-LM tasks."""
+    return (_labels(batch)[:, 1:] != IGNORE_INDEX).sum()
+
+
+def causal_lm_loss(model: Any, batch: dict[str, torch.Tensor],
+                   num_items_in_batch: torch.Tensor | int | None = None) -> torch.Tensor:
+    """Next-token cross-entropy of ``batch`` (float32) over its scored tokens.
+
+    Without ``num_items_in_batch``: the mean over this batch's scored tokens. With it: the summed loss divided
+    by ``num_items_in_batch``, the scored tokens of a whole optimizer update (all micro-batches, all processes),
+    so that gradient accumulation and data parallelism weigh every token the same (see
+    :meth:`nlpkit.task.Task.loss_items`). Works on padded and on packed batches (:func:`model_inputs`).
+    """
+    logits = model(**model_inputs(batch)).logits
+    target = _labels(batch)[:, 1:]
+    summed = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), target.flatten(), ignore_index=IGNORE_INDEX,
+                             reduction="sum")
+    if num_items_in_batch is None:
+        num_items_in_batch = (target != IGNORE_INDEX).sum().clamp(min=1)
+    return summed / num_items_in_batch
+
+
+def token_nll(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row: summed next-token negative log-likelihood (nats) and number of scored tokens.
+
+    Token ``t`` is scored from positions ``< t`` where ``labels[t] != -100``. Summing (not averaging) makes a
+    corpus perplexity ``exp(sum nll / sum tokens)`` exact for any batching, packing and number of processes.
+    """
+    labels = _labels(batch)
+    logits = model(**model_inputs(batch)).logits
     target = labels[:, 1:]
     nll = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), target, ignore_index=IGNORE_INDEX,
                           reduction="none")

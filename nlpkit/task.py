@@ -237,9 +237,24 @@ class Task:
             check_remote_code(model.name, model.trust_remote_code)
         self.build_model(self.info)
 
-    def loss(self, model: torch.nn.Module, batch: dict[str, Any]) -> torch.Tensor:
-        """Training loss of a batch."""
-        return model(**batch).loss
+    def loss_items(self, batch: dict[str, Any]) -> torch.Tensor | None:
+        """How many items (target tokens) the loss of ``batch`` sums over, for token-level tasks; None otherwise.
+
+        A token-level task (causal LM, seq2seq) returns the number of scored targets (``labels != -100``, after
+        the causal shift). The loop then adds these counts over all micro-batches of an optimizer update and over
+        all processes, and passes the total to :meth:`loss` as ``num_items_in_batch``: every target token weighs
+        the same whatever the accumulation, the batch split and the padding (as transformers' Trainer does with
+        ``num_items_in_batch``). None (the default, classification) keeps the mean loss of each micro-batch.
+        """
+        return None
+
+    def loss(self, model: torch.nn.Module, batch: dict[str, Any],
+             num_items_in_batch: torch.Tensor | None = None) -> torch.Tensor:
+        """Training loss of a batch: its mean, or, when :meth:`loss_items` counts items and the loop passes
+        ``num_items_in_batch``, the summed loss of the batch's items divided by ``num_items_in_batch``."""
+        if num_items_in_batch is None:
+            return model(**batch).loss
+        return model(**batch, num_items_in_batch=num_items_in_batch).loss  # transformers: sum / num_items
 
     def callbacks(self) -> list[Callback]:
         """Callbacks this task plugs into the training loop's events (see :mod:`nlpkit.callbacks`)."""

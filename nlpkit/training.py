@@ -11,6 +11,8 @@ Processes, devices and precision come only from the accelerate launch config.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import logging
 import math
@@ -362,13 +364,64 @@ class Loop:
         if self.tcfg.save_every <= 0:
             save_checkpoint(self.accelerator, self.run_dir, self.state, self.tcfg.keep_checkpoints)
 
+    def windows(self, loader: Iterable[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+        """The micro-batches of each optimizer update: ``train.grad_accum`` of them (fewer at an epoch's end)."""
+        batches = iter(loader)
+        while window := list(itertools.islice(batches, self.tcfg.grad_accum)):
+            yield window
+
+    def backward_window(self, window: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward and backward passes over the micro-batches of one optimizer update (gradients add up in
+        ``.grad``; the optimizer is not stepped). Returns this process's loss sum and item count for the log.
+
+        How each micro-batch's loss is weighted:
+
+        * token-level tasks (:meth:`~nlpkit.task.Task.loss_items` counts target tokens): the targets of the whole
+          window on every process are counted first, and each micro-batch's summed loss is divided by that
+          total, then multiplied by the number of processes (DDP averages gradients over processes). Every target
+          token then weighs the same, so accumulation 4 x batch 2 gives the gradients of batch 8, on one process
+          or several; averaging per micro-batch would overweight the tokens of short micro-batches.
+        * other tasks (classification): the mean loss of each micro-batch, averaged over the window.
+        """
+        acc, task = self.accelerator, self.task
+        counts = [task.loss_items(batch) for batch in window]
+        total = None
+        if all(c is not None for c in counts):
+            local = torch.stack([torch.as_tensor(c, device=acc.device) for c in counts]).sum()
+            total = acc.reduce(local, reduction="sum").clamp(min=1)
+        loss_sum = torch.zeros((), device=acc.device)
+        items = torch.zeros((), device=acc.device)
+        for i, batch in enumerate(window):
+            last = i == len(window) - 1
+            # The window is fetched before its first forward pass (to count its targets), as transformers'
+            # Trainer does; accelerate's accumulate() would decide from the loader's end-of-data flag, which the
+            # prefetch moves, so the loop says itself which micro-batch syncs gradients across processes.
+            acc.gradient_state._set_sync_gradients(last)
+            with contextlib.nullcontext() if last else acc.no_sync(self.model):
+                if total is None:
+                    loss = task.loss(self.model, batch)
+                    scaled = loss / len(window)
+                    loss_sum += loss.detach()
+                    items += 1
+                else:
+                    loss = task.loss(self.model, batch, num_items_in_batch=total)
+                    scaled = loss * acc.num_processes
+                    loss_sum += loss.detach() * total  # this micro-batch's summed loss
+                    items += counts[i]
+                # accelerate (or DeepSpeed) divides by its own gradient_accumulation_steps; the weights above
+                # already average over the window.
+                acc.backward(scaled * acc.gradient_accumulation_steps)
+        return loss_sum, items
+
     def train(self) -> None:
         """Optimizer updates until the schedule ends or a stop is requested."""
         acc, tcfg, state = self.accelerator, self.tcfg, self.state
         eval_every = tcfg.eval_every if tcfg.eval_every > 0 else self.updates_per_epoch
         bar = tqdm(total=self.total_updates, initial=state["global_step"], desc="Training", unit="step",
                    disable=not acc.is_local_main_process, dynamic_ncols=True)
-        run_loss, run_count = torch.zeros((), device=acc.device), 0
+        # The logged loss is a mean per item (target token, or micro-batch for mean-loss tasks) over the log
+        # interval and all processes.
+        run_loss, run_items = torch.zeros((), device=acc.device), torch.zeros((), device=acc.device)
         tokens = torch.zeros((), device=acc.device, dtype=torch.long)
         start, paused = time.perf_counter(), 0.0  # paused: evaluating/checkpointing, left out of throughput
         self.model.train()
@@ -378,22 +431,20 @@ class Loop:
             loader = self.loaders["train"]
             if state["batches_in_epoch"]:
                 loader = acc.skip_first_batches(loader, state["batches_in_epoch"])
-            for batch in loader:
-                with acc.accumulate(self.model):
-                    loss = self.task.loss(self.model, batch)
-                    acc.backward(loss)
-                    if acc.sync_gradients and tcfg.max_grad_norm > 0:
-                        acc.clip_grad_norm_(self.model.parameters(), tcfg.max_grad_norm)
-                    self.optimizer.step()
-                    self.optimizer.zero_grad(set_to_none=True)
-                state["batches_in_epoch"] += 1
-                state["samples_seen"] += len(batch["input_ids"]) * acc.num_processes
-                if "attention_mask" in batch:
-                    tokens += batch["attention_mask"].sum()
-                run_loss += loss.detach()
-                run_count += 1
-                if not acc.sync_gradients:
-                    continue
+            for window in self.windows(loader):
+                loss_sum, items = self.backward_window(window)
+                if tcfg.max_grad_norm > 0:
+                    acc.clip_grad_norm_(self.model.parameters(), tcfg.max_grad_norm)
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                run_loss += loss_sum
+                run_items += items
+                for batch in window:
+                    state["batches_in_epoch"] += 1
+                    state["samples_seen"] += len(batch["input_ids"]) * acc.num_processes
+                    # packed rows have no attention mask: their few padding tokens count too
+                    mask = batch.get("attention_mask")
+                    tokens += mask.sum() if mask is not None else batch["input_ids"].numel()
                 # ---- one optimizer update happened
                 if not acc.optimizer_step_was_skipped:
                     self.scheduler.step()
@@ -401,13 +452,14 @@ class Loop:
                 bar.update(1)
                 step = state["global_step"]
                 if step % tcfg.log_every == 0 or step == self.total_updates:
-                    mean_loss = acc.reduce(run_loss, reduction="mean").item() / max(run_count, 1)
+                    mean_loss = (acc.reduce(run_loss, reduction="sum")
+                                 / acc.reduce(run_items, reduction="sum").clamp(min=1)).item()
                     lr = self.scheduler.get_last_lr()[0]
                     state["history"].append({"step": step, "loss": round(mean_loss, 5), "lr": lr})
                     self.log({"train/loss": mean_loss, "train/lr": lr})
                     bar.set_postfix(loss=f"{mean_loss:.4f}")
                     run_loss.zero_()
-                    run_count = 0
+                    run_items.zero_()
                 if step % eval_every == 0 or step == self.total_updates:
                     began = time.perf_counter()
                     self._validate()

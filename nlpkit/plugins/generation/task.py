@@ -18,7 +18,7 @@ import torch
 from nlpkit import causal_lm
 from nlpkit.callbacks import LoraAdapters
 from nlpkit.data import load_splits
-from nlpkit.errors import DataError, UsageError
+from nlpkit.errors import ConfigError, DataError, UsageError
 from nlpkit.metrics import compute
 from nlpkit.plugins.generation.before_after import BeforeAfter, report_sections
 from nlpkit.plugins.generation.cli import add_generate_command
@@ -59,6 +59,9 @@ class GenerationTask(Task):
         ds, _meta = load_splits(d, self.cfg.seed)
         cols = ds["train"].column_names
         fmt = detect_format(d, cols)
+        if d.packing and fmt == "text":
+            raise ConfigError("data.packing=true is for prompt_response and chat data; format=text is always "
+                              "packed into data.block_size blocks. Drop data.packing or set data.format.")
         keep, dropped = check_and_clean(ds, d, fmt)
         notes: dict[str, Any] = {}
         if any(dropped.values()):
@@ -66,6 +69,8 @@ class GenerationTask(Task):
         notes["format"] = fmt
         if d.split_by and d.split_by in cols:
             notes["held-out " + d.split_by] = {s: sorted(set(ds[s][d.split_by])) for s in ("validation", "test")}
+        if d.packing:
+            notes["packing"] = f"first-fit rows of up to {d.max_length} tokens, attention kept within examples"
         ds = ds.remove_columns([c for c in cols if c not in keep])
         if fmt == "text" and d.max_eval_tokens:
             tokenizer = causal_lm.load_tokenizer(self.cfg.model.name)
@@ -75,6 +80,14 @@ class GenerationTask(Task):
         return Data(ds, GenerationInfo(format=fmt), notes)
 
     def encode(self, batch: dict[str, list]) -> dict[str, list]:
+        """Token ids and labels of a batch of rows; with ``data.packing`` the examples packed into rows
+        (:func:`causal_lm.pack_examples`, within each ``datasets.map`` batch of 1,000 rows)."""
+        encoded = self._encode_examples(batch)
+        if self.cfg.data.packing and self.info.format != "text":
+            return causal_lm.pack_examples(encoded, self.cfg.data.max_length)
+        return encoded
+
+    def _encode_examples(self, batch: dict[str, list]) -> dict[str, list]:
         d, tok, fmt = self.cfg.data, self.tokenizer, self.info.format
         try:
             if fmt == "text":
@@ -92,6 +105,13 @@ class GenerationTask(Task):
 
     def collate(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         return causal_lm.collate_causal(features, self.tokenizer.pad_token_id)
+
+    def loss_items(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return causal_lm.count_targets(batch)
+
+    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor],
+             num_items_in_batch: torch.Tensor | None = None) -> torch.Tensor:
+        return causal_lm.causal_lm_loss(model, batch, num_items_in_batch)
 
     # ------------------------------------------------------------------ model
     def build_model(self, info: DataInfo) -> None:

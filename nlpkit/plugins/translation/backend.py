@@ -38,8 +38,12 @@ class Backend:
         """Padded tensors of encoded examples (other keys are left to the task)."""
         raise NotImplementedError
 
-    def loss(self, model: Any, batch: dict[str, Any]) -> torch.Tensor:
-        """Training loss of a batch."""
+    def loss_items(self, batch: dict[str, Any]) -> torch.Tensor:
+        """Number of target tokens the loss of ``batch`` sums over (see :meth:`nlpkit.task.Task.loss_items`)."""
+        raise NotImplementedError
+
+    def loss(self, model: Any, batch: dict[str, Any], num_items_in_batch: torch.Tensor | None = None) -> torch.Tensor:
+        """Training loss of a batch: the mean over its target tokens, or their sum / ``num_items_in_batch``."""
         raise NotImplementedError
 
     def nll(self, model: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:

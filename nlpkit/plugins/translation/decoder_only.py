@@ -12,7 +12,15 @@ from typing import Any
 
 import torch
 
-from nlpkit.causal_lm import collate_causal, encode_prompt_response, generate, load_causal_lm, token_nll
+from nlpkit.causal_lm import (
+    causal_lm_loss,
+    collate_causal,
+    count_targets,
+    encode_prompt_response,
+    generate,
+    load_causal_lm,
+    token_nll,
+)
 from nlpkit.config import GenerateConfig
 from nlpkit.plugins.translation.backend import Backend
 from nlpkit.plugins.translation.config import TranslationConfig
@@ -45,9 +53,13 @@ class DecoderOnlyBackend(Backend):
     def collate(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         return collate_causal(features, self.tokenizer.pad_token_id)
 
-    def loss(self, model: Any, batch: dict[str, Any]) -> torch.Tensor:
+    def loss_items(self, batch: dict[str, Any]) -> torch.Tensor:
+        return count_targets(batch)
+
+    def loss(self, model: Any, batch: dict[str, Any], num_items_in_batch: torch.Tensor | None = None) -> torch.Tensor:
         # labels are -100 on the prompt and padding: only target tokens (and the closing EOS) are learned
-        return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
+        keys = ("input_ids", "attention_mask", "labels")
+        return causal_lm_loss(model, {k: batch[k] for k in keys}, num_items_in_batch)
 
     def nll(self, model: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         return token_nll(model, {k: batch[k] for k in ("input_ids", "attention_mask", "labels")})

@@ -91,14 +91,20 @@ class Seq2SeqBackend(Backend):
     def _forward(self, model: Any, batch: dict[str, Any]) -> Any:
         return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
 
-    def loss(self, model: Any, batch: dict[str, Any]) -> torch.Tensor:
-        smoothing = self.cfg.translation.label_smoothing
-        out = self._forward(model, batch)
-        if smoothing <= 0:
-            return out.loss
-        logits = out.logits.float()
-        return F.cross_entropy(logits.view(-1, logits.size(-1)), batch["labels"].view(-1),
-                               ignore_index=IGNORE_INDEX, label_smoothing=smoothing)
+    def loss_items(self, batch: dict[str, Any]) -> torch.Tensor:
+        # decoder labels are the targets themselves (the model shifts them right for its inputs): no shift here
+        return (batch["labels"] != IGNORE_INDEX).sum()
+
+    def loss(self, model: Any, batch: dict[str, Any], num_items_in_batch: torch.Tensor | None = None) -> torch.Tensor:
+        # Summed over target tokens in float32, with label smoothing when set; divided by this batch's target
+        # count, or by the update's (num_items_in_batch) under gradient accumulation and several processes.
+        logits = self._forward(model, batch).logits.float()
+        labels = batch["labels"]
+        summed = F.cross_entropy(logits.view(-1, logits.size(-1)), labels.view(-1), ignore_index=IGNORE_INDEX,
+                                 label_smoothing=max(self.cfg.translation.label_smoothing, 0.0), reduction="sum")
+        if num_items_in_batch is None:
+            num_items_in_batch = (labels != IGNORE_INDEX).sum().clamp(min=1)
+        return summed / num_items_in_batch
 
     def nll(self, model: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         labels = batch["labels"]

@@ -94,8 +94,12 @@ class TranslationTask(Task):
             self._backend, self.model = kind.load(self.cfg, langs, path)
         self.tokenizer = self.backend.tokenizer
 
-    def loss(self, model: torch.nn.Module, batch: dict[str, Any]) -> torch.Tensor:
-        return self.backend.loss(model, batch)
+    def loss_items(self, batch: dict[str, Any]) -> torch.Tensor:
+        return self.backend.loss_items(batch)
+
+    def loss(self, model: torch.nn.Module, batch: dict[str, Any],
+             num_items_in_batch: torch.Tensor | None = None) -> torch.Tensor:
+        return self.backend.loss(model, batch, num_items_in_batch)
 
     def generate_kwargs(self, gen: GenerateConfig | None = None) -> dict[str, Any]:
         """The ``generate()`` options for ``gen`` (the run's decoding by default)."""
