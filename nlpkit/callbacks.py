@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -156,26 +157,38 @@ class EarlyStopping(Callback):
 class LoraAdapters(Callback):
     """Wraps the model with fresh LoRA adapters (peft) before the optimizer is built; only they train.
 
-    ``options`` has ``r``, ``alpha``, ``dropout`` and ``target_modules`` (the ``lora.*`` config section).
+    ``options`` is the ``lora.*`` config section (rank, alpha, dropout, target modules, merge); ``task_type``
+    peft's ``TaskType`` name (``SEQ_CLS``, ``SEQ_2_SEQ_LM``, ``CAUSAL_LM``; None: the language-model type of
+    the model built, ``SEQ_2_SEQ_LM`` for an encoder-decoder, else ``CAUSAL_LM``); ``modules_to_save`` the modules
+    trained in full beside the adapters (a classifier's new head), or a function giving them once the model is
+    built (callbacks are made before it). See :mod:`nlpkit.lora`.
     """
 
-    def __init__(self, options: Any, task_type: str = "CAUSAL_LM"):
-        self.options, self.task_type = options, task_type
+    def __init__(self, options: Any, task_type: str | None = "CAUSAL_LM",
+                 modules_to_save: list[str] | Callable[[], list[str] | None] | None = None):
+        self.options, self.task_type, self.modules_to_save = options, task_type, modules_to_save
 
     def before_training(self, loop: Loop) -> None:
         from accelerate.utils import set_seed
 
-        from nlpkit.causal_lm import apply_lora
+        from nlpkit.lora import apply_lora, is_peft_model, trainable_parameters
 
-        o = self.options
-        loop.model = apply_lora(loop.model, r=o.r, alpha=o.alpha, dropout=o.dropout,
-                                target_modules=o.target_modules, task_type=self.task_type)
+        checkpointing = loop.task.cfg.train.gradient_checkpointing
+        if is_peft_model(loop.model):  # continuing a saved adapter: train it, not a second one on top
+            for name, param in loop.model.named_parameters():
+                param.requires_grad = "lora_" in name or "modules_to_save" in name
+        else:
+            save = self.modules_to_save() if callable(self.modules_to_save) else self.modules_to_save
+            task_type = self.task_type or ("SEQ_2_SEQ_LM" if getattr(loop.model.config, "is_encoder_decoder", False)
+                                           else "CAUSAL_LM")
+            loop.model = apply_lora(loop.model, self.options, task_type, modules_to_save=save,
+                                    gradient_checkpointing=checkpointing)
         # Re-seed: the adapters' initialisation drew random numbers, and training (dropout masks, batch order)
         # must not depend on whether LoRA was applied.
         set_seed(loop.cfg.seed)
-        if loop.task.cfg.train.gradient_checkpointing:
+        if checkpointing:
             # frozen embeddings: checkpointed blocks need an input that requires grad to backprop to LoRA
             loop.model.enable_input_require_grads()
-        trainable, total = loop.model.get_nb_trainable_parameters()
+        trainable, total = trainable_parameters(loop.model)
         loop.results.notes["trainable parameters"] = f"{trainable:,} of {total:,} (LoRA)"
         logger.info("LoRA: %s of %s parameters trainable", f"{trainable:,}", f"{total:,}")

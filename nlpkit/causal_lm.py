@@ -23,7 +23,6 @@ Conventions:
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Iterator, Sequence
@@ -33,10 +32,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from nlpkit.artifacts import read_descriptor
-from nlpkit.config import GenerateConfig, model_name
-from nlpkit.errors import ConfigError, DataError, ModelNotFoundError, UsageError
+from nlpkit import lora
+from nlpkit.config import GenerateConfig, LoraOptions, ModelConfig
+from nlpkit.errors import ConfigError, DataError, UsageError
 from nlpkit.inference import pad, run_sorted
+from nlpkit.lora import adapter_base, is_adapter_dir
 
 logger = logging.getLogger("nlpkit.causal_lm")
 
@@ -92,39 +92,10 @@ def ensure_pad_token(tokenizer: Any, model: Any = None) -> None:
             gen.pad_token_id = tokenizer.pad_token_id
 
 
-def is_adapter_dir(path: str | Path) -> bool:
-    """True when ``path`` holds a PEFT adapter (``adapter_config.json``) rather than a full model."""
-    return (Path(path) / "adapter_config.json").is_file()
-
-
-def _adapter_base(path: Path, base_model: str | None) -> str:
-    """The base model of a saved adapter, first found of: ``base_model``; the folder PEFT recorded, if it is on
-    this machine; the ``model`` of the nlpkit run that saved the adapter (its descriptor: a catalog name or
-    hub id still works when the recorded cache path is gone); PEFT's record as a hub id."""
-    from nlpkit.modeling import resolve_model
-
-    if base_model:
-        return resolve_model(base_model)
-    recorded = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
-    if recorded and Path(recorded).expanduser().exists():
-        return resolve_model(recorded)
-    descriptor = read_descriptor(path)
-    if descriptor is not None and model_name(descriptor.config):
-        trained_from = resolve_model(model_name(descriptor.config))
-        if Path(trained_from).resolve() != path.resolve():  # a reloaded adapter saved again names itself
-            return trained_from
-    if not recorded:
-        raise ModelNotFoundError(f"{path}/adapter_config.json names no base model; pass base_model=...")
-    if recorded.startswith((".", "/", "~")):
-        raise ModelNotFoundError(f"The base model of adapter {path} ({recorded}) is not on this machine; pass "
-                                 f"base_model=<catalog name | folder | hub id>.")
-    return resolve_model(recorded)
-
-
 def _tokenizer_folder(path: str, base_model: str | None) -> str:
     """Where the tokenizer of the model at ``path`` is: its own folder, or an adapter's base model if it has none."""
     if is_adapter_dir(path) and not (Path(path) / "tokenizer_config.json").exists():
-        return _adapter_base(Path(path), base_model)
+        return adapter_base(path, base_model)
     return path
 
 
@@ -141,59 +112,54 @@ def load_tokenizer(name_or_path: str, *, base_model: str | None = None) -> Any:
 
 def load_causal_lm(name_or_path: str, *, dtype: torch.dtype | str | None = None,
                    attn_implementation: str | None = None, base_model: str | None = None,
-                   device: str | torch.device | None = None) -> tuple[Any, Any]:
+                   device: str | torch.device | None = None, model: ModelConfig | None = None) -> tuple[Any, Any]:
     """Load ``(model, tokenizer)`` for a causal LM, ready for training and batched generation.
 
     ``name_or_path``: a catalog name (``smollm2-135m``), an nlpkit run folder, a local model folder, a PEFT
     adapter folder (its base model is loaded first; ``base_model`` names it when the recorded path is gone)
     or a hub id. The tokenizer always has a pad token (see :func:`ensure_pad_token`).
-    ``dtype`` defaults to float32 (exact, and what CPU training needs); mixed precision comes from accelerate.
+    ``model``: the ``model.*`` config section (dtype, quantization, trust_remote_code, revision, attention
+    kernel; see :func:`nlpkit.modeling.load_kwargs`); ``dtype`` and ``attn_implementation``, when given, win over
+    it. The default dtype is float32 (exact, and what CPU training needs); mixed precision comes from accelerate.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from nlpkit.modeling import resolve_model
+    from nlpkit.modeling import load_kwargs, resolve_model
 
     path = resolve_model(name_or_path)
-    kwargs: dict[str, Any] = {"dtype": dtype or torch.float32}
+    kwargs: dict[str, Any] = load_kwargs(model) if model is not None else {"dtype": torch.float32}
+    if dtype is not None:
+        kwargs["dtype"] = dtype
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
     adapter = is_adapter_dir(path)
     try:
-        model = AutoModelForCausalLM.from_pretrained(_adapter_base(Path(path), base_model) if adapter else path,
-                                                     **kwargs)
+        lm = AutoModelForCausalLM.from_pretrained(adapter_base(path, base_model) if adapter else path, **kwargs)
     except ValueError as err:  # e.g. an encoder-only checkpoint: say what was expected
         raise ConfigError(f"{name_or_path} is not a causal language model ({err}). Use a decoder-only "
                           f"model (Llama, GPT-2, SmolLM, ...).") from err
-    tokenizer = AutoTokenizer.from_pretrained(_tokenizer_folder(path, base_model))
-    ensure_pad_token(tokenizer, model)  # before the adapter: a new pad token resizes the base's embeddings
+    tokenizer = AutoTokenizer.from_pretrained(_tokenizer_folder(path, base_model),
+                                              trust_remote_code=bool(kwargs.get("trust_remote_code")))
+    ensure_pad_token(tokenizer, lm)  # before the adapter: a new pad token resizes the base's embeddings
     if adapter:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, path)
+        lm = PeftModel.from_pretrained(lm, path)
     if device is not None:
-        model.to(device)
-    return model, tokenizer
+        lm.to(device)
+    return lm, tokenizer
 
 
 def apply_lora(model: Any, r: int = 8, alpha: int = 16, dropout: float = 0.05,
                target_modules: Sequence[str] | str = "all-linear", task_type: str = "CAUSAL_LM") -> Any:
     """Wrap ``model`` with fresh LoRA adapters (``peft``); only the adapter weights stay trainable.
 
-    ``task_type`` is peft's ``TaskType`` name (``CAUSAL_LM``, ``SEQ_2_SEQ_LM``, ``SEQ_CLS``).
+    A keyword form of :func:`nlpkit.lora.apply_lora` (which takes the ``lora.*`` section); ``task_type`` is
+    peft's ``TaskType`` name (``CAUSAL_LM``, ``SEQ_2_SEQ_LM``, ``SEQ_CLS``).
     """
-    from peft import LoraConfig, TaskType, get_peft_model
-
-    targets: Any = target_modules if isinstance(target_modules, str) else list(target_modules)
-    if isinstance(targets, list) and len(targets) == 1 and targets[0] == "all-linear":
-        targets = "all-linear"
-    config = LoraConfig(task_type=TaskType[task_type], r=r, lora_alpha=alpha, lora_dropout=dropout,
-                        target_modules=targets)
-    try:
-        return get_peft_model(model, config)
-    except ValueError as err:  # unknown module names: list what exists
-        names = sorted({n.split(".")[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
-        raise ConfigError(f"lora.target_modules={target_modules!r} matches no layer of this model ({err}). "
-                          f"Its linear layers are: {names}.") from err
+    targets = [target_modules] if isinstance(target_modules, str) else list(target_modules)
+    return lora.apply_lora(model, LoraOptions(r=r, alpha=alpha, dropout=dropout, target_modules=targets),
+                           task_type)
 
 
 def merge_lora(model_or_dir: Any, output_dir: str | Path | None = None, base_model: str | None = None) -> Any:
@@ -206,9 +172,9 @@ def merge_lora(model_or_dir: Any, output_dir: str | Path | None = None, base_mod
     model = model_or_dir
     if isinstance(model_or_dir, (str, Path)):
         model, tokenizer = load_causal_lm(str(model_or_dir), base_model=base_model)
-    if not hasattr(model, "merge_and_unload"):
+    if not lora.is_peft_model(model):
         raise UsageError("merge_lora needs a PEFT (LoRA) model or adapter folder; this one has no adapters.")
-    merged = model.merge_and_unload()
+    merged = lora.merge_lora(model)
     if output_dir is not None:
         merged.save_pretrained(output_dir, safe_serialization=True)
         if tokenizer is not None:

@@ -25,6 +25,7 @@ __all__ = [
     "TrackerConfig",
     "TrainConfig",
     "GenerateConfig",
+    "LoraOptions",
     "ModelConfig",
     "config_help",
     "flat_keys",
@@ -108,6 +109,8 @@ class TrainConfig:
     gradient_checkpointing: bool = opt(False, "Trade compute for memory by recomputing activations.")
     num_workers: int = opt(0, "DataLoader worker processes.")
     compile: bool = opt(False, "Wrap the model with torch.compile.")
+    lora: bool = opt(False, "Train LoRA adapters (peft) instead of all weights (transformer tasks; see the "
+                            "lora.* options).")
     class_weights: Any = opt(None, "Weigh the loss by class (imbalanced labels): `auto` (inverse class frequency, "
                                    "normalised so that the average weight per example is 1; multi-label: each "
                                    "label's negatives/positives as BCE pos_weight) or a list with one weight per "
@@ -239,11 +242,57 @@ class ModelConfig:
         if self.quantization not in QUANTIZATIONS:
             raise ConfigError(f"model.quantization={self.quantization!r}: expected one of "
                               f"{', '.join(QUANTIZATIONS)} (e.g. model.quantization=4bit).")
+        check_quantization(self)  # here, so that a run fails before it reads data or downloads weights
 
 
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 DTYPE_ALIASES = {"bf16": "bfloat16", "fp16": "float16", "half": "float16", "fp32": "float32", "float": "float32"}
 QUANTIZATIONS = ("none", "4bit", "8bit")
+
+
+@dataclass
+class LoraOptions:
+    """LoRA adapters (peft), used with ``train.lora=true`` by every transformer task (see ``nlpkit.lora``)."""
+
+    r: int = opt(16, "LoRA rank.")
+    alpha: int = opt(32, "LoRA alpha (the update is scaled by alpha / r).")
+    dropout: float = opt(0.05, "Dropout on the LoRA branch.")
+    target_modules: list[str] = opt(help="Layers that get adapters: module names (q_proj, v_proj, query, value, "
+                                         "...) or [all-linear] (every linear layer but the output head).",
+                                    factory=lambda: ["all-linear"])
+    modules_to_save: Optional[list[str]] = opt(None, "Modules trained in full and saved beside the adapters "
+                                                     "(default: a classifier's newly initialised head; none for "
+                                                     "language models).")
+    merge: bool = opt(False, "Fold the adapters into the base weights and save a plain model (else the run "
+                             "saves only the adapter, loaded on top of the base model).")
+
+    def __post_init__(self) -> None:
+        if self.r < 1:
+            raise ConfigError(f"lora.r={self.r!r}: the rank must be at least 1 (e.g. lora.r=16).")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"lora.dropout={self.dropout!r}: must be in [0, 1).")
+        if not self.target_modules:
+            raise ConfigError("lora.target_modules is empty: name layers (e.g. [q_proj,v_proj]) or [all-linear].")
+
+
+def check_quantization(model: ModelConfig) -> None:
+    """Raise a :class:`ConfigError` when ``model.quantization`` asks for bitsandbytes where it cannot run: it
+    needs a CUDA GPU and the ``bitsandbytes`` package."""
+    if model.quantization == "none":
+        return
+    import importlib.util
+
+    import torch
+
+    missing = []
+    if not torch.cuda.is_available():
+        missing.append("a CUDA GPU (none is visible here)")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        missing.append("the bitsandbytes package (`pip install 'nlpkit-hf[qlora]'`)")
+    if missing:
+        raise ConfigError(f"model.quantization={model.quantization} loads the weights through bitsandbytes, which "
+                          f"needs {' and '.join(missing)}. Use model.quantization=none here (train.lora=true "
+                          f"with model.dtype=bfloat16 is a lighter run without quantization).")
 
 
 def model_name(cfg: Any) -> str:
@@ -275,6 +324,7 @@ class RunConfig:
                                  factory=TrackerConfig)
     data: DataConfig = opt(help="Data options.", factory=DataConfig)
     train: TrainConfig = opt(help="Training options.", factory=TrainConfig)
+    lora: LoraOptions = opt(help="LoRA options (with train.lora=true).", factory=LoraOptions)
 
 
 # --------------------------------------------------------------------------------------------- loading

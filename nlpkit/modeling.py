@@ -1,14 +1,18 @@
-"""Where a model name points: a catalog entry, a previous nlpkit run, a local folder, or a hub id."""
+"""Where a model name points (a catalog entry, a previous nlpkit run, a local folder, or a hub id) and how its
+weights are loaded: the ``model.*`` config section turned into ``from_pretrained`` arguments, the same for every
+transformer task, in training, evaluation and the pipeline."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from nlpkit.artifacts import TASK_FILE
+from nlpkit.config import ModelConfig, check_quantization
 from nlpkit.errors import ModelNotFoundError, UnsafeFileError
 
-__all__ = ["check_remote_code", "resolve_model"]
+__all__ = ["check_quantization", "check_remote_code", "load_kwargs", "resolve_model", "torch_dtype"]
 
 
 def resolve_model(name: str) -> str:
@@ -35,6 +39,41 @@ def resolve_model(name: str) -> str:
                                      f"model folder saved with save_pretrained, a catalog name or a hub id.")
         return str(path)
     return name
+
+
+def torch_dtype(dtype: str, quantized: bool = False) -> Any:
+    """The torch dtype of ``model.dtype``. ``auto`` is float32 (exact, what training's master weights need;
+    reduced precision comes from accelerate's mixed precision), or bfloat16 beside quantized weights."""
+    import torch
+
+    if dtype == "auto":
+        return torch.bfloat16 if quantized else torch.float32
+    return getattr(torch, dtype)
+
+
+def load_kwargs(model: ModelConfig) -> dict[str, Any]:
+    """The ``from_pretrained`` arguments of the ``model.*`` section: ``dtype``, ``quantization_config``
+    (4bit: NF4 with double quantization and bfloat16 compute, QLoRA's recipe; 8bit: LLM.int8()),
+    ``trust_remote_code``, ``revision`` and ``attn_implementation``."""
+    quantized = model.quantization != "none"
+    kwargs: dict[str, Any] = {"dtype": torch_dtype(model.dtype, quantized)}
+    if quantized:
+        check_quantization(model)
+        from transformers import BitsAndBytesConfig
+
+        if model.quantization == "4bit":
+            kwargs["quantization_config"] = BitsAndBytesConfig(
+                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                bnb_4bit_compute_dtype=kwargs["dtype"])
+        else:
+            kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
+    if model.trust_remote_code:
+        kwargs["trust_remote_code"] = True
+    if model.revision:
+        kwargs["revision"] = model.revision
+    if model.attn_implementation:
+        kwargs["attn_implementation"] = model.attn_implementation
+    return kwargs
 
 
 #: Files whose ``auto_map`` names Python modules that transformers would import from the model folder.

@@ -55,13 +55,16 @@ def guess_task(model: str) -> str | None:
     return None
 
 
-def pipeline(task_or_model: str, model: str | None = None, device: str | None = None,
+def pipeline(task_or_model: str, model: str | None = None, device: str | None = None, dtype: str | None = None,
              **overrides: Any) -> Pipeline:
     """Load a predictor.
 
     ``pipeline("outputs/<run>")`` loads a trained run (its task is recorded in the run);
     ``pipeline("sentiment", model="<path or hub id>")`` names the task for any compatible model.
     ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``) defaults to the first GPU if there is one.
+    ``dtype`` (``"bfloat16"``, ``"float16"``, ``"float32"``, ``"auto"``) is the precision the weights are loaded
+    in (``model.dtype``; default: the run's, float32 unless it was trained otherwise).
+    A LoRA run's ``model/`` (an adapter) loads its base model, then the adapter.
     ``overrides`` are config keys (e.g. ``**{"data.max_length": 256}``).
     """
     if model is None:
@@ -76,8 +79,10 @@ def pipeline(task_or_model: str, model: str | None = None, device: str | None = 
                                  f"nlpkit.pipeline(<task>, model={model!r}) with a task from {available_tasks()}.")
     else:
         task_name = task_or_model
+    if dtype is not None:
+        overrides["model.dtype"] = dtype
     task = get_task(task_name).from_pretrained(model, **overrides)
-    if hasattr(task.model, "to"):
+    if hasattr(task.model, "to") and not getattr(task.model, "is_quantized", False):  # bitsandbytes places itself
         import torch
 
         task.model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))

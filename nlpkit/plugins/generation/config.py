@@ -37,18 +37,8 @@ class GenerationDataConfig(DataConfig):
 
 @dataclass
 class GenerationTrainConfig(TrainConfig):
-    lora: bool = opt(False, "Train LoRA adapters (peft) instead of all weights; see the lora.* options.")
-
-
-@dataclass
-class LoraOptions:
-    r: int = opt(16, "LoRA rank.")
-    alpha: int = opt(32, "LoRA alpha (the update is scaled by alpha / r).")
-    dropout: float = opt(0.05, "Dropout on the LoRA branch.")
-    target_modules: list[str] = opt(help="Layers that get adapters: module names (q_proj, v_proj, ...) or "
-                                         "[all-linear].", factory=lambda: ["all-linear"])
-    merge: bool = opt(False, "Fold the adapters into the base weights and save a plain model (else the run "
-                             "saves only the adapter, loaded on top of the base model).")
+    """The shared training options (``train.lora`` included); a separate class so the task's defaults stay
+    one place."""
 
 
 @dataclass
@@ -83,6 +73,5 @@ class GenerationConfig(RunConfig):
     train: GenerationTrainConfig = opt(help="Training options.", factory=lambda: GenerationTrainConfig(
         lr=1e-4, max_steps=50, batch_size=4, eval_batch_size=4, warmup_ratio=0.1, scheduler="cosine",
         log_every=5, metric_for_best="perplexity", greater_is_better=False))
-    lora: LoraOptions = opt(help="LoRA options (with train.lora=true).", factory=LoraOptions)
     generate: GenerationGenerateConfig = opt(help="Decoding options for samples and the pipeline.",
                                              factory=lambda: GenerationGenerateConfig(max_new_tokens=48))

@@ -115,8 +115,7 @@ class GenerationTask(Task):
 
     # ------------------------------------------------------------------ model
     def build_model(self, info: DataInfo) -> None:
-        self.model, self.tokenizer = causal_lm.load_causal_lm(self.cfg.model.name,
-                                                              attn_implementation=self.cfg.model.attn_implementation)
+        self.model, self.tokenizer = causal_lm.load_causal_lm(self.cfg.model.name, model=self.cfg.model)
 
     def callbacks(self) -> list[Callback]:
         # BeforeAfter first: its baseline and "untuned" samples are the base model's, before LoRA wraps it.

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from nlpkit import lora
+from nlpkit.callbacks import Callback, LoraAdapters
 from nlpkit.config import DataConfig, ModelConfig, RunConfig, TrainConfig, opt
 from nlpkit.data import (
     drop_empty_texts,
@@ -29,7 +31,7 @@ from nlpkit.data import (
 from nlpkit.errors import ConfigError, UsageError
 from nlpkit.inference import check_texts, pad, run_sorted
 from nlpkit.metrics import compute
-from nlpkit.modeling import resolve_model
+from nlpkit.modeling import load_kwargs, resolve_model
 from nlpkit.plugins.sentiment.report import confusion_section, per_class_section, pr_curve_section
 from nlpkit.plugins.sentiment.thresholds import ThresholdTuning
 from nlpkit.task import Data, DataInfo, RunResults, Task
@@ -225,20 +227,27 @@ class SentimentTask(Task):
 
         assert isinstance(info, SentimentInfo)
         path = resolve_model(self.cfg.model.name)
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        adapter = lora.is_adapter_dir(path)  # a LoRA run's model/: the base model + the adapter and head
+        self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=self.cfg.model.trust_remote_code)
         if info.problem_type is None:  # no data: what the model says, else the config
-            own = getattr(AutoConfig.from_pretrained(path), "problem_type", None)
+            own = getattr(AutoConfig.from_pretrained(lora.adapter_base(path) if adapter else path),
+                          "problem_type", None)
             multi = own == HF_PROBLEM_TYPES["multi_label"] or self.cfg.problem_type == "multi_label"
             info.problem_type = "multi_label" if multi else "single_label"
-        # fp32 master weights: transformers 5 otherwise keeps a checkpoint's storage dtype (bf16 on most hub
-        # models); reduced precision comes from the accelerate config's autocast instead.
-        kwargs: dict[str, Any] = {"dtype": torch.float32, "problem_type": HF_PROBLEM_TYPES[info.problem_type]}
+        # model.dtype=auto gives fp32 master weights: transformers 5 otherwise keeps a checkpoint's storage dtype
+        # (bf16 on most hub models); reduced precision comes from the accelerate config's autocast instead.
+        kwargs: dict[str, Any] = {**load_kwargs(self.cfg.model), "problem_type": HF_PROBLEM_TYPES[info.problem_type]}
         labels = info.labels or (list(self.cfg.labels) if self.cfg.labels else None)
         if labels:
             kwargs |= {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
                       "label2id": {n: i for i, n in enumerate(labels)},
                       "ignore_mismatched_sizes": True}  # a new head when the label set differs
-        self.model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
+        if adapter:
+            self.model, self.new_modules = lora.load_pretrained(AutoModelForSequenceClassification, path, **kwargs), []
+        else:
+            self.model, loading = AutoModelForSequenceClassification.from_pretrained(path, output_loading_info=True,
+                                                                                     **kwargs)
+            self.new_modules = lora.new_modules(loading)  # the new head: trained in full under LoRA
         info.labels = [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
         self.set_thresholds(info.thresholds)
 
@@ -275,8 +284,19 @@ class SentimentTask(Task):
             return F.binary_cross_entropy_with_logits(logits, labels.float(), pos_weight=w)
         return F.cross_entropy(logits, labels, weight=w)
 
-    def callbacks(self) -> list[ThresholdTuning]:
-        return [ThresholdTuning()]
+    def callbacks(self) -> list[Callback]:
+        found: list[Callback] = [ThresholdTuning()]
+        if self.cfg.train.lora:
+            # the new head (classifier, and e.g. DistilBERT's pre_classifier) trains in full beside the adapters
+            found.append(LoraAdapters(self.cfg.lora, task_type="SEQ_CLS",
+                                      modules_to_save=lambda: getattr(self, "new_modules", None) or None))
+        return found
+
+    def save(self, directory: str | Path, state_dict: dict[str, torch.Tensor] | None = None) -> None:
+        """Save the model (the LoRA adapter and head, or with ``lora.merge`` the merged plain model) + tokenizer."""
+        if lora.is_peft_model(self.model) and self.cfg.lora.merge:
+            self.model, state_dict = lora.merge_lora(self.model), None
+        super().save(directory, state_dict=state_dict)
 
     # ------------------------------------------------------------------ evaluation
     def eval_step(self, model, batch):

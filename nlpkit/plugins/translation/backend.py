@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from nlpkit.config import GenerateConfig
+from nlpkit.lora import adapter_task_type, is_adapter_dir
 from nlpkit.plugins.translation.config import TranslationConfig
 from nlpkit.plugins.translation.data import Languages
 
@@ -69,4 +70,6 @@ def is_encoder_decoder(path: str) -> bool:
 
     if Path(path).is_dir() and any(Path(path).glob("*.gguf")):
         return False
+    if is_adapter_dir(path):  # a LoRA run: the adapter says what it was trained on
+        return adapter_task_type(path) == "SEQ_2_SEQ_LM"
     return bool(getattr(AutoConfig.from_pretrained(path), "is_encoder_decoder", False))

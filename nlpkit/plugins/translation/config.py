@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from nlpkit.config import DataConfig, GenerateConfig, ModelConfig, RunConfig, TrainConfig, opt
+from nlpkit.errors import ConfigError
 
 #: ``model=scratch``: a Marian-style model and a shared tokenizer trained here.
 SCRATCH = "scratch"
@@ -119,3 +120,9 @@ class TranslationConfig(RunConfig):
             log_every=20,
         ),
     )
+
+    def __post_init__(self) -> None:
+        if self.train.lora and self.model.name == SCRATCH:
+            raise ConfigError("train.lora=true adapts a pretrained model, but model=scratch trains a new one from "
+                              "random weights (train it in full). Set model=<a seq2seq model or causal LM>, e.g. "
+                              "the `lora` preset's.")

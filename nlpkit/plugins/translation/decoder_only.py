@@ -34,7 +34,7 @@ class DecoderOnlyBackend(Backend):
 
     @classmethod
     def load(cls, cfg: TranslationConfig, langs: Languages, path: str) -> tuple[DecoderOnlyBackend, Any]:
-        model, tokenizer = load_causal_lm(path)
+        model, tokenizer = load_causal_lm(path, model=cfg.model)
         return cls(cfg, langs, tokenizer), model
 
     def prompt(self, source: str) -> str:

@@ -23,6 +23,8 @@ from typing import Any
 import torch
 from accelerate.utils import extract_model_from_parallel
 
+from nlpkit import lora
+from nlpkit.callbacks import Callback, LoraAdapters
 from nlpkit.config import GenerateConfig
 from nlpkit.errors import UsageError
 from nlpkit.inference import check_texts
@@ -93,6 +95,16 @@ class TranslationTask(Task):
             kind = Seq2SeqBackend if is_encoder_decoder(path) else DecoderOnlyBackend
             self._backend, self.model = kind.load(self.cfg, langs, path)
         self.tokenizer = self.backend.tokenizer
+
+    def callbacks(self) -> list[Callback]:
+        # LoRA on a pretrained model: SEQ_2_SEQ_LM for an encoder-decoder, CAUSAL_LM for decoder-only translation
+        return [LoraAdapters(self.cfg.lora, task_type=None)] if self.cfg.train.lora else []
+
+    def save(self, directory: str | Path, state_dict: dict[str, torch.Tensor] | None = None) -> None:
+        """Save the model (the LoRA adapter, or with ``lora.merge`` the merged plain model) + tokenizer."""
+        if lora.is_peft_model(self.model) and self.cfg.lora.merge:
+            self.model, state_dict = lora.merge_lora(self.model), None
+        super().save(directory, state_dict=state_dict)
 
     def loss_items(self, batch: dict[str, Any]) -> torch.Tensor:
         return self.backend.loss_items(batch)
