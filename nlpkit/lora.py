@@ -26,6 +26,7 @@ __all__ = [
     "adapter_base",
     "adapter_task_type",
     "apply_lora",
+    "check_trainable",
     "is_adapter_dir",
     "is_peft_model",
     "load_pretrained",
@@ -88,6 +89,15 @@ def load_pretrained(auto_class: Any, path: str, model: ModelConfig | None = None
 
     base = auto_class.from_pretrained(adapter_base(path, base_model), **options)
     return PeftModel.from_pretrained(base, path)
+
+
+def check_trainable(cfg: Any) -> None:
+    """Refuse to train quantized weights in full: with ``model.quantization`` only LoRA adapters can train
+    (QLoRA). Called when a training loop is set up, before any data is read."""
+    if cfg.model.quantization != "none" and not cfg.train.lora:
+        raise ConfigError(f"model.quantization={cfg.model.quantization} freezes the base weights in "
+                          f"{cfg.model.quantization}: training needs train.lora=true (QLoRA), or drop "
+                          f"model.quantization to fine-tune every weight.")
 
 
 def new_modules(loading_info: dict[str, Any]) -> list[str]:

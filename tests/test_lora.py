@@ -152,6 +152,19 @@ def test_translation_lora_needs_a_pretrained_model() -> None:
         load_config(TranslationConfig, overrides={"train.lora": True})
 
 
+def test_quantized_weights_train_only_with_lora() -> None:
+    from types import SimpleNamespace
+
+    from nlpkit.lora import check_trainable
+
+    def cfg(lora: bool) -> SimpleNamespace:  # the config cannot hold 4bit on a machine without CUDA
+        return SimpleNamespace(model=SimpleNamespace(quantization="4bit"), train=SimpleNamespace(lora=lora))
+
+    with pytest.raises(ConfigError, match="training needs train.lora=true"):
+        check_trainable(cfg(False))
+    check_trainable(cfg(True))
+
+
 def test_lora_options_are_checked() -> None:
     with pytest.raises(ConfigError, match="lora.r=0"):
         load_config(RunConfig, overrides={"lora.r": 0})

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import torch
 
-from nlpkit import causal_lm
+from nlpkit import causal_lm, lora
 from nlpkit.callbacks import LoraAdapters
 from nlpkit.data import load_splits
 from nlpkit.errors import ConfigError, DataError, UsageError
@@ -118,6 +118,7 @@ class GenerationTask(Task):
         self.model, self.tokenizer = causal_lm.load_causal_lm(self.cfg.model.name, model=self.cfg.model)
 
     def callbacks(self) -> list[Callback]:
+        lora.check_trainable(self.cfg)
         # BeforeAfter first: its baseline and "untuned" samples are the base model's, before LoRA wraps it.
         found: list[Callback] = [BeforeAfter()]
         if self.cfg.train.lora:

@@ -285,6 +285,7 @@ class SentimentTask(Task):
         return F.cross_entropy(logits, labels, weight=w)
 
     def callbacks(self) -> list[Callback]:
+        lora.check_trainable(self.cfg)
         found: list[Callback] = [ThresholdTuning()]
         if self.cfg.train.lora:
             # the new head (classifier, and e.g. DistilBERT's pre_classifier) trains in full beside the adapters

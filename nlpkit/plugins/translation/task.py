@@ -98,6 +98,7 @@ class TranslationTask(Task):
 
     def callbacks(self) -> list[Callback]:
         # LoRA on a pretrained model: SEQ_2_SEQ_LM for an encoder-decoder, CAUSAL_LM for decoder-only translation
+        lora.check_trainable(self.cfg)
         return [LoraAdapters(self.cfg.lora, task_type=None)] if self.cfg.train.lora else []
 
     def save(self, directory: str | Path, state_dict: dict[str, torch.Tensor] | None = None) -> None:
