@@ -173,3 +173,52 @@ def test_checkpoint_with_a_crafted_pickle_is_refused(tiny_bert: Path, sentiment_
                                                               resume="auto"))
     assert resumed["training"]["updates"] == 4
     torch.load(good, weights_only=True)  # plain values: what accelerate's loader will now accept
+
+
+# --------------------------------------------------------------------------------------------- remote code
+
+
+def code_folder(tiny_bert: Path, root: Path, marker: Path) -> Path:
+    """The tiny BERT whose config.json / tokenizer_config.json map the auto classes to modules of its own; each
+    module creates ``marker`` when imported."""
+    import shutil
+
+    folder = shutil.copytree(tiny_bert, root)
+    for module in ("configuration_x", "modeling_x", "tokenization_x"):
+        (folder / f"{module}.py").write_text(f"import pathlib\npathlib.Path({str(marker)!r}).touch()\n")
+    config = json.loads((folder / "config.json").read_text())
+    config["auto_map"] = {"AutoConfig": "configuration_x.XConfig",
+                          "AutoModelForSequenceClassification": "modeling_x.XForSequenceClassification"}
+    (folder / "config.json").write_text(json.dumps(config))
+    tok = json.loads((folder / "tokenizer_config.json").read_text())
+    tok["auto_map"] = {"AutoTokenizer": ["tokenization_x.XTokenizer", None]}
+    (folder / "tokenizer_config.json").write_text(json.dumps(tok))
+    return folder
+
+
+def test_model_code_never_runs_unless_asked(tiny_bert: Path, sentiment_data: Path, tmp_path: Path,
+                                            marker: Path) -> None:
+    folder = code_folder(tiny_bert, tmp_path / "custom", marker)
+    with pytest.raises(UnsafeFileError) as info:
+        nlpkit.pipeline("sentiment", model=str(folder))
+    msg = str(info.value)
+    assert str(folder) in msg and "modeling_x.py" in msg and "model.trust_remote_code=true" in msg
+    with pytest.raises(UnsafeFileError):  # training loads the model the same way
+        nlpkit.train("sentiment", **sentiment_overrides(folder, sentiment_data, tmp_path / "run"))
+    assert not marker.exists(), "a model folder's own code ran"
+    # the opt-in hands the folder to transformers with trust_remote_code=True: it imports the modules
+    with pytest.raises(Exception):  # noqa: B017 - the stub modules define no classes; importing them is the point
+        nlpkit.pipeline("sentiment", model=str(folder), **{"model.trust_remote_code": True})
+    assert marker.exists()
+
+
+def test_a_run_folder_cannot_opt_itself_in_to_remote_code(tiny_bert: Path, tmp_path: Path, marker: Path) -> None:
+    """A descriptor whose saved config says model.trust_remote_code=true does not count: trust is the caller's."""
+    run = tmp_path / "run"
+    folder = code_folder(tiny_bert, run / "model", marker)
+    descriptor = {"task": "sentiment", "config": {"task": "sentiment", "model": {
+        "name": str(folder), "trust_remote_code": True}}, "info": {"labels": ["neg", "pos"]}}
+    (folder / "nlpkit_task.json").write_text(json.dumps(descriptor))
+    with pytest.raises(UnsafeFileError, match="trust_remote_code"):
+        nlpkit.pipeline(str(run))
+    assert not marker.exists()

@@ -132,15 +132,19 @@ def _load_safe(folder: Path) -> Any:
                         f"shape {tuple(vectors.shape)}, or repeated words, or a format other than {_FORMAT}).")
     if kind == "fasttext":
         kv = FastTextKeyedVectors(vectors.shape[1], meta["min_n"], meta["max_n"], meta["bucket"])
-        kv.add_vectors(words, vectors)
+    else:
+        kv = KeyedVectors(vectors.shape[1], dtype=np.float32)
+    # Set directly rather than through add_vectors, which checks each key and copies the matrix (2.5x slower
+    # for GloVe's 400k words); the keys are known unique (checked above).
+    kv.index_to_key = list(words)
+    kv.key_to_index = {word: i for i, word in enumerate(words)}
+    kv.vectors = vectors
+    if meta.get("counts") is not None:
+        kv.expandos["count"] = np.asarray(meta["counts"], dtype=np.int64)
+    if kind == "fasttext":
         kv.vectors_vocab = tensors["vectors_vocab"]
         kv.vectors_ngrams = tensors["vectors_ngrams"]
         kv.recalc_char_ngram_buckets()  # which n-gram rows each vocabulary word uses (needed to train further)
-    else:
-        kv = KeyedVectors(vectors.shape[1], dtype=np.float32)
-        kv.add_vectors(words, vectors)
-    if meta.get("counts") is not None:  # set here: gensim 4.4's add_vectors(extras=...) fails on a dict
-        kv.expandos["count"] = np.asarray(meta["counts"], dtype=np.int64)
     return kv
 
 
