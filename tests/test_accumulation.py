@@ -11,6 +11,9 @@ same data, so the test can fail: on the variable-length fixtures below that old 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -82,14 +85,20 @@ def _check(loop: Loop) -> None:
     assert torch.allclose(loss8, loop.task.loss(loop.model, batch8), rtol=1e-6)
 
 
-def test_causal_lm_accumulation_matches_one_large_batch(tmp_path: Path,
-                                                         tmp_path_factory: pytest.TempPathFactory) -> None:
+def _prompt_response_data(folder: Path) -> Path:
+    """Prompt/response pairs whose responses run from 1 to 36 words."""
     words = ["my", "lord", "the", "good", "night", "sweet", "love", "thou", "art", "a", "fair", "day"]
     rows = [{"prompt": f"Q: {words[i % 12]}\nA:", "response": " " + " ".join(words[: 1 + (i * 5) % 12] * (1 + i % 3))}
             for i in range(24)]
+    folder.mkdir(parents=True, exist_ok=True)
     for split in ("train", "validation", "test"):
-        (tmp_path / "pr").mkdir(exist_ok=True)
-        (tmp_path / "pr" / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder
+
+
+def test_causal_lm_accumulation_matches_one_large_batch(tmp_path: Path,
+                                                         tmp_path_factory: pytest.TempPathFactory) -> None:
+    _prompt_response_data(tmp_path / "pr")
     overrides = generation_overrides(tiny_llama(tmp_path_factory), tmp_path / "pr", tmp_path / "run",
                                      **{"data.split_by": None, "train.grad_accum": 4, "train.batch_size": 2})
     _check(_loop("generation", overrides, tmp_path / "run"))
@@ -99,3 +108,21 @@ def test_seq2seq_accumulation_matches_one_large_batch(tmp_path: Path) -> None:
     data = write_folder(tmp_path / "data", pairs(32, 1), pairs(8, 2), pairs(8, 3))
     overrides = translation_overrides(data, tmp_path / "run", **{"train.grad_accum": 4, "train.batch_size": 2})
     _check(_loop("translation", overrides, tmp_path / "run"))
+
+
+@pytest.mark.multiproc
+def test_two_processes_weigh_every_token_the_same(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """2 gloo processes x 2 micro-batches of 2 (one rank with far more tokens) == 1 process with batch 8."""
+    model, data, out = tiny_llama(tmp_path_factory), _prompt_response_data(tmp_path / "pr"), tmp_path / "ddp"
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path.cwd())}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29519",
+           str(Path(__file__).parent / "scripts" / "ddp_accumulation.py"), str(model), str(data), str(out)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    check = json.loads((out / "ddp_accumulation.json").read_text())
+    assert check["processes"] == 2
+    low, high = sorted(check["tokens_per_rank"])
+    assert high > 2 * low
+    assert check["relative_difference"] < TOLERANCE
+    assert check["old_relative_difference"] > 100 * TOLERANCE  # the old loop's per-micro-batch mean differs
