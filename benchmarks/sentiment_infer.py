@@ -1,10 +1,15 @@
-"""Inference throughput: ``transformers.pipeline("text-classification")`` vs ``nlpkit.pipeline``.
+"""Inference throughput: ``transformers.pipeline`` vs ``nlpkit.pipeline`` on PyTorch and on ONNX Runtime.
 
     python benchmarks/sentiment_infer.py --model outputs/<sentiment run>   # a trained run (default: newest)
+    python benchmarks/sentiment_infer.py --model RUN --keep-fp32 '' --keep-fp32 'layer\\.\\d/output/dense'
 
-Both classify the same 5,000 rotten_tomatoes texts with the same model, batch size and max length, in one
-process. Prints texts/s for both, the ratio and the label agreement. nlpkit sorts texts by length so each
-batch pads to similar lengths, builds the batch tensors directly and runs under ``torch.inference_mode``.
+Every pipeline classifies the same rotten_tomatoes texts (5,000 by default) with the same model, batch size,
+max length and number of threads, in one process; the timed passes rotate the order of the pipelines and the
+best pass of each counts. Rows: ``transformers.pipeline("text-classification")``; ``nlpkit.pipeline`` on the
+PyTorch run; on its ``nlpkit export`` in fp32 and in int8 (the export's default: per-channel int8 weights,
+dynamic activations, attention and feed-forward output projections kept in fp32); one more int8 row per
+``--keep-fp32`` pattern. Columns: texts/s, the ratio to transformers.pipeline, label agreement with the
+PyTorch model, and accuracy on the run's test split. Exports are written once into ``--export-dir`` and reused.
 """
 
 from __future__ import annotations
@@ -26,7 +31,15 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=5000, help="How many texts to classify.")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--max-length", type=int, default=128)
-    parser.add_argument("--repeats", type=int, default=2, help="Timed passes of each (the best is kept).")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads of every pipeline (torch and ORT).")
+    parser.add_argument("--repeats", type=int, default=3, help="Timed passes of each, in rotating order (the "
+                                                               "best is kept).")
+    parser.add_argument("--export-dir", default="outputs/exports", help="Where the ONNX exports are written "
+                                                                        "(reused when present).")
+    parser.add_argument("--keep-fp32", action="append", default=[], metavar="REGEX",
+                        help="Also measure an int8 export keeping these nodes fp32 ('' = quantize every MatMul); "
+                             "repeatable.")
+    parser.add_argument("--no-onnx", action="store_true", help="Only transformers.pipeline and nlpkit PyTorch.")
     args = parser.parse_args()
     run = args.model or newest_run()
     if run is None:
@@ -39,33 +52,62 @@ def main() -> None:
 
     import nlpkit
     from nlpkit import assets
+    from nlpkit.registry import get_task
 
+    torch.set_num_threads(args.threads)
     texts = pd.read_parquet(assets.fetch("rotten_tomatoes") / "data.parquet")["text"].tolist()
     texts = (texts * (args.texts // len(texts) + 1))[: args.texts]
+    task = get_task("sentiment").from_saved(run)
+    data = task.load_data()  # the run's own splits (same source, seed and options): its test split
+    test = data.splits["test"]
+    test_texts = list(test[task.cfg.data.text_column])
+    test_labels = [data.info.labels[i] for i in list(test["labels"])]
     device = 0 if torch.cuda.is_available() else -1
     model_dir = os.path.join(run, "model")
     hf = transformers.pipeline("text-classification", model=model_dir, device=device)
-    ours = nlpkit.pipeline(run, **{"data.max_length": args.max_length})
     hf_kwargs = {"batch_size": args.batch_size, "truncation": True, "max_length": args.max_length}
+    max_length = {"data.max_length": args.max_length}
+    pipes = {"transformers.pipeline": lambda xs: hf(xs, **hf_kwargs)}
+    ours = nlpkit.pipeline(run, **max_length)
+    pipes["nlpkit PyTorch"] = lambda xs: ours(xs, batch_size=args.batch_size)
+    if not args.no_onnx:
+        from nlpkit.export import KEEP_FP32, export_model
+        from nlpkit.onnx_runtime import onnx_export_info
 
-    def timed(fn):  # best of N passes, after a short warm-up
+        variants = [("nlpkit ONNX fp32", None, ""), ("nlpkit ONNX int8", "int8", KEEP_FP32)]
+        variants += [(f"nlpkit ONNX int8, fp32 kept: {p or 'none'}", "int8", p) for p in args.keep_fp32]
+        for i, (name, quantize, keep) in enumerate(variants):
+            out = os.path.join(args.export_dir, f"{os.path.basename(os.path.normpath(run))}-{quantize or 'fp32'}-{i}")
+            info = onnx_export_info(out)
+            if info is None or info.get("source") != os.path.abspath(run) or (
+                    quantize and info.get("quantization", {}).get("kept_fp32") != keep):
+                export_model(run, out, quantize=quantize, keep_fp32=keep, force=True)
+            pipe = nlpkit.pipeline(out, threads=args.threads, **max_length)
+            pipes[name] = lambda xs, pipe=pipe: pipe(xs, batch_size=args.batch_size)
+
+    for fn in pipes.values():  # warm-up: first calls allocate, ORT plans its kernels
         fn(texts[:128])
-        best, out = float("inf"), None
-        for _ in range(args.repeats):
+    best = {name: float("inf") for name in pipes}
+    outputs: dict[str, list] = {}
+    names = list(pipes)
+    for r in range(args.repeats):
+        for name in names[r % len(names):] + names[: r % len(names)]:  # rotate: no pipeline always runs first
             t0 = time.perf_counter()
-            out = fn(texts)
-            best = min(best, time.perf_counter() - t0)
-        return best, out
-
-    hf_s, hf_out = timed(lambda xs: hf(xs, **hf_kwargs))
-    nk_s, nk_out = timed(lambda xs: ours(xs, batch_size=args.batch_size))
-    agree = sum(a["label"] == b["label"] for a, b in zip(hf_out, nk_out)) / len(texts)
+            outputs[name] = pipes[name](texts)
+            best[name] = min(best[name], time.perf_counter() - t0)
+    reference = [o["label"] for o in outputs["nlpkit PyTorch"]]
     where = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"{os.cpu_count()} CPU cores"
-    print(f"\n{len(texts)} texts, batch {args.batch_size}, max length {args.max_length}, model {run} ({where})")
-    print("| pipeline | texts/s | seconds |\n|---|---|---|")
-    print(f"| transformers.pipeline | {len(texts) / hf_s:.1f} | {hf_s:.2f} |")
-    print(f"| nlpkit.pipeline | {len(texts) / nk_s:.1f} | {nk_s:.2f} |")
-    print(f"\nthroughput ratio nlpkit / transformers: {hf_s / nk_s:.2f}x   label agreement: {100 * agree:.2f}%")
+    print(f"\n{len(texts)} texts, batch {args.batch_size}, max length {args.max_length}, {args.threads} threads, "
+          f"model {run} ({where}); best of {args.repeats} rotating passes")
+    print("| pipeline | texts/s | vs transformers.pipeline | label agreement with PyTorch | test accuracy |")
+    print("|---|---|---|---|---|")
+    base = best["transformers.pipeline"]
+    for name, fn in pipes.items():
+        agree = sum(o["label"] == r for o, r in zip(outputs[name], reference)) / len(texts)
+        predicted = [o["label"] for o in fn(test_texts)]
+        acc = sum(p == g for p, g in zip(predicted, test_labels)) / len(test_labels)
+        print(f"| {name} | {len(texts) / best[name]:.0f} | {base / best[name]:.2f}x | {100 * agree:.2f}% | "
+              f"{acc:.4f} |")
 
 
 if __name__ == "__main__":

@@ -190,6 +190,19 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     print(f"Report: {out}/report.md")
 
 
+def _cmd_export(args: argparse.Namespace) -> None:
+    from nlpkit.export import export_model
+
+    entry = export_model(args.run, args.out, format=args.format, quantize=args.quantize, force=args.force,
+                         keep_fp32=args.keep_fp32, optimize=not args.no_optimize, opset=args.opset)
+    check = entry["check"]
+    size = (Path(args.out) / "model.onnx").stat().st_size / 2**20
+    print(f"Exported {args.run} -> {args.out}/model.onnx ({entry['precision']}, {size:.1f} MB, "
+          f"{'fused' if entry['fused'] else 'unfused'} graph). Check against PyTorch: max |logit diff| "
+          f"{check['max_abs_logit_diff']:.2e}, label agreement {100 * check['label_agreement']:.0f}%.\n"
+          f"Use it: nlpkit predict {args.out} \"some text\"   or   nlpkit.pipeline({str(args.out)!r})")
+
+
 def _cmd_presets(args: argparse.Namespace) -> None:
     from nlpkit.registry import available_tasks, get_task
 
@@ -254,6 +267,36 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("presets", help="List the presets of every task (or of one).")
     p.add_argument("task", nargs="?", help="Only this task's presets.")
     p.set_defaults(fn=_cmd_presets)
+
+    from nlpkit.export import KEEP_FP32, OPSET
+
+    p = sub.add_parser("export", help="Export a trained classifier to ONNX (optionally int8) for fast CPU inference.",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Writes OUT with model.onnx, the tokenizer, config.json and the nlpkit descriptor;\n"
+                                   "`nlpkit.pipeline(OUT)` and `nlpkit predict OUT` run it with ONNX Runtime through\n"
+                                   "the task's own length-sorted batching and post-processing.\n"
+                                   "Exports sentiment (sequence classification) runs; translation and generation are\n"
+                                   "not exported yet. Needs: pip install 'nlpkit-hf[onnx]'.",
+                       epilog="examples:\n"
+                              "  nlpkit export outputs/sentiment-minilm-l6 --out exports/sentiment-fp32\n"
+                              "  nlpkit export outputs/sentiment-minilm-l6 --quantize int8 "
+                              "--out exports/sentiment-int8")
+    p.add_argument("run", help="A sentiment run folder (or its model/ folder).")
+    p.add_argument("--out", required=True, help="The folder to write (new, empty, or an earlier export with "
+                                                "--force).")
+    p.add_argument("--format", default="onnx", choices=["onnx"], help="Export format (default onnx).")
+    p.add_argument("--quantize", choices=["int8"], help="int8: dynamic int8 weights per channel, activations "
+                                                        "quantized per batch (about 4x smaller, faster on CPU); "
+                                                        "default: fp32.")
+    p.add_argument("--keep-fp32", default=KEEP_FP32, metavar="REGEX",
+                   help=f"int8: ONNX nodes whose names match stay fp32 (default {KEEP_FP32!r}: the attention "
+                        f"and feed-forward output projections, the most quantization-sensitive; '' quantizes "
+                        f"every MatMul).")
+    p.add_argument("--no-optimize", action="store_true", help="Skip ONNX Runtime's transformer fusion "
+                                                              "(attention, LayerNorm, GELU kernels).")
+    p.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset (default {OPSET}).")
+    p.add_argument("--force", action="store_true", help="Replace OUT if it holds an earlier export.")
+    p.set_defaults(fn=_cmd_export)
 
     add_demo_command(sub)
     add_tune_command(sub)

@@ -9,10 +9,11 @@ from typing import Any
 from nlpkit.artifacts import saved_task
 from nlpkit.config import model_name
 from nlpkit.errors import UsageError
+from nlpkit.onnx_runtime import OnnxModel, onnx_export_info
 from nlpkit.registry import available_tasks, get_task
 from nlpkit.task import Task
 
-__all__ = ["Pipeline", "guess_task", "pipeline"]
+__all__ = ["Pipeline", "guess_task", "load_onnx_task", "pipeline"]
 
 
 class Pipeline:
@@ -37,6 +38,19 @@ class Pipeline:
         return f"nlpkit.Pipeline(task={self.task.name!r}, model={model_name(self.task.cfg)!r})"
 
 
+def load_onnx_task(cls: type[Task], folder: str, device: str | None = None, threads: int | None = None,
+                   **overrides: Any) -> Task:
+    """A ``cls`` task configured from the export at ``folder`` whose model is an ONNX Runtime session
+    (:class:`~nlpkit.onnx_runtime.OnnxModel`): the labels, thresholds and options come from the descriptor."""
+    from transformers import AutoTokenizer
+
+    task = cls.from_saved(folder, **overrides)
+    task.info = task.saved_info or cls.Info()
+    task.tokenizer = AutoTokenizer.from_pretrained(folder)
+    task.model = OnnxModel(folder, threads=threads).to(device or "cpu")
+    return task
+
+
 def guess_task(model: str) -> str | None:
     """The task of a model folder: its nlpkit descriptor, else what the tasks declare they recognise
     (``Task.architectures`` in ``config.json``, ``Task.saved_files`` markers)."""
@@ -56,7 +70,7 @@ def guess_task(model: str) -> str | None:
 
 
 def pipeline(task_or_model: str, model: str | None = None, device: str | None = None, dtype: str | None = None,
-             **overrides: Any) -> Pipeline:
+             threads: int | None = None, **overrides: Any) -> Pipeline:
     """Load a predictor.
 
     ``pipeline("outputs/<run>")`` loads a trained run (its task is recorded in the run);
@@ -65,6 +79,8 @@ def pipeline(task_or_model: str, model: str | None = None, device: str | None = 
     ``dtype`` (``"bfloat16"``, ``"float16"``, ``"float32"``, ``"auto"``) is the precision the weights are loaded
     in (``model.dtype``; default: the run's, float32 unless it was trained otherwise).
     A LoRA run's ``model/`` (an adapter) loads its base model, then the adapter.
+    A folder written by ``nlpkit export`` runs on ONNX Runtime (CPU), ``threads`` intra-op threads (default:
+    torch's), through the same ``predict`` as the PyTorch model.
     ``overrides`` are config keys (e.g. ``**{"data.max_length": 256}``).
     """
     if model is None:
@@ -79,6 +95,8 @@ def pipeline(task_or_model: str, model: str | None = None, device: str | None = 
                                  f"nlpkit.pipeline(<task>, model={model!r}) with a task from {available_tasks()}.")
     else:
         task_name = task_or_model
+    if onnx_export_info(model) is not None:  # an `nlpkit export` folder: ONNX Runtime, the task's own predict
+        return Pipeline(load_onnx_task(get_task(task_name), model, device=device, threads=threads, **overrides))
     if dtype is not None:
         overrides["model.dtype"] = dtype
     task = get_task(task_name).from_pretrained(model, **overrides)

@@ -373,7 +373,7 @@ class SentimentTask(Task):
             return results
         texts = [inputs[i] for i in todo]
         ids = self.tokenizer(texts, truncation=True, max_length=self.cfg.data.max_length)["input_ids"]
-        device = next(self.model.parameters()).device
+        device = self.model.device  # a transformers model's, or an ONNX Runtime model's (nlpkit export): cpu
         pad_id = self.tokenizer.pad_token_id or 0
         thresholds = self.decision_thresholds()
 

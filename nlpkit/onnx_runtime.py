@@ -1,0 +1,112 @@
+"""Run an exported ONNX model with ONNX Runtime as a drop-in for the PyTorch model at prediction time.
+
+``nlpkit export`` (:mod:`nlpkit.export`) writes a folder with ``model.onnx``, the tokenizer, ``config.json`` and
+the nlpkit descriptor, whose ``onnx`` entry says how it was made. :func:`onnx_export_info` recognises such a
+folder; :class:`OnnxModel` opens it with ONNX Runtime and answers ``model(input_ids=..., attention_mask=...)``
+with an object whose ``.logits`` is a tensor, like a transformers model, so a task's ``predict`` (its
+length-sorted batching and post-processing) runs unchanged on either.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+from typing import Any
+
+import torch
+
+from nlpkit.artifacts import read_descriptor
+from nlpkit.errors import ConfigError, UsageError
+
+__all__ = ["ONNX_FILE", "OnnxModel", "onnx_export_info", "require_onnxruntime", "session_options"]
+
+#: The model file inside an exported folder.
+ONNX_FILE = "model.onnx"
+#: The descriptor entry that marks an exported folder (its value: format, precision, source run, ...).
+DESCRIPTOR_KEY = "onnx"
+INSTALL_HINT = "pip install 'nlpkit-hf[onnx]' (or: pip install onnxruntime onnx)"
+
+
+def require_onnxruntime() -> ModuleType:
+    """The ``onnxruntime`` module, or a :class:`ConfigError` with the install command."""
+    try:
+        import onnxruntime
+    except ImportError as err:
+        raise ConfigError(f"ONNX export and inference need onnxruntime, which is not installed: {INSTALL_HINT}."
+                          ) from err
+    return onnxruntime
+
+
+def onnx_export_info(path: str | Path) -> dict[str, Any] | None:
+    """The ``onnx`` entry of the descriptor of an exported folder (``nlpkit export``), else None."""
+    p = Path(path).expanduser()
+    if not p.is_dir():
+        return None
+    found = read_descriptor(p)
+    entry = found.extra.get(DESCRIPTOR_KEY) if found is not None else None
+    return entry if isinstance(entry, dict) else None
+
+
+def session_options(threads: int | None = None) -> Any:
+    """ONNX Runtime session options: ``threads`` intra-op threads (default: torch's, which follows
+    ``OMP_NUM_THREADS`` / ``torch.set_num_threads``), one inter-op thread, every graph optimisation."""
+    ort = require_onnxruntime()
+    if threads is not None and threads < 1:
+        raise UsageError(f"threads={threads}: expected a positive number of CPU threads (or None for torch's).")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.inter_op_num_threads = 1  # the graph is one chain of ops: parallelism is inside each op
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return options
+
+
+class OnnxModel:
+    """An ONNX Runtime session behind the calling convention of a transformers model.
+
+    ``model(input_ids=ids, attention_mask=mask)`` returns an object with one tensor attribute per ONNX output
+    (``.logits``). Inputs the graph declares but the caller does not pass (``token_type_ids`` of BERT) are
+    zeros, as transformers fills them. ``config`` is the model's transformers config (labels, problem type).
+    """
+
+    def __init__(self, folder: str | Path, threads: int | None = None):
+        from transformers import AutoConfig
+
+        ort = require_onnxruntime()
+        self.folder = Path(folder)
+        path = self.folder / ONNX_FILE
+        if not path.is_file():
+            raise UsageError(f"{self.folder} has no {ONNX_FILE}: export one with `nlpkit export RUN --out "
+                             f"{self.folder}`.")
+        self.config = AutoConfig.from_pretrained(self.folder)
+        self.session = ort.InferenceSession(str(path), session_options(threads),
+                                            providers=["CPUExecutionProvider"])
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        #: Where inputs must be: ONNX Runtime's CPU provider reads host memory.
+        self.device = torch.device("cpu")
+
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                 **inputs: torch.Tensor) -> SimpleNamespace:
+        given = {"input_ids": input_ids, "attention_mask": attention_mask, **inputs}
+        feeds = {}
+        for name in self.input_names:
+            value = given.get(name)
+            feeds[name] = (value.cpu().numpy() if value is not None
+                           else torch.zeros_like(input_ids).numpy())  # token_type_ids: one segment
+        outputs = self.session.run(self.output_names, feeds)
+        return SimpleNamespace(**{n: torch.from_numpy(o) for n, o in zip(self.output_names, outputs)})
+
+    def eval(self) -> OnnxModel:
+        """No-op (an ONNX graph has no training mode); for code written against torch modules."""
+        return self
+
+    def to(self, device: Any) -> OnnxModel:
+        """Stay on the CPU; any other device is a :class:`UsageError` (the export runs on ONNX Runtime's CPU
+        provider)."""
+        if torch.device(device).type != "cpu":
+            raise UsageError(f"device={device!r}: an exported ONNX model runs on the CPU; use device='cpu' or "
+                             f"the PyTorch run folder for a GPU.")
+        return self
+
+    def __repr__(self) -> str:
+        return f"OnnxModel({str(self.folder)!r})"

@@ -1,0 +1,130 @@
+"""``nlpkit export --format onnx``: a trained classifier exported to ONNX (fp32 and int8) and run with ONNX Runtime
+through ``nlpkit.pipeline``, with the same batching and post-processing as the PyTorch model."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import sentiment_overrides, sentiment_rows
+
+import nlpkit
+from nlpkit.artifacts import write_descriptor
+from nlpkit.cli import console_main
+from nlpkit.errors import ConfigError, ModelNotFoundError, UsageError
+
+pytest.importorskip("onnxruntime")
+export = pytest.importorskip("nlpkit.export")
+
+TEXTS = [t for t, _ in sentiment_rows(60, seed=7)] + ["", "   ", "great " * 200]
+
+
+@pytest.fixture(scope="module")
+def run(tiny_bert: Path, sentiment_data: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    out = tmp_path_factory.mktemp("runs") / "sentiment"
+    report = nlpkit.train("sentiment", **sentiment_overrides(tiny_bert, sentiment_data, out, **{"train.epochs": 4.0}))
+    assert report["test"]["accuracy"] >= 0.9
+    return report["run_dir"]
+
+
+@pytest.fixture(scope="module")
+def fp32(run: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("exports") / "fp32"
+    entry = export.export_model(run, out)
+    assert entry["precision"] == "fp32" and entry["fused"], entry  # the tiny BERT's attention is fused too
+    return out
+
+
+def test_fp32_export_predicts_what_the_pytorch_model_does(run: str, fp32: Path) -> None:
+    assert sorted(p.name for p in fp32.iterdir()) == ["config.json", "model.onnx", "nlpkit_task.json",
+                                                      "tokenizer.json", "tokenizer_config.json"]
+    assert not fp32.with_name("fp32.tmp").exists()
+    torch_pipe, onnx_pipe = nlpkit.pipeline(run, device="cpu"), nlpkit.pipeline(str(fp32), threads=1)
+    assert type(onnx_pipe.model).__name__ == "OnnxModel"
+    ours, theirs = onnx_pipe(TEXTS, batch_size=8), torch_pipe(TEXTS, batch_size=8)
+    assert [o["label"] for o in ours] == [t["label"] for t in theirs]
+    assert ours[-3] == {"label": None, "score": None}  # blank texts: the same default as PyTorch
+    for o, t in zip(ours, theirs):
+        if t["score"] is not None:
+            assert o["score"] == pytest.approx(t["score"], abs=1e-4)
+    # top_k goes through the same post-processing: every label, best first, same scores
+    ranked, expected = onnx_pipe(TEXTS[:5], top_k=None), torch_pipe(TEXTS[:5], top_k=None)
+    assert [[p["label"] for p in r] for r in ranked] == [[p["label"] for p in r] for r in expected]
+    # the model learned the planted words: the export keeps that, not just agreement on noise
+    labels = dict(sentiment_rows(60, seed=7))
+    assert sum(o["label"] == labels[t] for o, t in zip(ours, TEXTS[:60])) / 60 >= 0.9
+
+
+def test_int8_export_is_smaller_and_agrees_on_most_labels(run: str, fp32: Path, tmp_path: Path) -> None:
+    out = tmp_path / "int8"
+    entry = export.export_model(run, out, quantize="int8")
+    assert entry["precision"] == "int8" and entry["quantization"]["nodes_kept_fp32"] > 0
+    everything = export.export_model(run, tmp_path / "all-int8", quantize="int8", keep_fp32="")
+    assert everything["quantization"]["nodes_kept_fp32"] == 0
+    assert (tmp_path / "all-int8" / "model.onnx").stat().st_size < 0.6 * (fp32 / "model.onnx").stat().st_size
+    ours = nlpkit.pipeline(str(out))(TEXTS[:60])
+    theirs = nlpkit.pipeline(run, device="cpu")(TEXTS[:60])
+    agree = sum(o["label"] == t["label"] for o, t in zip(ours, theirs)) / 60
+    assert agree >= 0.9
+    assert max(abs(o["score"] - t["score"]) for o, t in zip(ours, theirs)) > 0  # really quantized
+
+
+def test_export_and_predict_from_the_command_line(run: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "cli-export"
+    console_main(["export", run, "--out", str(out)])
+    assert "label agreement 100%" in capsys.readouterr().out
+    console_main(["predict", str(out), "a great and moving film", "dull and boring"])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    expected = nlpkit.pipeline(run, device="cpu")(["a great and moving film", "dull and boring"])
+    assert [x["output"]["label"] for x in lines] == [e["label"] for e in expected]
+
+
+def test_bad_exports_are_clear_errors_and_write_nothing(run: str, fp32: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ModelNotFoundError, match="not an nlpkit run"):
+        export.export_model(tmp_path, tmp_path / "x")
+    with pytest.raises(ModelNotFoundError, match="does not exist"):
+        export.export_model(tmp_path / "missing", tmp_path / "x")
+    other = tmp_path / "translation-run"
+    other.mkdir()
+    write_descriptor(other, "translation", {"task": "translation"})
+    with pytest.raises(UsageError, match="translation model; nlpkit export handles sentiment"):
+        export.export_model(other, tmp_path / "x")
+    with pytest.raises(UsageError, match="already an ONNX export"):
+        export.export_model(fp32, tmp_path / "x")
+    with pytest.raises(UsageError, match="--quantize 'int4'"):
+        export.export_model(run, tmp_path / "x", quantize="int4")
+    with pytest.raises(UsageError, match="own model"):
+        export.export_model(run, Path(run) / "model")
+    with pytest.raises(UsageError, match="--force"):
+        export.export_model(run, fp32)  # an earlier export: only with --force
+    kept = tmp_path / "my-notes"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    with pytest.raises(UsageError, match="not an nlpkit ONNX export"):
+        export.export_model(run, kept, force=True)  # --force never deletes a folder that is not an export
+    assert (kept / "notes.txt").read_text() == "mine"
+    with pytest.raises(UsageError, match="valid regular expression"):
+        export.export_model(run, tmp_path / "x", quantize="int8", keep_fp32="(")
+    assert not (tmp_path / "x").exists() and not (tmp_path / "x.tmp").exists()
+
+    # a failure half-way (here: in quantization) leaves neither the folder nor its temporary copy
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(export, "_quantize", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        export.export_model(run, tmp_path / "y", quantize="int8")
+    assert not (tmp_path / "y").exists() and not (tmp_path / "y.tmp").exists()
+
+
+def test_onnx_pipeline_errors(fp32: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(UsageError, match="runs on the CPU"):
+        nlpkit.pipeline(str(fp32), device="cuda")
+    with pytest.raises(UsageError, match="threads=0"):
+        nlpkit.pipeline(str(fp32), threads=0)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if it were not installed
+    with pytest.raises(ConfigError, match=r"pip install 'nlpkit-hf\[onnx\]'"):
+        nlpkit.pipeline(str(fp32))
