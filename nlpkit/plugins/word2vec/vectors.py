@@ -134,8 +134,8 @@ def _load_safe(folder: Path) -> Any:
         kv = FastTextKeyedVectors(vectors.shape[1], meta["min_n"], meta["max_n"], meta["bucket"])
     else:
         kv = KeyedVectors(vectors.shape[1], dtype=np.float32)
-    # Set directly rather than through add_vectors, which checks each key and copies the matrix (2.5x slower
-    # for GloVe's 400k words); the keys are known unique (checked above).
+    # Set directly rather than through add_vectors, which checks each key and copies the matrix (seconds for
+    # GloVe's 400k words); the keys are known unique (checked above).
     kv.index_to_key = list(words)
     kv.key_to_index = {word: i for i, word in enumerate(words)}
     kv.vectors = vectors
