@@ -222,3 +222,21 @@ def test_a_run_folder_cannot_opt_itself_in_to_remote_code(tiny_bert: Path, tmp_p
     with pytest.raises(UnsafeFileError, match="trust_remote_code"):
         nlpkit.pipeline(str(run))
     assert not marker.exists()
+
+
+def test_own_pickle_record_survives_an_unwritable_or_damaged_cache(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Saving a run never fails over the record: the pickle is then simply not nlpkit's own."""
+    from nlpkit.plugins.word2vec.vectors import own_pickles_file, record_own_pickle
+
+    pickle_file = tmp_path / "word2vec.model"
+    pickle_file.write_bytes(b"bytes")
+    monkeypatch.setenv("NLPKIT_CACHE", str(pickle_file / "cache"))  # under a file: cannot be created
+    record_own_pickle(pickle_file)
+    assert not is_own_pickle(pickle_file)
+    monkeypatch.setenv("NLPKIT_CACHE", str(tmp_path / "cache"))
+    own_pickles_file().parent.mkdir()
+    own_pickles_file().write_text("{not json")
+    assert not is_own_pickle(pickle_file)
+    record_own_pickle(pickle_file)
+    assert is_own_pickle(pickle_file)

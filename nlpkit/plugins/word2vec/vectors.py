@@ -174,12 +174,19 @@ def record_own_pickle(path: str | Path) -> None:
 
     path = Path(path)
     record = own_pickles_file()
-    record.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(record) + ".lock"):  # runs saving at the same time must not drop each other's entries
-        known = json.loads(record.read_text()) if record.is_file() else {}
-        known[_sha256(path)] = {"name": path.name, "bytes": path.stat().st_size,
-                                "saved": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        atomic_write(record, json.dumps(known, indent=1))
+    try:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(record) + ".lock"):  # runs saving at the same time must not drop each other's entries
+            try:
+                known = json.loads(record.read_text()) if record.is_file() else {}
+            except json.JSONDecodeError:
+                known = {}  # a damaged record only costs an opt-in for the runs it listed
+            known[_sha256(path)] = {"name": path.name, "bytes": path.stat().st_size,
+                                    "saved": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            atomic_write(record, json.dumps(known, indent=1))
+    except OSError as err:  # e.g. a read-only cache folder: the run itself is saved all the same
+        logger.warning("Could not record %s as nlpkit's own in %s (%s): continuing training from it "
+                       "(init_from) will need trust_pickle=true.", path.name, record, err)
 
 
 def is_own_pickle(path: str | Path) -> bool:
