@@ -15,7 +15,8 @@ sides rotating from round to round. Sides: ``packed`` (rows of up to 256 tokens,
 batches of as many rows as carry about ``--batch`` examples), ``padded`` (``--batch`` examples per update,
 length-grouped batches as by default) and ``padded-random`` (``train.group_by_length=false``: random batches,
 the most padding). Speed = training time only (evaluation and checkpoints
-excluded) in examples/s and real (non-padding) tokens/s; perplexity = validation perplexity after the epoch.
+excluded) in examples/s and real (non-padding) tokens/s, and the process's CPU time for the same span (less
+disturbed than wall time when other jobs share the cores); perplexity = validation perplexity after the epoch.
 Prints each run, then the medians and the packed/padded ratios.
 """
 
@@ -94,10 +95,16 @@ def run(model: str, data: Path, side: str, batch: int, lr: float, out: Path) -> 
     rows = loop.loaders["train"].dataset
     labels = rows["labels"]
     loop.prepare()
+    cpu = time.process_time()
     loop.train()
+    cpu = time.process_time() - cpu
+    # train() ends with a validation pass; one more measures its CPU time, to leave it out
+    began = time.process_time()
+    loop.evaluate("validation")
+    cpu -= time.process_time() - began
     evals = [h for h in loop.state["history"] if "eval_perplexity" in h]
     return {"side": side, "rows": len(rows), "batch": batch, "updates": loop.state["global_step"],
-            "seconds": loop.state["train_seconds"],
+            "seconds": loop.state["train_seconds"], "cpu_seconds": cpu,
             "scored_tokens": sum(sum(1 for x in row[1:] if x != -100) for row in labels),
             "real_tokens": sum(len(r) for r in rows["input_ids"]),
             "perplexity": evals[-1]["eval_perplexity"]}
@@ -151,19 +158,21 @@ def main() -> None:
                 results[side].append(res)
                 print(f"round {r + 1} {side}: {res['rows']} rows, batch {res['batch']}, {res['updates']} updates, "
                       f"train {res['seconds']:.1f} s ({args.train / res['seconds']:.2f} examples/s, "
-                      f"{res['real_tokens'] / res['seconds']:.0f} tokens/s), validation perplexity "
+                      f"{res['real_tokens'] / res['seconds']:.0f} tokens/s; CPU {res['cpu_seconds']:.1f} s), "
+                      f"validation perplexity "
                       f"{res['perplexity']:.3f}  [wall {time.perf_counter() - began:.0f} s]", flush=True)
 
     def median(side: str, key: str) -> float:
         return statistics.median(r[key] for r in results[side])
 
     print()
-    packed_s, packed_ppl = median("packed", "seconds"), median("packed", "perplexity")
+    packed_s, packed_cpu = median("packed", "seconds"), median("packed", "cpu_seconds")
+    packed_ppl = median("packed", "perplexity")
     for side in SIDES:
-        secs, ppl = median(side, "seconds"), median(side, "perplexity")
-        print(f"{side:>14}: median training {secs:6.1f} s = {args.train / secs:.2f} examples/s; validation "
-              f"perplexity {ppl:.3f}; packed speed-up {secs / packed_s:.2f}x, packed/this perplexity "
-              f"{packed_ppl / ppl:.4f}")
+        secs, cpu, ppl = median(side, "seconds"), median(side, "cpu_seconds"), median(side, "perplexity")
+        print(f"{side:>14}: median training {secs:6.1f} s wall ({args.train / secs:.2f} examples/s), {cpu:6.1f} s "
+              f"CPU; validation perplexity {ppl:.3f}; packed speed-up {secs / packed_s:.2f}x wall, "
+              f"{cpu / packed_cpu:.2f}x CPU; packed/this perplexity {packed_ppl / ppl:.4f}")
     print(f"scored tokens per epoch, every side: {results['packed'][0]['scored_tokens']}")
 
 
