@@ -96,6 +96,9 @@ def pipeline(task_or_model: str, model: str | None = None, device: str | None = 
     else:
         task_name = task_or_model
     if onnx_export_info(model) is not None:  # an `nlpkit export` folder: ONNX Runtime, the task's own predict
+        if dtype is not None:
+            raise UsageError(f"dtype={dtype!r}: {model} is an ONNX export, whose precision was fixed when it was "
+                             f"exported ({onnx_export_info(model)['precision']}); leave dtype out.")
         return Pipeline(load_onnx_task(get_task(task_name), model, device=device, threads=threads, **overrides))
     if dtype is not None:
         overrides["model.dtype"] = dtype

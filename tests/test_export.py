@@ -123,6 +123,8 @@ def test_bad_exports_are_clear_errors_and_write_nothing(run: str, fp32: Path, tm
 def test_onnx_pipeline_errors(fp32: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(UsageError, match="runs on the CPU"):
         nlpkit.pipeline(str(fp32), device="cuda")
+    with pytest.raises(UsageError, match="precision was fixed"):
+        nlpkit.pipeline(str(fp32), dtype="bfloat16")
     with pytest.raises(UsageError, match="threads=0"):
         nlpkit.pipeline(str(fp32), threads=0)
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if it were not installed
