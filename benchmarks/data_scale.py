@@ -1,13 +1,18 @@
 """Data preparation at scale: 100k and 1M sentiment rows through the real task code, cold and from cache.
 
-    python benchmarks/data_scale.py                          # 100k and 1M rows, data.num_proc=2
-    python benchmarks/data_scale.py --sizes 20000 --num-proc 1
+    python benchmarks/data_scale.py                          # 100k and 1M rows, one process
+    python benchmarks/data_scale.py --sizes 20000 --num-proc 2
 
 Builds csv files of N rows from the catalog's rotten_tomatoes texts (repeated, shuffled), then for each size
 runs the preparation a training run does, in a fresh child process: ``SentimentTask.load_data`` (read the csv,
 check columns, stratified split, drop empty texts, label ids) -> ``load_model`` -> ``encode_splits``
 (tokenize, ``data.num_proc`` processes) -> ``lengths`` of every split. The first run starts from an empty
 datasets cache; the second, identical one should read the tokenized splits back from it.
+
+The peer, in the same run and on the same file: the recipe a user writes with datasets and transformers alone,
+``load_dataset("csv")`` then ``map(lambda b: tokenizer(b["text"], truncation=True, max_length=128),
+batched=True)`` (no split, no label handling, no cleaning: less work than nlpkit's preparation). Its time and the
+ratio are printed next to nlpkit's; the two run in alternating order from one size to the next.
 
 Prints seconds per stage (wall, and the CPU seconds of the child and its workers: the machine may be shared),
 peak memory (the largest ``ru_maxrss`` of the child and the tokenizing workers it waited for, from
@@ -77,6 +82,26 @@ def child(args: argparse.Namespace) -> None:
     print(json.dumps({"times": times, "cpu": cpu, "splits": {k: len(v) for k, v in encoded.items()}, "tokens": tokens}))
 
 
+def peer_child(args: argparse.Namespace) -> None:
+    """The datasets + transformers recipe on the same csv, timed the same way; prints a JSON line."""
+    start = time.perf_counter()
+    import datasets
+    from transformers import AutoTokenizer
+
+    from nlpkit.modeling import resolve_model
+
+    datasets.disable_progress_bars()
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(args.model))
+    times, cpu = {"imports": time.perf_counter() - start}, {"imports": _cpu_seconds()}
+    t, c = time.perf_counter(), _cpu_seconds()
+    raw = datasets.load_dataset("csv", data_files=args.peer, split="train")
+    times["load_data"], cpu["load_data"] = time.perf_counter() - t, _cpu_seconds() - c
+    t, c = time.perf_counter(), _cpu_seconds()
+    encoded = raw.map(lambda b: tokenizer(b["text"], truncation=True, max_length=128), batched=True)
+    times["encode"], cpu["encode"] = time.perf_counter() - t, _cpu_seconds() - c
+    print(json.dumps({"times": times, "cpu": cpu, "splits": {"train": len(encoded)}}))
+
+
 def _cpu_seconds() -> float:
     """CPU seconds of this process and of the workers it waited for (tokenizing processes), user + system."""
     t = os.times()
@@ -102,11 +127,12 @@ def _sample_tree_memory(pid: int, peak: list[int], done: threading.Event) -> Non
         pass
 
 
-def run_child(csv: Path, cache: Path, args: argparse.Namespace) -> dict:
-    """Run one preparation in a child process with its own datasets cache; add wall time and peak memory."""
+def run_child(csv: Path, cache: Path, args: argparse.Namespace, mode: str = "--child") -> dict:
+    """Run one preparation (``--child``: nlpkit's, ``--peer``: the recipe's) in a child process with its own
+    datasets cache; add wall time and peak memory."""
     env = {**os.environ, "HF_DATASETS_CACHE": str(cache), "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1",
            "TRANSFORMERS_VERBOSITY": "error"}
-    cmd = [sys.executable, __file__, "--child", str(csv), "--model", args.model, "--num-proc", str(args.num_proc),
+    cmd = [sys.executable, __file__, mode, str(csv), "--model", args.model, "--num-proc", str(args.num_proc),
            "--workdir", str(args.workdir)]
     start = time.perf_counter()
     out_file, err_file = cache.parent / f"{cache.name}.out", cache.parent / f"{cache.name}.err"
@@ -133,34 +159,45 @@ def run_child(csv: Path, cache: Path, args: argparse.Namespace) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000], help="Rows per csv file.")
-    parser.add_argument("--num-proc", type=int, default=2, help="data.num_proc (tokenizing processes).")
+    parser.add_argument("--num-proc", type=int, default=1,
+                        help="data.num_proc (tokenizing processes; a fast tokenizer already uses every core).")
     parser.add_argument("--model", default="minilm-l6", help="Tokenizer/model (catalog name, path or hub id).")
     parser.add_argument("--workdir", default=None, help="Folder for the csv files and caches (default: a temp dir).")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--peer", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args)
+        return
+    if args.peer:
+        peer_child(args)
         return
     with tempfile.TemporaryDirectory(prefix="data-scale-") as tmp:
         args.workdir = args.workdir or tmp
         work = Path(args.workdir)
         work.mkdir(parents=True, exist_ok=True)
-        rows = []
-        for size in sorted(args.sizes):
+        rows, peers = [], {}
+        for i, size in enumerate(sorted(args.sizes)):
             csv = work / f"sentiment-{size}.csv"
             t = time.perf_counter()
             build_csv(csv, size)
             print(f"built {csv.name} ({csv.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - t:.1f} s",
                   flush=True)
             cache = work / f"cache-{size}"
+            if i % 2:  # alternate which side runs first: the machine's speed drifts
+                peers[size] = run_child(csv, work / f"peer-cache-{size}", args, "--peer")
+                print(f"{size} rows, datasets+transformers recipe: {json.dumps(peers[size])}", flush=True)
             for run in ("cold", "from cache"):
                 r = run_child(csv, cache, args)
                 rows.append((size, run, r))
                 print(f"{size} rows, {run}: {json.dumps(r)}", flush=True)
-        report(rows, args)
+            if not i % 2:
+                peers[size] = run_child(csv, work / f"peer-cache-{size}", args, "--peer")
+                print(f"{size} rows, datasets+transformers recipe: {json.dumps(peers[size])}", flush=True)
+        report(rows, args, peers)
 
 
-def report(rows: list[tuple[int, str, dict]], args: argparse.Namespace) -> None:
+def report(rows: list[tuple[int, str, dict]], args: argparse.Namespace, peers: dict[int, dict]) -> None:
     print(f"\nmachine: {os.cpu_count()} CPU cores, data.num_proc={args.num_proc}, model {args.model}\n")
     print("| rows | run | load_data s | load_model s | encode s | lengths s | prepared in s | CPU s | process wall s "
           "| peak RSS largest process GB | peak PSS all processes GB | load average after |")
@@ -173,6 +210,14 @@ def report(rows: list[tuple[int, str, dict]], args: argparse.Namespace) -> None:
         cpu = sum(r["cpu"][s] for s in STAGES)
         print(f"| {size:,} | {run} | {cells} | {total:.1f} | {cpu:.1f} | {r['wall']:.1f} | {r['maxrss_gb']:.2f} | "
               f"{r['pss_sum_gb']:.2f} | {r['load_average']:.1f} |")
+    print("\n| rows | datasets+transformers recipe: read s | tokenize s | total s | CPU s | peak RSS GB "
+          "| nlpkit cold prepared in s | recipe / nlpkit |")
+    print("|---|---|---|---|---|---|---|---|")
+    for size, r in sorted(peers.items()):
+        total = r["times"]["load_data"] + r["times"]["encode"]
+        cpu = r["cpu"]["load_data"] + r["cpu"]["encode"]
+        print(f"| {size:,} | {r['times']['load_data']:.1f} | {r['times']['encode']:.1f} | {total:.1f} | {cpu:.1f} | "
+              f"{r['maxrss_gb']:.2f} | {prep[(size, 'cold')]:.1f} | {total / prep[(size, 'cold')]:.2f}x |")
     sizes = sorted({s for s, _, _ in rows})
     if len(sizes) > 1:
         small, big = sizes[0], sizes[-1]

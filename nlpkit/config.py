@@ -72,7 +72,8 @@ class DataConfig:
     revision: Optional[str] = opt(None, "Version of a hub dataset: a branch, tag or commit.")
     data_files: Any = opt(None, "Files of a hub dataset or dataset folder to read (load_dataset's data_files): a "
                                 "path or glob, a list of them, or {split: path(s)}.")
-    num_proc: Optional[int] = opt(None, "Processes that tokenize in parallel (datasets' num_proc; default: one).")
+    num_proc: Optional[int] = opt(None, "Processes that tokenize in parallel (datasets' num_proc; default: one, "
+                                        "which a fast tokenizer already runs on every core).")
     stratify: str = opt("auto", "Keep class proportions in the validation/test splits made here: `auto` (on for "
                                 "a classification task's label column), `true`, `false`, or a column name.")
     label_delimiter: Optional[str] = opt(None, "Multi-label classification: the label column holds strings of "

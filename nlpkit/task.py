@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     import argparse
 
     import gradio
+    import pyarrow as pa
     from accelerate import Accelerator
     from datasets import DatasetDict
 
@@ -201,8 +202,9 @@ class Task:
         """Raw ``train``/``validation``/``test`` splits, checked and cleaned, with what they tell the model."""
         raise NotImplementedError
 
-    def encode(self, batch: dict[str, list]) -> dict[str, list]:
-        """Tokenize a batch of raw rows (``datasets.map(batched=True)``); also used for prediction."""
+    def encode(self, batch: dict[str, list]) -> dict[str, list] | pa.Table:
+        """Tokenize a batch of raw rows (``datasets.map(batched=True)``): columns as lists, or a ``pyarrow.Table``
+        (no Python list per row: see :func:`nlpkit.tokenizing.token_ids`)."""
         raise NotImplementedError
 
     def collate(self, features: list[dict[str, Any]]) -> dict[str, Any]:

@@ -345,6 +345,26 @@ def test_second_identical_run_reuses_the_tokenized_cache(tiny_bert: Path, tmp_pa
         assert parallel[split]["labels"][:] == first[split]["labels"][:]
 
 
+def test_token_ids_match_the_tokenizer_call(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The Arrow fast path gives the tokenizer call's ids (special tokens, truncation side), WordPiece and BPE."""
+    from tiny_generation import tiny_llama
+    from transformers import AutoTokenizer
+
+    from nlpkit.tokenizing import token_ids
+
+    texts = [t for t, _ in sentiment_rows(50)] + ["", "   ", "word " * 300, "Caf\u00e9 na\u00efve \u65e5\u672c"]
+    for folder in (tiny_bert, tiny_llama(tmp_path_factory)):
+        tok = AutoTokenizer.from_pretrained(folder)
+        for side in ("right", "left"):
+            tok.truncation_side = side
+            for n in (None, 8, 64):
+                want = tok(texts, truncation=n is not None, max_length=n)["input_ids"]
+                got = token_ids(tok, texts, n)
+                assert str(got.type) == "list<item: int32>"
+                assert got.to_pylist() == want, (folder.name, side, n)
+        assert token_ids(tok, texts, 8).to_pylist() != token_ids(tok, texts, None).to_pylist()
+
+
 # ------------------------------------------------------------------ tiny and odd files
 
 

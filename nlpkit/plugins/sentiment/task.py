@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Optional
 
 import numpy as np
+import pyarrow as pa
 import torch
 import torch.nn.functional as F
 
@@ -35,6 +36,7 @@ from nlpkit.modeling import load_kwargs, resolve_model
 from nlpkit.plugins.sentiment.report import confusion_section, per_class_section, pr_curve_section
 from nlpkit.plugins.sentiment.thresholds import ThresholdTuning
 from nlpkit.task import Data, DataInfo, RunResults, Task
+from nlpkit.tokenizing import token_ids
 
 PROBLEM_TYPES = ("single_label", "multi_label", "auto")
 #: transformers' name of each problem type (config.json ``problem_type``: picks the loss and the pipeline's
@@ -206,12 +208,12 @@ class SentimentTask(Task):
         ids = column.to_numpy(zero_copy_only=False)
         return [int(c) for c in np.bincount(ids, minlength=n_labels)[:n_labels]]
 
-    def encode(self, batch: dict[str, list]) -> dict[str, list]:
-        enc = self.tokenizer(batch[self.cfg.data.text_column], truncation=True, max_length=self.cfg.data.max_length)
-        out = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+    def encode(self, batch: dict[str, list]) -> pa.Table:
+        # Ids only, straight into Arrow: the collator builds the attention mask from the lengths.
+        out = {"input_ids": token_ids(self.tokenizer, batch[self.cfg.data.text_column], self.cfg.data.max_length)}
         if "labels" in batch:
-            out["labels"] = batch["labels"]
-        return out
+            out["labels"] = pa.array(batch["labels"])
+        return pa.table(out)
 
     def collate(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         batch = self.tokenizer.pad(features, return_tensors="pt")
@@ -372,7 +374,7 @@ class SentimentTask(Task):
         if not todo:
             return results
         texts = [inputs[i] for i in todo]
-        ids = self.tokenizer(texts, truncation=True, max_length=self.cfg.data.max_length)["input_ids"]
+        ids = token_ids(self.tokenizer, texts, self.cfg.data.max_length).to_pylist()
         device = self.model.device  # a transformers model's, or an ONNX Runtime model's (nlpkit export): cpu
         pad_id = self.tokenizer.pad_token_id or 0
         thresholds = self.decision_thresholds()
