@@ -18,6 +18,7 @@ written atomically; ``nlpkit.pipeline(folder)`` runs it through the task's own `
 
 from __future__ import annotations
 
+import logging
 import re
 import warnings
 from pathlib import Path
@@ -139,10 +140,18 @@ def _quantize(src: Path, dst: Path, keep_fp32: str) -> dict[str, Any]:
         raise UsageError(f"--keep-fp32 {keep_fp32!r} is not a valid regular expression ({err}).") from err
     names = [n.name for n in onnx.load(str(src), load_external_data=False).graph.node]
     kept = [n for n in names if pattern is not None and pattern.search(n)]
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True, nodes_to_exclude=kept,
-                     extra_options={"MatMulConstBOnly": True,  # only weight matrices, not activation x activation
-                                    # fused ops (Attention, EmbedLayerNormalization) carry no shape information
-                                    "DefaultTensorType": onnx.TensorProto.FLOAT})
+    root = logging.getLogger()
+    level = root.level
+    # The quantizer logs "Please consider to run pre-processing before quantization" through the root logger on
+    # every call; the graph here is already fused (ORT's own optimizer), so the advice is noise for our users.
+    root.setLevel(max(level, logging.ERROR))
+    try:
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True, nodes_to_exclude=kept,
+                         extra_options={"MatMulConstBOnly": True,  # only weight matrices, not activation x activation
+                                        # fused ops (Attention, EmbedLayerNormalization) carry no shape information
+                                        "DefaultTensorType": onnx.TensorProto.FLOAT})
+    finally:
+        root.setLevel(level)
     return {"weights": "int8, per channel", "activations": "uint8, dynamic (per batch)",
             "kept_fp32": keep_fp32, "nodes_kept_fp32": len(kept)}
 
