@@ -8,7 +8,8 @@ max length and number of threads, in one process; the timed passes rotate the or
 best pass of each counts. Rows: ``transformers.pipeline("text-classification")``; ``nlpkit.pipeline`` on the
 PyTorch run; on its ``nlpkit export`` in fp32 and in int8 (the export's default: per-channel int8 weights,
 dynamic activations, attention and feed-forward output projections kept in fp32); one more int8 row per
-``--keep-fp32`` pattern. Columns: texts/s, the ratio to transformers.pipeline, label agreement with the
+``--keep-fp32`` pattern; one more per ``--fallback-margin`` gap and int8 variant (close calls re-scored in
+fp32). Columns: texts/s, the ratio to transformers.pipeline, label agreement with the
 PyTorch model, and accuracy on the run's test split. Exports are written once into ``--export-dir`` and reused.
 """
 
@@ -38,6 +39,10 @@ def main() -> None:
                                                                         "(reused when present).")
     parser.add_argument("--keep-fp32", action="append", default=[], metavar="REGEX",
                         help="Also measure an int8 export keeping these nodes fp32 ('' = quantize every MatMul); "
+                             "repeatable.")
+    parser.add_argument("--fallback-margin", action="append", type=float, default=[], metavar="GAP",
+                        help="Also measure int8 exports (default and --keep-fp32 ones) that re-score in fp32 the "
+                             "rows whose two best probabilities are within GAP (nlpkit export --fallback-margin); "
                              "repeatable.")
     parser.add_argument("--no-onnx", action="store_true", help="Only transformers.pipeline and nlpkit PyTorch.")
     args = parser.parse_args()
@@ -74,14 +79,17 @@ def main() -> None:
         from nlpkit.export import KEEP_FP32, export_model
         from nlpkit.onnx_runtime import onnx_export_info
 
-        variants = [("nlpkit ONNX fp32", None, ""), ("nlpkit ONNX int8", "int8", KEEP_FP32)]
-        variants += [(f"nlpkit ONNX int8, fp32 kept: {p or 'none'}", "int8", p) for p in args.keep_fp32]
-        for i, (name, quantize, keep) in enumerate(variants):
+        variants = [("nlpkit ONNX fp32", None, "", None), ("nlpkit ONNX int8", "int8", KEEP_FP32, None)]
+        variants += [(f"nlpkit ONNX int8, fp32 kept: {p or 'none'}", "int8", p, None) for p in args.keep_fp32]
+        variants += [(f"nlpkit ONNX int8, fp32 kept: {p or 'none'}, fp32 fallback under gap {g}", "int8", p, g)
+                     for g in args.fallback_margin for p in [KEEP_FP32, *args.keep_fp32]]
+        for i, (name, quantize, keep, gap) in enumerate(variants):
             out = os.path.join(args.export_dir, f"{os.path.basename(os.path.normpath(run))}-{quantize or 'fp32'}-{i}")
             info = onnx_export_info(out)
             if info is None or info.get("source") != os.path.abspath(run) or (
-                    quantize and info.get("quantization", {}).get("kept_fp32") != keep):
-                export_model(run, out, quantize=quantize, keep_fp32=keep, force=True)
+                    quantize and info.get("quantization", {}).get("kept_fp32") != keep) or (
+                    (info.get("fallback") or {}).get("margin") != gap):
+                export_model(run, out, quantize=quantize, keep_fp32=keep, force=True, fallback_margin=gap)
             pipe = nlpkit.pipeline(out, threads=args.threads, **max_length)
             pipes[name] = lambda xs, pipe=pipe: pipe(xs, batch_size=args.batch_size)
 

@@ -194,7 +194,8 @@ def _cmd_export(args: argparse.Namespace) -> None:
     from nlpkit.export import export_model
 
     entry = export_model(args.run, args.out, format=args.format, quantize=args.quantize, force=args.force,
-                         keep_fp32=args.keep_fp32, optimize=not args.no_optimize, opset=args.opset)
+                         keep_fp32=args.keep_fp32, optimize=not args.no_optimize, opset=args.opset,
+                         fallback_margin=args.fallback_margin)
     check = entry["check"]
     size = (Path(args.out) / "model.onnx").stat().st_size / 2**20
     print(f"Exported {args.run} -> {args.out}/model.onnx ({entry['precision']}, {size:.1f} MB, "
@@ -292,6 +293,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"int8: ONNX nodes whose names match stay fp32 (default {KEEP_FP32!r}: the attention "
                         f"and feed-forward output projections, the most quantization-sensitive; '' quantizes "
                         f"every MatMul).")
+    p.add_argument("--fallback-margin", type=float, default=None, metavar="GAP",
+                   help="int8: also keep the fp32 graph and score again in fp32 every row whose two best label "
+                        "probabilities are within GAP (e.g. 0.2): nearly every label is then the fp32 model's, "
+                        "at close to int8 speed (single-label classifiers; the folder grows by the fp32 graph).")
     p.add_argument("--no-optimize", action="store_true", help="Skip ONNX Runtime's transformer fusion "
                                                               "(attention, LayerNorm, GELU kernels).")
     p.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset (default {OPSET}).")

@@ -8,7 +8,10 @@ The steps, each with a well-kept tool:
    residual + LayerNorm into single kernels (BERT-family encoders; a graph it cannot fuse is kept as exported);
 3. with ``quantize="int8"``, ``onnxruntime.quantization.quantize_dynamic``: int8 weights per output channel,
    activations quantized per batch at run time, and the nodes matching :data:`KEEP_FP32` left in fp32;
-4. a check: the exported model and the PyTorch model score the same texts; the fp32 export must match the
+4. with ``fallback_margin`` (int8 only), the fused fp32 graph is kept beside the int8 one as ``fallback.onnx``:
+   rows whose int8 scores are a close call (top-two probability gap under the margin) are scored again in fp32
+   (:class:`nlpkit.onnx_runtime.OnnxModel`), so nearly every label is the fp32 model's at close to int8 speed;
+5. a check: the exported model and the PyTorch model score the same texts; the fp32 export must match the
    logits to 1e-3 or the export fails. The figures go into the descriptor.
 
 The output folder (``model.onnx``, tokenizer, ``config.json``, ``nlpkit_task.json`` with an ``onnx`` entry) is
@@ -28,7 +31,14 @@ import torch
 
 from nlpkit.artifacts import atomic_dir, read_descriptor
 from nlpkit.errors import ModelNotFoundError, UsageError
-from nlpkit.onnx_runtime import DESCRIPTOR_KEY, ONNX_FILE, OnnxModel, onnx_export_info, require_onnxruntime
+from nlpkit.onnx_runtime import (
+    DESCRIPTOR_KEY,
+    FALLBACK_FILE,
+    ONNX_FILE,
+    OnnxModel,
+    onnx_export_info,
+    require_onnxruntime,
+)
 from nlpkit.registry import available_tasks, get_task
 
 __all__ = ["FORMATS", "KEEP_FP32", "QUANTIZATIONS", "exportable_tasks", "export_model"]
@@ -156,30 +166,36 @@ def _quantize(src: Path, dst: Path, keep_fp32: str) -> dict[str, Any]:
             "kept_fp32": keep_fp32, "nodes_kept_fp32": len(kept)}
 
 
-def _compare(task: Any, folder: Path) -> dict[str, float]:
+def _compare(task: Any, folder: Path, fallback: dict[str, Any] | None = None) -> dict[str, float]:
     """Logits of the PyTorch model and of the export at ``folder`` on :data:`CHECK_TEXTS`."""
     enc = task.tokenizer(CHECK_TEXTS, padding=True, truncation=True, max_length=task.cfg.data.max_length,
                          return_tensors="pt")
     with torch.inference_mode():
         ref = task.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits.float()
-    got = OnnxModel(folder)(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
+    model = OnnxModel(folder, fallback=fallback)
+    got = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
     return {"max_abs_logit_diff": float((ref - got).abs().max()),
             "label_agreement": float((ref.argmax(-1) == got.argmax(-1)).float().mean())}
 
 
 def export_model(run: str | Path, out: str | Path, *, format: str = "onnx", quantize: str | None = None,
-                 force: bool = False, keep_fp32: str = KEEP_FP32, optimize: bool = True, opset: int = OPSET
-                 ) -> dict[str, Any]:
+                 force: bool = False, keep_fp32: str = KEEP_FP32, optimize: bool = True, opset: int = OPSET,
+                 fallback_margin: float | None = None) -> dict[str, Any]:
     """Export the model of ``run`` (a sentiment run or model folder) into the folder ``out``; returns the
     descriptor's ``onnx`` entry.
 
     ``quantize="int8"``: dynamic int8 (see :data:`KEEP_FP32`; ``keep_fp32=""`` quantizes every MatMul).
-    ``optimize=False`` skips the transformer fusion. ``force`` replaces an earlier export at ``out``.
+    ``fallback_margin`` (int8, single-label classifiers): also keep the fp32 graph and re-score in fp32 the rows
+    whose top-two probability gap is under this margin. ``optimize=False`` skips the transformer fusion.
+    ``force`` replaces an earlier export at ``out``.
     """
     if format not in FORMATS:
         raise UsageError(f"--format {format!r}: nlpkit exports {', '.join(FORMATS)}.")
     if quantize not in (None, *QUANTIZATIONS):
         raise UsageError(f"--quantize {quantize!r}: choose {', '.join(QUANTIZATIONS)} (or leave it out for fp32).")
+    if fallback_margin is not None and (not quantize or not 0 < fallback_margin <= 1):
+        raise UsageError(f"--fallback-margin {fallback_margin}: give a probability gap in (0, 1] together with "
+                         f"--quantize int8 (an fp32 export has nothing to fall back from).")
     out = Path(out).expanduser()
     src_path = Path(run).expanduser().resolve()
     if out.resolve() in (src_path, src_path / "model"):
@@ -187,6 +203,9 @@ def export_model(run: str | Path, out: str | Path, *, format: str = "onnx", quan
     _check_target(out, force)
     ort = require_onnxruntime()
     task = _load(run)
+    if fallback_margin is not None and task.model.config.problem_type == "multi_label_classification":
+        raise UsageError(f"--fallback-margin: {run} is a multi-label classifier, whose labels are per-label "
+                         f"thresholds rather than one best label; export it without a fallback.")
     entry: dict[str, Any] = {"format": "onnx", "precision": quantize or "fp32", "source": str(src_path),
                              "opset": opset, "onnxruntime": ort.__version__, "torch": torch.__version__}
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -196,10 +215,14 @@ def export_model(run: str | Path, out: str | Path, *, format: str = "onnx", quan
         entry["fused"] = _fuse(graph, task.model.config) if optimize else False
         if quantize:
             entry["quantization"] = _quantize(graph, tmp / ONNX_FILE, keep_fp32)
-            graph.unlink()
+            if fallback_margin is not None:
+                graph.rename(tmp / FALLBACK_FILE)
+                entry["fallback"] = {"file": FALLBACK_FILE, "margin": fallback_margin}
+            else:
+                graph.unlink()
         task.tokenizer.save_pretrained(tmp)
         task.model.config.save_pretrained(tmp)
-        entry["check"] = check = _compare(task, tmp)
+        entry["check"] = check = _compare(task, tmp, entry.get("fallback"))
         if not quantize and check["max_abs_logit_diff"] > FP32_TOLERANCE:
             raise RuntimeError(f"The fp32 ONNX export differs from the PyTorch model by "
                                f"{check['max_abs_logit_diff']:.2e} in the logits (more than {FP32_TOLERANCE}); "

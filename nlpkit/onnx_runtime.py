@@ -13,6 +13,7 @@ from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
+import numpy as np
 import torch
 
 from nlpkit.artifacts import read_descriptor
@@ -22,6 +23,8 @@ __all__ = ["ONNX_FILE", "OnnxModel", "onnx_export_info", "require_onnxruntime", 
 
 #: The model file inside an exported folder.
 ONNX_FILE = "model.onnx"
+#: The fp32 graph an int8 export keeps for close calls (``nlpkit export --fallback-margin``).
+FALLBACK_FILE = "fallback.onnx"
 #: The descriptor entry that marks an exported folder (its value: format, precision, source run, ...).
 DESCRIPTOR_KEY = "onnx"
 INSTALL_HINT = "pip install 'nlpkit-hf[onnx]' (or: pip install onnxruntime onnx)"
@@ -60,15 +63,23 @@ def session_options(threads: int | None = None) -> Any:
     return options
 
 
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return z / z.sum(axis=-1, keepdims=True)
+
+
 class OnnxModel:
     """An ONNX Runtime session behind the calling convention of a transformers model.
 
     ``model(input_ids=ids, attention_mask=mask)`` returns an object with one tensor attribute per ONNX output
     (``.logits``). Inputs the graph declares but the caller does not pass (``token_type_ids`` of BERT) are
     zeros, as transformers fills them. ``config`` is the model's transformers config (labels, problem type).
+
+    An int8 export made with a fallback (its descriptor's ``fallback`` entry, or ``fallback=``) also opens the
+    fp32 graph: rows whose softmax top-two gap is under ``margin`` are scored again by it and get its logits.
     """
 
-    def __init__(self, folder: str | Path, threads: int | None = None):
+    def __init__(self, folder: str | Path, threads: int | None = None, fallback: dict[str, Any] | None = None):
         from transformers import AutoConfig
 
         ort = require_onnxruntime()
@@ -78,8 +89,19 @@ class OnnxModel:
             raise UsageError(f"{self.folder} has no {ONNX_FILE}: export one with `nlpkit export RUN --out "
                              f"{self.folder}`.")
         self.config = AutoConfig.from_pretrained(self.folder)
-        self.session = ort.InferenceSession(str(path), session_options(threads),
-                                            providers=["CPUExecutionProvider"])
+        fallback = fallback or (onnx_export_info(self.folder) or {}).get("fallback")
+        options = session_options(threads)
+        if fallback:
+            # Two sessions take turns on the same cores: threads spinning after one session's call would steal
+            # them from the other's (measured: 269 vs 327 texts/s with the fallback on the default model).
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        #: The fp32 session for close calls and the probability gap below which a row is one (or None).
+        self.fallback, self.margin = None, None
+        if fallback:
+            self.fallback = ort.InferenceSession(str(self.folder / fallback["file"]), options,
+                                                 providers=["CPUExecutionProvider"])
+            self.margin = float(fallback["margin"])
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
         #: Where inputs must be: ONNX Runtime's CPU provider reads host memory.
@@ -94,7 +116,23 @@ class OnnxModel:
             feeds[name] = (value.cpu().numpy() if value is not None
                            else torch.zeros_like(input_ids).numpy())  # token_type_ids: one segment
         outputs = self.session.run(self.output_names, feeds)
+        if self.fallback is not None:
+            outputs = self._rescore_close_calls(feeds, outputs)
         return SimpleNamespace(**{n: torch.from_numpy(o) for n, o in zip(self.output_names, outputs)})
+
+    def _rescore_close_calls(self, feeds: dict[str, np.ndarray], outputs: list[np.ndarray]) -> list[np.ndarray]:
+        """Logits of the rows whose best two probabilities are within ``margin`` replaced by the fp32 graph's."""
+        logits = outputs[0]
+        if logits.ndim != 2 or logits.shape[-1] < 2:  # one score per row: no best-two gap to measure
+            return outputs
+        top2 = np.sort(_softmax(logits), axis=-1)[:, -2:]
+        close = np.flatnonzero(top2[:, 1] - top2[:, 0] < self.margin)
+        if close.size:
+            redo = self.fallback.run(self.output_names, {k: v[close] for k, v in feeds.items()})
+            outputs = [o.copy() for o in outputs]
+            for o, r in zip(outputs, redo):
+                o[close] = r
+        return outputs
 
     def eval(self) -> OnnxModel:
         """No-op (an ONNX graph has no training mode); for code written against torch modules."""

@@ -71,6 +71,32 @@ def test_int8_export_is_smaller_and_agrees_on_most_labels(run: str, fp32: Path, 
     assert max(abs(o["score"] - t["score"]) for o, t in zip(ours, theirs)) > 0  # really quantized
 
 
+def test_int8_fallback_rescores_close_calls_in_fp32(run: str, fp32: Path, tmp_path: Path) -> None:
+    """--fallback-margin keeps the fp32 graph: rows within the gap get exactly the fp32 export's scores, rows
+    outside it keep their int8 scores; a gap of 1 makes every label and score the fp32 export's."""
+    int8 = export.export_model(run, tmp_path / "int8", quantize="int8", keep_fp32="")
+    kept = export.export_model(run, tmp_path / "fb", quantize="int8", keep_fp32="", fallback_margin=1.0)
+    assert "fallback" not in int8 and kept["fallback"] == {"file": "fallback.onnx", "margin": 1.0}
+    assert (tmp_path / "fb" / "fallback.onnx").is_file()
+    texts = TEXTS[:60]
+    full = nlpkit.pipeline(str(fp32))(texts)
+    plain = nlpkit.pipeline(str(tmp_path / "int8"))(texts)
+    assert max(abs(p["score"] - f["score"]) for p, f in zip(plain, full)) > 1e-4  # int8 alone differs
+    every = nlpkit.pipeline(str(tmp_path / "fb"))(texts)
+    assert [e["label"] for e in every] == [f["label"] for f in full]
+    assert max(abs(e["score"] - f["score"]) for e, f in zip(every, full)) < 1e-5
+    # a real gap: only close calls (best probability under (1 + gap) / 2 for two labels) are re-scored
+    gap = 0.2
+    export.export_model(run, tmp_path / "gap", quantize="int8", keep_fp32="", fallback_margin=gap)
+    mixed = nlpkit.pipeline(str(tmp_path / "gap"))(texts)
+    for m, p, f in zip(mixed, plain, full):
+        expected = f if 2 * p["score"] - 1 < gap else p
+        assert m["label"] == expected["label"] and m["score"] == pytest.approx(expected["score"], abs=1e-5)
+    with pytest.raises(UsageError, match="fallback-margin"):
+        export.export_model(run, tmp_path / "bad", fallback_margin=0.2)  # nothing to fall back from in fp32
+    assert not (tmp_path / "bad").exists()
+
+
 def test_export_and_predict_from_the_command_line(run: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "cli-export"
     console_main(["export", run, "--out", str(out)])
