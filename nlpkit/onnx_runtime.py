@@ -63,11 +63,6 @@ def session_options(threads: int | None = None) -> Any:
     return options
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return z / z.sum(axis=-1, keepdims=True)
-
-
 class OnnxModel:
     """An ONNX Runtime session behind the calling convention of a transformers model.
 
@@ -97,11 +92,9 @@ class OnnxModel:
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         #: The fp32 session for close calls and the probability gap below which a row is one (or None).
-        self.fallback, self.margin = None, None
-        if fallback:
-            self.fallback = ort.InferenceSession(str(self.folder / fallback["file"]), options,
-                                                 providers=["CPUExecutionProvider"])
-            self.margin = float(fallback["margin"])
+        self.fallback = (ort.InferenceSession(str(self.folder / fallback["file"]), options,
+                                              providers=["CPUExecutionProvider"]) if fallback else None)
+        self.margin = float(fallback["margin"]) if fallback else None
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
         #: Where inputs must be: ONNX Runtime's CPU provider reads host memory.
@@ -125,8 +118,8 @@ class OnnxModel:
         logits = outputs[0]
         if logits.ndim != 2 or logits.shape[-1] < 2:  # one score per row: no best-two gap to measure
             return outputs
-        top2 = np.sort(_softmax(logits), axis=-1)[:, -2:]
-        close = np.flatnonzero(top2[:, 1] - top2[:, 0] < self.margin)
+        best = torch.from_numpy(logits).float().softmax(-1).topk(2, dim=-1).values
+        close = torch.nonzero(best[:, 0] - best[:, 1] < self.margin).flatten().numpy()
         if close.size:
             redo = self.fallback.run(self.output_names, {k: v[close] for k, v in feeds.items()})
             outputs = [o.copy() for o in outputs]
