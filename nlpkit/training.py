@@ -38,6 +38,7 @@ from nlpkit.callbacks import BestModelKeeper, Callback, EarlyStopping, TrackerLo
 from nlpkit.errors import ModelNotFoundError, UnsafeFileError, UsageError
 from nlpkit.inference import length_order
 from nlpkit.task import RunResults, Task
+from nlpkit.throughput import gpu_training_figures
 
 logger = logging.getLogger("nlpkit.training")
 
@@ -496,10 +497,13 @@ class Loop:
             "processes": acc.num_processes, "mixed_precision": acc.mixed_precision, "device": str(acc.device),
             "effective_batch_size": state["global_batch"] * self.tcfg.grad_accum,
             "total_updates": self.total_updates, "updates_per_epoch": self.updates_per_epoch,
+            "trainable_parameters": sum(p.numel() for p in self.model.parameters() if p.requires_grad),
         }
         if state["tokens_seen"]:
             r.training.update(tokens=state["tokens_seen"],
                               tokens_per_s=round(state["tokens_seen"] / max(seconds, 1e-9), 1))
+        r.training.update(gpu_training_figures(acc.unwrap_model(self.model), acc.device, state["tokens_seen"],
+                                               state["samples_seen"], seconds, acc.num_processes))
 
     def save(self) -> Path:
         """Save the final model atomically into ``run_dir/model`` (never half-written); fire ``on_save``."""
