@@ -100,26 +100,47 @@ class OnnxModel:
         #: Where inputs must be: ONNX Runtime's CPU provider reads host memory.
         self.device = torch.device("cpu")
 
-    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                 **inputs: torch.Tensor) -> SimpleNamespace:
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *,
+                 fallback: bool = True, **inputs: torch.Tensor) -> SimpleNamespace:
+        """Run the graph. With a fallback, close calls get the fp32 graph's logits, unless ``fallback=False``:
+        then the caller re-scores them itself, e.g. gathered across batches (:meth:`close_calls`,
+        :meth:`run_fallback`)."""
+        feeds = self._feeds(input_ids, attention_mask, inputs)
+        outputs = self.session.run(self.output_names, feeds)
+        if self.fallback is not None and fallback:
+            outputs = self._rescore_close_calls(feeds, outputs)
+        return SimpleNamespace(**{n: torch.from_numpy(o) for n, o in zip(self.output_names, outputs)})
+
+    def run_fallback(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                     **inputs: torch.Tensor) -> SimpleNamespace:
+        """Run the fp32 fallback graph alone (an int8 export made with ``--fallback-margin``)."""
+        if self.fallback is None:
+            raise UsageError(f"{self.folder} has no fp32 fallback graph: export with --fallback-margin.")
+        outputs = self.fallback.run(self.output_names, self._feeds(input_ids, attention_mask, inputs))
+        return SimpleNamespace(**{n: torch.from_numpy(o) for n, o in zip(self.output_names, outputs)})
+
+    def close_calls(self, logits: torch.Tensor | np.ndarray) -> np.ndarray:
+        """Indices of the rows whose best two probabilities are within the fallback's margin (none without a
+        fallback, or with one score per row)."""
+        logits = torch.as_tensor(logits)
+        if self.margin is None or logits.ndim != 2 or logits.shape[-1] < 2:
+            return np.zeros(0, dtype=np.int64)
+        best = logits.float().softmax(-1).topk(2, dim=-1).values
+        return torch.nonzero(best[:, 0] - best[:, 1] < self.margin).flatten().numpy()
+
+    def _feeds(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
+               inputs: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
         given = {"input_ids": input_ids, "attention_mask": attention_mask, **inputs}
         feeds = {}
         for name in self.input_names:
             value = given.get(name)
             feeds[name] = (value.cpu().numpy() if value is not None
                            else torch.zeros_like(input_ids).numpy())  # token_type_ids: one segment
-        outputs = self.session.run(self.output_names, feeds)
-        if self.fallback is not None:
-            outputs = self._rescore_close_calls(feeds, outputs)
-        return SimpleNamespace(**{n: torch.from_numpy(o) for n, o in zip(self.output_names, outputs)})
+        return feeds
 
     def _rescore_close_calls(self, feeds: dict[str, np.ndarray], outputs: list[np.ndarray]) -> list[np.ndarray]:
         """Logits of the rows whose best two probabilities are within ``margin`` replaced by the fp32 graph's."""
-        logits = outputs[0]
-        if logits.ndim != 2 or logits.shape[-1] < 2:  # one score per row: no best-two gap to measure
-            return outputs
-        best = torch.from_numpy(logits).float().softmax(-1).topk(2, dim=-1).values
-        close = torch.nonzero(best[:, 0] - best[:, 1] < self.margin).flatten().numpy()
+        close = self.close_calls(outputs[0])
         if close.size:
             redo = self.fallback.run(self.output_names, {k: v[close] for k, v in feeds.items()})
             outputs = [o.copy() for o in outputs]

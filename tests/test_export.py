@@ -7,13 +7,17 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from conftest import sentiment_overrides, sentiment_rows
 
 import nlpkit
 from nlpkit.artifacts import write_descriptor
 from nlpkit.cli import console_main
 from nlpkit.errors import ConfigError, ModelNotFoundError, UsageError
+from nlpkit.inference import pad
+from nlpkit.onnx_runtime import OnnxModel
 
 pytest.importorskip("onnxruntime")
 export = pytest.importorskip("nlpkit.export")
@@ -92,6 +96,19 @@ def test_int8_fallback_rescores_close_calls_in_fp32(run: str, fp32: Path, tmp_pa
     for m, p, f in zip(mixed, plain, full):
         expected = f if 2 * p["score"] - 1 < gap else p
         assert m["label"] == expected["label"] and m["score"] == pytest.approx(expected["score"], abs=1e-5)
+    # the pipeline re-scores close calls after the first pass; a direct call does it inside each batch: same rows
+    median = sorted(2 * p["score"] - 1 for p in plain)[len(texts) // 2]  # the tiny model: half are close calls
+    model = OnnxModel(tmp_path / "gap", fallback={"file": "fallback.onnx", "margin": median})
+    tokenizer = nlpkit.pipeline(str(tmp_path / "gap")).task.tokenizer
+    input_ids, mask = pad(tokenizer(texts)["input_ids"], tokenizer.pad_token_id)
+    raw = model(input_ids=input_ids, attention_mask=mask, fallback=False).logits
+    close = model.close_calls(raw)
+    assert 0 < len(close) < len(texts)
+    assert sorted(close) == [i for i, p in enumerate(plain) if 2 * p["score"] - 1 < median]
+    inline = model(input_ids=input_ids, attention_mask=mask).logits
+    assert torch.allclose(inline[close], model.run_fallback(input_ids[close], mask[close]).logits, atol=1e-5)
+    rest = np.setdiff1d(np.arange(len(texts)), close)
+    assert torch.equal(inline[rest], raw[rest])
     with pytest.raises(UsageError, match="fallback-margin"):
         export.export_model(run, tmp_path / "bad", fallback_margin=0.2)  # nothing to fall back from in fp32
     assert not (tmp_path / "bad").exists()

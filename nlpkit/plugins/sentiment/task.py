@@ -386,13 +386,29 @@ class SentimentTask(Task):
             chosen = order[:k] if k is not _ALL else [j for j in order if scores[j] >= thresholds[j]]
             return [{"label": labels[int(j)], "score": float(scores[j])} for j in chosen]
 
-        def classify(rows: list[list[int]]) -> list[Any]:
-            input_ids, mask = pad(rows, pad_id)
-            logits = self.model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits
-            return [answer(row) for row in self.probabilities(logits).cpu().numpy()]
+        model = self.model
+        # An int8 ONNX export with an fp32 fallback (nlpkit export --fallback-margin): its close calls are
+        # re-scored together after the first pass, in length-sorted batches of their own, rather than as a
+        # small fp32 sub-batch padded to each batch's length.
+        deferred = getattr(model, "fallback", None) is not None and hasattr(model, "run_fallback")
+        first = (lambda **batch: model(**batch, fallback=False)) if deferred else model
 
-        for i, out in zip(todo, run_sorted(ids, [len(x) for x in ids], batch_size, classify)):
-            results[i] = out
+        def logits_of(run: Any) -> Any:
+            def scored(rows: list[list[int]]) -> list[torch.Tensor]:
+                input_ids, mask = pad(rows, pad_id)
+                return list(run(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits.cpu())
+            return scored
+
+        lengths = [len(x) for x in ids]
+        logits = run_sorted(ids, lengths, batch_size, logits_of(first))
+        close = model.close_calls(torch.stack(logits)) if deferred else []
+        if len(close):
+            redo = run_sorted([ids[i] for i in close], [lengths[i] for i in close], batch_size,
+                              logits_of(model.run_fallback), progress=False)
+            for i, row in zip(close, redo):
+                logits[i] = row
+        for i, row in zip(todo, self.probabilities(torch.stack(logits)).numpy()):
+            results[i] = answer(row)
         return results
 
     def prediction_columns(self, inputs: list[Any], outputs: list[Any]) -> dict[str, list]:
