@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import glob
 import os
+import re
 import time
 
 
@@ -45,6 +46,8 @@ def main() -> None:
                              "rows whose two best probabilities are within GAP (nlpkit export --fallback-margin); "
                              "repeatable.")
     parser.add_argument("--no-onnx", action="store_true", help="Only transformers.pipeline and nlpkit PyTorch.")
+    parser.add_argument("--only", default=None, metavar="REGEX", help="Time only the ONNX rows whose name matches "
+                                                                      "(the two PyTorch rows always run).")
     args = parser.parse_args()
     run = args.model or newest_run()
     if run is None:
@@ -90,19 +93,22 @@ def main() -> None:
                     quantize and info.get("quantization", {}).get("kept_fp32") != keep) or (
                     (info.get("fallback") or {}).get("margin") != gap):
                 export_model(run, out, quantize=quantize, keep_fp32=keep, force=True, fallback_margin=gap)
+            if args.only is not None and not re.search(args.only, name):
+                continue
             pipe = nlpkit.pipeline(out, threads=args.threads, **max_length)
             pipes[name] = lambda xs, pipe=pipe: pipe(xs, batch_size=args.batch_size)
 
     for fn in pipes.values():  # warm-up: first calls allocate, ORT plans its kernels
         fn(texts[:128])
-    best = {name: float("inf") for name in pipes}
+    seconds: dict[str, list[float]] = {name: [] for name in pipes}
     outputs: dict[str, list] = {}
     names = list(pipes)
     for r in range(args.repeats):
         for name in names[r % len(names):] + names[: r % len(names)]:  # rotate: no pipeline always runs first
             t0 = time.perf_counter()
             outputs[name] = pipes[name](texts)
-            best[name] = min(best[name], time.perf_counter() - t0)
+            seconds[name].append(time.perf_counter() - t0)
+    best = {name: min(s) for name, s in seconds.items()}
     reference = [o["label"] for o in outputs["nlpkit PyTorch"]]
     where = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"{os.cpu_count()} CPU cores"
     print(f"\n{len(texts)} texts, batch {args.batch_size}, max length {args.max_length}, {args.threads} threads, "
@@ -116,6 +122,10 @@ def main() -> None:
         acc = sum(p == g for p, g in zip(predicted, test_labels)) / len(test_labels)
         print(f"| {name} | {len(texts) / best[name]:.0f} | {base / best[name]:.2f}x | {100 * agree:.2f}% | "
               f"{acc:.4f} |")
+    # each pass against transformers.pipeline's pass of the same round: how much the ratio moves between rounds
+    print("\nper-round ratios to transformers.pipeline: " + "; ".join(
+        f"{name} " + ", ".join(f"{h / s:.2f}x" for h, s in zip(seconds["transformers.pipeline"], times))
+        for name, times in seconds.items() if name != "transformers.pipeline"))
 
 
 if __name__ == "__main__":
