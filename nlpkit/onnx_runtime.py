@@ -108,15 +108,14 @@ class OnnxModel:
         outputs = self.session.run(self.output_names, feeds)
         if self.fallback is not None and fallback:
             outputs = self._rescore_close_calls(feeds, outputs)
-        return SimpleNamespace(**{n: torch.from_numpy(o) for n, o in zip(self.output_names, outputs)})
+        return self._as_outputs(outputs)
 
     def run_fallback(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                      **inputs: torch.Tensor) -> SimpleNamespace:
         """Run the fp32 fallback graph alone (an int8 export made with ``--fallback-margin``)."""
         if self.fallback is None:
             raise UsageError(f"{self.folder} has no fp32 fallback graph: export with --fallback-margin.")
-        outputs = self.fallback.run(self.output_names, self._feeds(input_ids, attention_mask, inputs))
-        return SimpleNamespace(**{n: torch.from_numpy(o) for n, o in zip(self.output_names, outputs)})
+        return self._as_outputs(self.fallback.run(self.output_names, self._feeds(input_ids, attention_mask, inputs)))
 
     def close_calls(self, logits: torch.Tensor | np.ndarray) -> np.ndarray:
         """Indices of the rows whose best two probabilities are within the fallback's margin (none without a
@@ -126,6 +125,9 @@ class OnnxModel:
             return np.zeros(0, dtype=np.int64)
         best = logits.float().softmax(-1).topk(2, dim=-1).values
         return torch.nonzero(best[:, 0] - best[:, 1] < self.margin).flatten().numpy()
+
+    def _as_outputs(self, outputs: list[np.ndarray]) -> SimpleNamespace:
+        return SimpleNamespace(**{n: torch.from_numpy(o) for n, o in zip(self.output_names, outputs)})
 
     def _feeds(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
                inputs: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:

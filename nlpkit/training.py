@@ -37,6 +37,7 @@ from nlpkit.artifacts import atomic_dir
 from nlpkit.callbacks import BestModelKeeper, Callback, EarlyStopping, TrackerLogger
 from nlpkit.errors import ModelNotFoundError, UnsafeFileError, UsageError
 from nlpkit.inference import length_order
+from nlpkit.lora import trainable_parameters
 from nlpkit.task import RunResults, Task
 from nlpkit.throughput import gpu_training_figures
 
@@ -489,7 +490,7 @@ class Loop:
 
     def _summarise(self) -> None:
         acc, state, r = self.accelerator, self.state, self.results
-        seconds = state["train_seconds"]
+        seconds, model = state["train_seconds"], acc.unwrap_model(self.model)
         r.history, r.best_value, r.best_step = state["history"], state["best_metric"], state["best_step"]
         r.training = {
             "updates": state["global_step"], "samples": state["samples_seen"], "runtime_s": round(seconds, 2),
@@ -497,13 +498,13 @@ class Loop:
             "processes": acc.num_processes, "mixed_precision": acc.mixed_precision, "device": str(acc.device),
             "effective_batch_size": state["global_batch"] * self.tcfg.grad_accum,
             "total_updates": self.total_updates, "updates_per_epoch": self.updates_per_epoch,
-            "trainable_parameters": sum(p.numel() for p in self.model.parameters() if p.requires_grad),
+            "trainable_parameters": trainable_parameters(model)[0],
         }
         if state["tokens_seen"]:
             r.training.update(tokens=state["tokens_seen"],
                               tokens_per_s=round(state["tokens_seen"] / max(seconds, 1e-9), 1))
-        r.training.update(gpu_training_figures(acc.unwrap_model(self.model), acc.device, state["tokens_seen"],
-                                               state["samples_seen"], seconds, acc.num_processes))
+        r.training.update(gpu_training_figures(model, acc.device, state["tokens_seen"], state["samples_seen"],
+                                               seconds, acc.num_processes))
 
     def save(self) -> Path:
         """Save the final model atomically into ``run_dir/model`` (never half-written); fire ``on_save``."""
