@@ -68,16 +68,16 @@ def training_flops_per_token(model: torch.nn.Module, context: float) -> float | 
 
 
 def gpu_training_figures(model: Any, device: torch.device, tokens: int, samples: int, seconds: float,
-                         processes: int) -> dict[str, float]:
+                         processes: int, earlier_peak_bytes: int = 0) -> dict[str, float]:
     """Peak GPU memory of this process and, where the GPU's peak is known, the run's MFU.
 
-    ``tokens``/``samples``: real tokens and rows trained on by all ``processes`` in ``seconds``. Empty off
-    CUDA.
+    ``tokens``/``samples``: real tokens and rows trained on by all ``processes`` in ``seconds``;
+    ``earlier_peak_bytes``: the peak of the processes a resumed run ran in before. Empty off CUDA.
     """
     if device.type != "cuda" or not torch.cuda.is_available():
         return {}
-    figures: dict[str, float] = {
-        "peak_gpu_memory_gib": round(torch.cuda.max_memory_allocated(device) / 2**30, 2)}
+    peak_bytes = max(earlier_peak_bytes, torch.cuda.max_memory_allocated(device))
+    figures: dict[str, float] = {"peak_gpu_memory_gib": round(peak_bytes / 2**30, 2)}
     per_token = training_flops_per_token(model, tokens / max(samples, 1)) if tokens else None
     if per_token is None or seconds <= 0:
         return figures

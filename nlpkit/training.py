@@ -270,7 +270,8 @@ class Loop:
         #: Saved in every checkpoint (restored on resume): counters, best metric, history.
         self.state: dict[str, Any] = {"global_step": 0, "epoch": 0, "batches_in_epoch": 0, "best_metric": None,
                                       "best_step": None, "evals_without_improvement": 0, "history": [],
-                                      "samples_seen": 0, "tokens_seen": 0, "train_seconds": 0.0}
+                                      "samples_seen": 0, "tokens_seen": 0, "train_seconds": 0.0,
+                                      "peak_gpu_bytes": 0}
         self.model: Any = None
         self.loaders: dict[str, DataLoader] = {}
         self.finished = False
@@ -425,7 +426,18 @@ class Loop:
         # interval and all processes.
         run_loss, run_items = torch.zeros((), device=acc.device), torch.zeros((), device=acc.device)
         tokens = torch.zeros((), device=acc.device, dtype=torch.long)
-        start, paused = time.perf_counter(), 0.0  # paused: evaluating/checkpointing, left out of throughput
+        start = time.perf_counter()
+
+        def flush() -> None:
+            # Into the state before every checkpoint, so a resumed run's throughput counts the whole run;
+            # the clock restarts after evaluating/checkpointing, which stay out of the throughput.
+            state["train_seconds"] += time.perf_counter() - start
+            state["tokens_seen"] += int(acc.reduce(tokens, reduction="sum").item())
+            tokens.zero_()
+            if acc.device.type == "cuda":
+                state["peak_gpu_bytes"] = max(state.get("peak_gpu_bytes", 0),
+                                              torch.cuda.max_memory_allocated(acc.device))
+
         self.model.train()
         done = state["global_step"] >= self.total_updates
         while not done:
@@ -463,15 +475,13 @@ class Loop:
                     run_loss.zero_()
                     run_items.zero_()
                 if step % eval_every == 0 or step == self.total_updates:
-                    began = time.perf_counter()
+                    flush()
                     self._validate()
-                    paused += time.perf_counter() - began
+                    start = time.perf_counter()
                 if tcfg.save_every > 0 and step % tcfg.save_every == 0:
-                    state["tokens_seen"] += int(acc.reduce(tokens, reduction="sum").item())
-                    tokens.zero_()
-                    state["train_seconds"] += time.perf_counter() - start - paused
+                    flush()
                     save_checkpoint(acc, self.run_dir, state, tcfg.keep_checkpoints)
-                    start, paused = time.perf_counter(), 0.0
+                    start = time.perf_counter()
                 if (self._stop is None and tcfg.stop_after_steps is not None
                         and tcfg.stop_after_steps <= step < self.total_updates):
                     self.request_stop(f"stopped after {step} updates (train.stop_after_steps)")
@@ -482,8 +492,7 @@ class Loop:
                 state["epoch"] += 1
                 state["batches_in_epoch"] = 0
         bar.close()
-        state["train_seconds"] += time.perf_counter() - start - paused
-        state["tokens_seen"] += int(acc.reduce(tokens, reduction="sum").item())
+        flush()
         acc.wait_for_everyone()
         reason, finished = self._stop if self._stop is not None else ("completed", True)
         self.results.stop_reason, self.finished = reason, finished
@@ -504,7 +513,7 @@ class Loop:
             r.training.update(tokens=state["tokens_seen"],
                               tokens_per_s=round(state["tokens_seen"] / max(seconds, 1e-9), 1))
         r.training.update(gpu_training_figures(model, acc.device, state["tokens_seen"], state["samples_seen"],
-                                               seconds, acc.num_processes))
+                                               seconds, acc.num_processes, state.get("peak_gpu_bytes", 0)))
 
     def save(self) -> Path:
         """Save the final model atomically into ``run_dir/model`` (never half-written); fire ``on_save``."""

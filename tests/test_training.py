@@ -44,8 +44,11 @@ def test_two_process_data_parallel_on_cpu(tiny_bert: Path, sentiment_data: Path,
     assert (out / "checkpoint-40" / "trainer_state.json").exists()
 
 
-def test_resume_auto_matches_an_uninterrupted_run(tiny_bert: Path, sentiment_data: Path, tmp_path: Path) -> None:
-    common = {"train.max_steps": 10, "train.save_every": 4, "train.eval_every": 5, "train.keep_checkpoints": 5}
+@pytest.mark.parametrize("save_every", [4, 0], ids=["every-4-updates", "at-evaluations"])
+def test_resume_auto_matches_an_uninterrupted_run(tiny_bert: Path, sentiment_data: Path, tmp_path: Path,
+                                                  save_every: int) -> None:
+    common = {"train.max_steps": 10, "train.save_every": save_every, "train.eval_every": 5,
+              "train.keep_checkpoints": 5}
     full = nlpkit.train("sentiment", **sentiment_overrides(tiny_bert, sentiment_data, tmp_path / "full", **common))
     part = tmp_path / "part"
     first = nlpkit.train("sentiment", **sentiment_overrides(tiny_bert, sentiment_data, part, **common,
@@ -63,6 +66,9 @@ def test_resume_auto_matches_an_uninterrupted_run(tiny_bert: Path, sentiment_dat
     for k in a:
         assert (a[k] - b[k]).abs().max().item() < 1e-6, f"{k} differs after resume"
     assert resumed["test"]["accuracy"] == full["test"]["accuracy"]
+    # the report counts the whole run, not only the part after the resume
+    for key in ("samples", "tokens"):
+        assert resumed["training"][key] == full["training"][key], key
 
 
 def test_gradient_accumulation_schedule_and_effective_batch(tiny_bert: Path, sentiment_data: Path,
