@@ -37,6 +37,8 @@ from nlpkit.config import GenerateConfig, LoraOptions, ModelConfig
 from nlpkit.errors import ConfigError, DataError, UsageError
 from nlpkit.inference import pad, run_sorted
 from nlpkit.lora import adapter_base, is_adapter_dir
+from nlpkit.onnx_generation import open_generator
+from nlpkit.onnx_runtime import onnx_export_info
 
 logger = logging.getLogger("nlpkit.causal_lm")
 
@@ -116,8 +118,9 @@ def load_causal_lm(name_or_path: str, *, dtype: torch.dtype | str | None = None,
     """Load ``(model, tokenizer)`` for a causal LM, ready for training and batched generation.
 
     ``name_or_path``: a catalog name (``smollm2-135m``), an nlpkit run folder, a local model folder, a PEFT
-    adapter folder (its base model is loaded first; ``base_model`` names it when the recorded path is gone)
-    or a hub id. The tokenizer always has a pad token (see :func:`ensure_pad_token`).
+    adapter folder (its base model is loaded first; ``base_model`` names it when the recorded path is gone),
+    a hub id, or an ``nlpkit export`` folder (run on ONNX Runtime, CPU). The tokenizer always has a pad token
+    (see :func:`ensure_pad_token`).
     ``model``: the ``model.*`` config section (dtype, quantization, trust_remote_code, revision, attention
     kernel; see :func:`nlpkit.modeling.load_kwargs`); ``dtype`` and ``attn_implementation``, when given, win over
     it. The default dtype is float32 (exact, and what CPU training needs); mixed precision comes from accelerate.
@@ -127,6 +130,9 @@ def load_causal_lm(name_or_path: str, *, dtype: torch.dtype | str | None = None,
     from nlpkit.modeling import load_kwargs, resolve_model
 
     path = resolve_model(name_or_path)
+    exported = onnx_export_info(path)
+    if exported is not None and exported.get("kind") == "causal_lm":  # `nlpkit export`: ONNX Runtime
+        return open_generator(path, "causal_lm"), load_tokenizer(path)
     kwargs: dict[str, Any] = load_kwargs(model) if model is not None else {"dtype": torch.float32}
     if dtype is not None:
         kwargs["dtype"] = dtype

@@ -197,10 +197,15 @@ def _cmd_export(args: argparse.Namespace) -> None:
                          keep_fp32=args.keep_fp32, optimize=not args.no_optimize, opset=args.opset,
                          fallback_margin=args.fallback_margin)
     check = entry["check"]
-    size = (Path(args.out) / "model.onnx").stat().st_size / 2**20
-    print(f"Exported {args.run} -> {args.out}/model.onnx ({entry['precision']}, {size:.1f} MB, "
-          f"{'fused' if entry['fused'] else 'unfused'} graph). Check against PyTorch: max |logit diff| "
-          f"{check['max_abs_logit_diff']:.2e}, label agreement {100 * check['label_agreement']:.0f}%.\n"
+    graphs = entry.get("graphs", ["model.onnx"])
+    size = sum((Path(args.out) / g).stat().st_size for g in graphs) / 2**20
+    if "kind" in entry:  # a generator: a KV-cache decoding step (and an encoder)
+        shape, agreement = f"{' + '.join(graphs)}", f"greedy outputs {100 * check['greedy_agreement']:.0f}% the same"
+    else:
+        shape = f"{'fused' if entry['fused'] else 'unfused'} graph"
+        agreement = f"label agreement {100 * check['label_agreement']:.0f}%"
+    print(f"Exported {args.run} -> {args.out} ({entry['precision']}, {size:.1f} MB, {shape}). Check against "
+          f"PyTorch: max |logit diff| {check['max_abs_logit_diff']:.2e}, {agreement}.\n"
           f"Use it: nlpkit predict {args.out} \"some text\"   or   nlpkit.pipeline({str(args.out)!r})")
 
 
@@ -271,18 +276,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     from nlpkit.export import KEEP_FP32, OPSET
 
-    p = sub.add_parser("export", help="Export a trained classifier to ONNX (optionally int8) for fast CPU inference.",
+    p = sub.add_parser("export", help="Export a trained model to ONNX (optionally int8) for fast CPU inference.",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Writes OUT with model.onnx, the tokenizer, config.json and the nlpkit descriptor;\n"
-                                   "`nlpkit.pipeline(OUT)` and `nlpkit predict OUT` run it with ONNX Runtime through\n"
-                                   "the task's own length-sorted batching and post-processing.\n"
-                                   "Exports sentiment (sequence classification) runs; translation and generation are\n"
-                                   "not exported yet. Needs: pip install 'nlpkit-hf[onnx]'.",
+                       description="Writes OUT with the ONNX graph(s), the tokenizer, config.json and the nlpkit\n"
+                                   "descriptor; `nlpkit.pipeline(OUT)` and `nlpkit predict OUT` run it with ONNX\n"
+                                   "Runtime through the task's own length-sorted batching and post-processing.\n"
+                                   "A sentiment run exports model.onnx (fused encoder); a translation or generation\n"
+                                   "run exports decoder.onnx (one decoding step with a KV cache; plus encoder.onnx\n"
+                                   "for an encoder-decoder), run by transformers' generate(): greedy, sampling,\n"
+                                   "beam search, stop strings and streaming as with the PyTorch model.\n"
+                                   "Needs: pip install 'nlpkit-hf[onnx]'.",
                        epilog="examples:\n"
                               "  nlpkit export outputs/sentiment-minilm-l6 --out exports/sentiment-fp32\n"
                               "  nlpkit export outputs/sentiment-minilm-l6 --quantize int8 "
-                              "--out exports/sentiment-int8")
-    p.add_argument("run", help="A sentiment run folder (or its model/ folder).")
+                              "--out exports/sentiment-int8\n"
+                              "  nlpkit export outputs/translation-scratch --out exports/translation-fp32")
+    p.add_argument("run", help="A sentiment, translation or generation run folder (or its model/ folder); a LoRA "
+                               "run's adapter is merged into its base first.")
     p.add_argument("--out", required=True, help="The folder to write (new, empty, or an earlier export with "
                                                 "--force).")
     p.add_argument("--format", default="onnx", choices=["onnx"], help="Export format (default onnx).")
@@ -291,14 +301,15 @@ def build_parser() -> argparse.ArgumentParser:
                                                         "default: fp32.")
     p.add_argument("--keep-fp32", default=KEEP_FP32, metavar="REGEX",
                    help=f"int8: ONNX nodes whose names match stay fp32 (default {KEEP_FP32!r}: the attention "
-                        f"and feed-forward output projections, the most quantization-sensitive; '' quantizes "
-                        f"every MatMul).")
+                        f"and feed-forward output projections of BERT-style encoders, the most "
+                        f"quantization-sensitive; it matches nothing in decoders; '' quantizes every MatMul).")
     p.add_argument("--fallback-margin", type=float, default=None, metavar="GAP",
                    help="int8: also keep the fp32 graph and score again in fp32 every row whose two best label "
                         "probabilities are within GAP (e.g. 0.2): nearly every label is then the fp32 model's, "
                         "at close to int8 speed (single-label classifiers; the folder grows by the fp32 graph).")
     p.add_argument("--no-optimize", action="store_true", help="Skip ONNX Runtime's transformer fusion "
-                                                              "(attention, LayerNorm, GELU kernels).")
+                                                              "(attention, LayerNorm, GELU kernels) of a "
+                                                              "classifier's encoder.")
     p.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset (default {OPSET}).")
     p.add_argument("--force", action="store_true", help="Replace OUT if it holds an earlier export.")
     p.set_defaults(fn=_cmd_export)

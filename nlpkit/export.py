@@ -1,6 +1,9 @@
-"""``nlpkit export``: a trained classifier as an ONNX model for fast CPU inference with ONNX Runtime.
+"""``nlpkit export``: a trained model as ONNX graphs for fast CPU inference with ONNX Runtime.
 
-The steps, each with a well-kept tool:
+A text generator (translation, generation: a causal LM or an encoder-decoder) exports as a KV-cache decoding
+step plus, for an encoder-decoder, its encoder (:mod:`nlpkit.onnx_generation`), int8 on request, checked
+against the PyTorch model's logits and greedy outputs. A classifier (sentiment) goes through these steps, each
+with a well-kept tool:
 
 1. ``torch.onnx.export`` (TorchScript exporter, dynamic batch and sequence axes) of the model with eager
    attention, whose plain MatMul/Softmax pattern ONNX Runtime's transformer optimizer recognises;
@@ -31,6 +34,7 @@ import torch
 
 from nlpkit.artifacts import atomic_dir, read_descriptor
 from nlpkit.errors import ModelNotFoundError, UsageError
+from nlpkit.onnx_generation import export_generator, generator_kind, open_generator
 from nlpkit.onnx_runtime import (
     DESCRIPTOR_KEY,
     FALLBACK_FILE,
@@ -64,8 +68,9 @@ CHECK_TEXTS = [
 
 
 def exportable_tasks() -> list[str]:
-    """Tasks whose models export: those serving sequence classifiers (``Task.architectures``)."""
-    return [name for name in available_tasks() if "ForSequenceClassification" in get_task(name).architectures]
+    """Tasks whose models export: sequence classifiers, causal LMs and encoder-decoders (``Task.architectures``)."""
+    kinds = ("ForSequenceClassification", "ForCausalLM", "ForConditionalGeneration", "MTModel")
+    return [name for name in available_tasks() if any(k in a for k in kinds for a in get_task(name).architectures)]
 
 
 def _check_target(out: Path, force: bool) -> None:
@@ -97,7 +102,7 @@ def _load(run: str | Path) -> Any:
                          f"({onnx_export_info(found.folder).get('source')}).")
     if found.task not in exportable_tasks():
         raise UsageError(f"{run} is a {found.task} model; nlpkit export handles {', '.join(exportable_tasks())} "
-                         f"(sequence classifiers) so far. Translation and generation models are not exported yet.")
+                         f"models (transformers).")
     task = get_task(found.task).from_pretrained(str(path), **{"model.dtype": "float32"})
     if getattr(task.model, "is_quantized", False):
         raise UsageError(f"{run} loads with bitsandbytes quantization (model.quantization); export needs plain "
@@ -181,8 +186,8 @@ def _compare(task: Any, folder: Path, fallback: dict[str, Any] | None = None) ->
 def export_model(run: str | Path, out: str | Path, *, format: str = "onnx", quantize: str | None = None,
                  force: bool = False, keep_fp32: str = KEEP_FP32, optimize: bool = True, opset: int = OPSET,
                  fallback_margin: float | None = None) -> dict[str, Any]:
-    """Export the model of ``run`` (a sentiment run or model folder) into the folder ``out``; returns the
-    descriptor's ``onnx`` entry.
+    """Export the model of ``run`` (a sentiment, translation or generation run or model folder) into the folder
+    ``out``; returns the descriptor's ``onnx`` entry.
 
     ``quantize="int8"``: dynamic int8 (see :data:`KEEP_FP32`; ``keep_fp32=""`` quantizes every MatMul).
     ``fallback_margin`` (int8, single-label classifiers): also keep the fp32 graph and re-score in fp32 the rows
@@ -203,12 +208,18 @@ def export_model(run: str | Path, out: str | Path, *, format: str = "onnx", quan
     _check_target(out, force)
     ort = require_onnxruntime()
     task = _load(run)
+    kind = generator_kind(task.model)
+    if kind is not None and fallback_margin is not None:
+        raise UsageError(f"--fallback-margin: {run} is a {task.name} model, which generates text; the fp32 "
+                         f"fallback is for classifiers' close calls. Export without it.")
     if fallback_margin is not None and task.model.config.problem_type == "multi_label_classification":
         raise UsageError(f"--fallback-margin: {run} is a multi-label classifier, whose labels are per-label "
                          f"thresholds rather than one best label; export it without a fallback.")
     entry: dict[str, Any] = {"format": "onnx", "precision": quantize or "fp32", "source": str(src_path),
                              "opset": opset, "onnxruntime": ort.__version__, "torch": torch.__version__}
     out.parent.mkdir(parents=True, exist_ok=True)
+    if kind is not None:
+        return _export_generator(task, out, entry, quantize, keep_fp32, opset)
     with atomic_dir(out) as tmp:
         graph = tmp / ("fp32.onnx" if quantize else ONNX_FILE)
         _export_graph(task.model, graph, opset)
@@ -229,3 +240,53 @@ def export_model(run: str | Path, out: str | Path, *, format: str = "onnx", quan
                                f"try --no-optimize. Nothing was written.")
         task.write_descriptor(tmp, **{DESCRIPTOR_KEY: entry})
     return entry
+
+
+def _export_generator(task: Any, out: Path, entry: dict[str, Any], quantize: str | None, keep_fp32: str,
+                      opset: int) -> dict[str, Any]:
+    """A causal LM's or encoder-decoder's graphs (:mod:`nlpkit.onnx_generation`), int8 if asked, checked
+    against the PyTorch model: logits on the check texts, and the task's own greedy outputs."""
+    with atomic_dir(out) as tmp:
+        entry.update(export_generator(task.model, tmp, opset), fused=False)
+        if quantize:
+            quantized = []
+            for name in entry["graphs"]:
+                fp32 = tmp / f"fp32-{name}"
+                (tmp / name).rename(fp32)
+                quantized.append(_quantize(fp32, tmp / name, keep_fp32))
+                fp32.unlink()
+            entry["quantization"] = {**quantized[0], "nodes_kept_fp32": sum(q["nodes_kept_fp32"] for q in quantized)}
+        task.tokenizer.save_pretrained(tmp)
+        task.model.config.save_pretrained(tmp)
+        task.model.generation_config.save_pretrained(tmp)
+        entry["check"] = check = _compare_generations(task, open_generator(tmp, entry["kind"]))
+        if not quantize and check["max_abs_logit_diff"] > FP32_TOLERANCE:
+            raise RuntimeError(f"The fp32 ONNX export differs from the PyTorch model by "
+                               f"{check['max_abs_logit_diff']:.2e} in the logits (more than {FP32_TOLERANCE}). "
+                               f"Nothing was written.")
+        task.write_descriptor(tmp, **{DESCRIPTOR_KEY: entry})
+    return entry
+
+
+def _compare_generations(task: Any, exported: Any) -> dict[str, float]:
+    """Next-token logits of the PyTorch model and the export on the check texts (the whole text as the prompt,
+    or as the source with the text's own tokens as the decoder's), and how many of the task's greedy outputs
+    (16 new tokens) are the same."""
+    texts = [*task.usage_example, *CHECK_TEXTS[:3]]
+    diff = 0.0
+    with torch.inference_mode():
+        for text in texts:
+            ids = torch.tensor([task.tokenizer(text)["input_ids"] or [task.tokenizer.eos_token_id]])
+            inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+            if task.model.config.is_encoder_decoder:
+                start = task.model.config.decoder_start_token_id
+                inputs["decoder_input_ids"] = torch.cat([torch.tensor([[start]]), ids[:, :-1]], dim=1)
+            diff = max(diff, float((task.model(**inputs).logits.float() - exported(**inputs).logits).abs().max()))
+        reference = task.predict(texts, max_new_tokens=16, num_beams=1, do_sample=False)
+        torch_model, task.model = task.model, exported
+        try:
+            got = task.predict(texts, max_new_tokens=16, num_beams=1, do_sample=False)
+        finally:
+            task.model = torch_model
+    same = sum(a == b for a, b in zip(reference, got))
+    return {"max_abs_logit_diff": diff, "greedy_agreement": same / len(texts)}

@@ -20,6 +20,8 @@ from nlpkit.artifacts import read_descriptor
 from nlpkit.config import LoraOptions, ModelConfig, model_name
 from nlpkit.errors import ConfigError, ModelNotFoundError, UsageError
 from nlpkit.modeling import load_kwargs, resolve_model
+from nlpkit.onnx_generation import GENERATOR_KINDS, open_generator
+from nlpkit.onnx_runtime import onnx_export_info
 
 __all__ = [
     "TASK_TYPES",
@@ -81,7 +83,12 @@ def load_pretrained(auto_class: Any, path: str, model: ModelConfig | None = None
                     **kwargs: Any) -> Any:
     """``auto_class.from_pretrained`` with the ``model.*`` section's arguments (dtype, quantization, ...), and for
     an adapter folder its base model first, then the adapter on top (a ``PeftModel``, ready to predict or to
-    train further). ``kwargs`` go to the base model's ``from_pretrained`` (e.g. ``num_labels``)."""
+    train further). ``kwargs`` go to the base model's ``from_pretrained`` (e.g. ``num_labels``). A folder
+    written by ``nlpkit export`` from a causal LM or encoder-decoder opens on ONNX Runtime
+    (:func:`nlpkit.onnx_generation.open_generator`)."""
+    exported = onnx_export_info(path)
+    if exported is not None and exported.get("kind") in GENERATOR_KINDS:  # `nlpkit export` of a generator
+        return open_generator(path, exported["kind"])
     options = {**(load_kwargs(model) if model is not None else {}), **kwargs}
     if not is_adapter_dir(path):
         return auto_class.from_pretrained(path, **options)

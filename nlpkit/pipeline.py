@@ -9,6 +9,7 @@ from typing import Any
 from nlpkit.artifacts import saved_task
 from nlpkit.config import model_name
 from nlpkit.errors import UsageError
+from nlpkit.onnx_generation import GENERATOR_KINDS
 from nlpkit.onnx_runtime import OnnxModel, onnx_export_info
 from nlpkit.registry import available_tasks, get_task
 from nlpkit.task import Task
@@ -40,10 +41,17 @@ class Pipeline:
 
 def load_onnx_task(cls: type[Task], folder: str, device: str | None = None, threads: int | None = None,
                    **overrides: Any) -> Task:
-    """A ``cls`` task configured from the export at ``folder`` whose model is an ONNX Runtime session
-    (:class:`~nlpkit.onnx_runtime.OnnxModel`): the labels, thresholds and options come from the descriptor."""
+    """A ``cls`` task configured from the export at ``folder`` whose model runs on ONNX Runtime: a classifier's
+    session (:class:`~nlpkit.onnx_runtime.OnnxModel`; the labels, thresholds and options come from the
+    descriptor), or a generator's (:mod:`nlpkit.onnx_generation`, behind ``generate()``)."""
     from transformers import AutoTokenizer
 
+    if onnx_export_info(folder).get("kind") in GENERATOR_KINDS:
+        # a causal LM or encoder-decoder: the task's own loaders open its graphs (nlpkit.onnx_generation)
+        task = cls.from_pretrained(folder, **overrides)
+        task.model.threads = threads  # read when the sessions open, at the first call
+        task.model.to(device or "cpu")
+        return task
     task = cls.from_saved(folder, **overrides)
     task.info = task.saved_info or cls.Info()
     task.tokenizer = AutoTokenizer.from_pretrained(folder)

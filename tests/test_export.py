@@ -130,10 +130,10 @@ def test_bad_exports_are_clear_errors_and_write_nothing(run: str, fp32: Path, tm
         export.export_model(tmp_path, tmp_path / "x")
     with pytest.raises(ModelNotFoundError, match="does not exist"):
         export.export_model(tmp_path / "missing", tmp_path / "x")
-    other = tmp_path / "translation-run"
+    other = tmp_path / "word2vec-run"
     other.mkdir()
-    write_descriptor(other, "translation", {"task": "translation"})
-    with pytest.raises(UsageError, match="translation model; nlpkit export handles sentiment"):
+    write_descriptor(other, "word2vec", {"task": "word2vec"})
+    with pytest.raises(UsageError, match="word2vec model; nlpkit export handles generation, sentiment, translation"):
         export.export_model(other, tmp_path / "x")
     with pytest.raises(UsageError, match="already an ONNX export"):
         export.export_model(fp32, tmp_path / "x")
