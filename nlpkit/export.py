@@ -59,6 +59,8 @@ KEEP_FP32 = r"/output/dense/|/out_lin/|/ffn/lin2/"
 OPSET = 17
 #: The largest |logit| difference the fp32 export may have from PyTorch on the check texts.
 FP32_TOLERANCE = 1e-3
+#: The share of the check texts an int8 generator must decode as the PyTorch model does (greedy, 16 tokens).
+INT8_MIN_AGREEMENT = 0.5
 CHECK_TEXTS = [
     "a gripping, beautifully shot film with a story that never lets go",
     "dull and far too long",
@@ -144,8 +146,9 @@ def _fuse(path: Path, config: Any) -> bool:
     return True
 
 
-def _quantize(src: Path, dst: Path, keep_fp32: str) -> dict[str, Any]:
-    """Dynamic int8 quantization of ``src`` into ``dst``; the nodes matching ``keep_fp32`` stay fp32."""
+def _quantize(src: Path, dst: Path, keep_fp32: str, op_types: list[str] | None = None) -> dict[str, Any]:
+    """Dynamic int8 quantization of ``src`` into ``dst``; the nodes matching ``keep_fp32`` stay fp32;
+    ``op_types``: only these ops (default: every op type ONNX Runtime quantizes dynamically)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -162,6 +165,7 @@ def _quantize(src: Path, dst: Path, keep_fp32: str) -> dict[str, Any]:
     root.setLevel(max(level, logging.ERROR))
     try:
         quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True, nodes_to_exclude=kept,
+                         op_types_to_quantize=op_types,
                          extra_options={"MatMulConstBOnly": True,  # only weight matrices, not activation x activation
                                         # fused ops (Attention, EmbedLayerNormalization) carry no shape information
                                         "DefaultTensorType": onnx.TensorProto.FLOAT})
@@ -253,7 +257,9 @@ def _export_generator(task: Any, out: Path, entry: dict[str, Any], quantize: str
             for name in entry["graphs"]:
                 fp32 = tmp / f"fp32-{name}"
                 (tmp / name).rename(fp32)
-                quantized.append(_quantize(fp32, tmp / name, keep_fp32))
+                # MatMul weights only: the token embedding (a Gather, tied to the output layer in most LMs)
+                # stays fp32
+                quantized.append(_quantize(fp32, tmp / name, keep_fp32, op_types=["MatMul"]))
                 fp32.unlink()
             entry["quantization"] = {**quantized[0], "nodes_kept_fp32": sum(q["nodes_kept_fp32"] for q in quantized)}
         task.tokenizer.save_pretrained(tmp)
@@ -264,6 +270,12 @@ def _export_generator(task: Any, out: Path, entry: dict[str, Any], quantize: str
             raise RuntimeError(f"The fp32 ONNX export differs from the PyTorch model by "
                                f"{check['max_abs_logit_diff']:.2e} in the logits (more than {FP32_TOLERANCE}). "
                                f"Nothing was written.")
+        if quantize and check["greedy_agreement"] < INT8_MIN_AGREEMENT:
+            raise UsageError(
+                f"--quantize int8 changes what this {task.name} model generates: {check['greedy_agreement']:.0%} "
+                f"of the check texts decode as with PyTorch (max |logit diff| {check['max_abs_logit_diff']:.1f}). "
+                f"Dynamic int8 gives each activation one scale per batch, which the outlier channels of many "
+                f"decoder LMs (Llama, SmolLM) do not survive. Export in fp32 (no --quantize). Nothing was written.")
         task.write_descriptor(tmp, **{DESCRIPTOR_KEY: entry})
     return entry
 

@@ -217,8 +217,11 @@ class _SessionMixin:
             path = self.folder / name
             if not path.is_file():
                 raise UsageError(f"{self.folder} has no {name}: export the run again with `nlpkit export`.")
-            sessions[name] = ort.InferenceSession(str(path), session_options(self.threads),
-                                                  providers=["CPUExecutionProvider"])
+            options = session_options(self.threads)
+            # Each decoding step alternates a graph run with generate()'s own torch work (logits processors,
+            # the next token, the cache): ORT's threads must not spin in between and hold the cores.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            sessions[name] = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         return sessions[name]
 
     def _run(self, name: str, feeds: dict[str, Any]) -> tuple[list[str], list[np.ndarray]]:
@@ -245,7 +248,16 @@ class _SessionMixin:
 
     @staticmethod
     def _cache(names: list[str], outputs: list[np.ndarray]) -> Any:
-        return _cache_from([torch.from_numpy(o) for n, o in zip(names, outputs) if n.startswith("present.")])
+        """The graph's ``present.*`` outputs as a DynamicCache that shares their memory (no copy per step)."""
+        from transformers import DynamicCache
+
+        flat = [torch.from_numpy(o) for n, o in zip(names, outputs) if n.startswith("present.")]
+        cache = DynamicCache()
+        for i in range(len(flat) // 2):
+            keys, values = flat[2 * i], flat[2 * i + 1]
+            cache.update(keys[:, :, :0], values[:, :, :0], i)  # creates the layer, empty
+            cache.layers[i].keys, cache.layers[i].values = keys, values
+        return cache
 
     def to(self, device: Any) -> Any:
         if torch.device(device).type != "cpu":

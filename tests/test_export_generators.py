@@ -57,7 +57,7 @@ def test_translation_export_translates_as_the_pytorch_model(translation_run: str
     # int8: smaller graphs, still the learned translations on most pairs
     entry8 = export.export_model(translation_run, tmp_path / "int8", quantize="int8")
     size = {p: sum(f.stat().st_size for f in (tmp_path / p).glob("*.onnx")) for p in ("fp32", "int8")}
-    assert size["int8"] < size["fp32"] * 0.6, size
+    assert size["int8"] < size["fp32"] * 0.75, size  # the embeddings (most of a tiny model) stay fp32
     got = nlpkit.pipeline(str(tmp_path / "int8"))([s for s, _ in FEW])
     assert sum(g == t for g, (_, t) in zip(got, FEW)) >= 6, got
     assert entry8["precision"] == "int8"
@@ -81,10 +81,17 @@ def test_causal_lm_export_generates_as_the_pytorch_model(generation_run: str, tm
 
 
 def test_generator_export_errors_and_command_line(generation_run: str, tmp_path: Path,
-                                                  capsys: pytest.CaptureFixture) -> None:
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(UsageError, match="fallback"):
         export.export_model(generation_run, tmp_path / "x", quantize="int8", fallback_margin=0.2)
     assert not (tmp_path / "x").exists()
+    # an int8 export that changes what the model generates is refused, and nothing is written
+    monkeypatch.setattr(export, "_compare_generations",
+                        lambda task, exported: {"max_abs_logit_diff": 9.0, "greedy_agreement": 0.25})
+    with pytest.raises(UsageError, match="changes what this generation model generates: 25%"):
+        export.export_model(generation_run, tmp_path / "bad-int8", quantize="int8")
+    assert not (tmp_path / "bad-int8").exists() and not (tmp_path / "bad-int8.tmp").exists()
+    monkeypatch.undo()
     assert console_main(["export", generation_run, "--out", str(tmp_path / "cli")]) in (0, None)
     assert (tmp_path / "cli" / "decoder.onnx").is_file()
     with pytest.raises(UsageError, match="runs on the CPU"):
