@@ -96,3 +96,66 @@ def test_generator_export_errors_and_command_line(generation_run: str, tmp_path:
     assert (tmp_path / "cli" / "decoder.onnx").is_file()
     with pytest.raises(UsageError, match="runs on the CPU"):
         nlpkit.pipeline(str(tmp_path / "cli"), device="cuda")
+
+
+def _tiny(name: str):
+    import transformers as tf
+
+    common = {"vocab_size": 64, "pad_token_id": 0, "eos_token_id": 1, "decoder_start_token_id": 0}
+    seq2seq = {"d_model": 32, "encoder_layers": 2, "decoder_layers": 2, "encoder_attention_heads": 4,
+               "decoder_attention_heads": 4, "encoder_ffn_dim": 64, "decoder_ffn_dim": 64,
+               "max_position_embeddings": 128, **common}
+    return {
+        "marian": lambda: tf.MarianMTModel(tf.MarianConfig(**seq2seq)),
+        "bart": lambda: tf.BartForConditionalGeneration(tf.BartConfig(**seq2seq)),
+        "t5": lambda: tf.T5ForConditionalGeneration(tf.T5Config(d_model=32, d_kv=8, d_ff=64, num_layers=2,
+                                                                num_decoder_layers=2, num_heads=4, **common)),
+        "gpt2": lambda: tf.GPT2LMHeadModel(tf.GPT2Config(vocab_size=64, n_embd=32, n_layer=2, n_head=4,
+                                                         n_positions=128, pad_token_id=0, eos_token_id=1)),
+        "qwen2": lambda: tf.Qwen2ForCausalLM(tf.Qwen2Config(
+            vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, max_position_embeddings=128, pad_token_id=0, eos_token_id=1)),
+    }[name]()
+
+
+@pytest.mark.parametrize("name", ["marian", "bart", "t5", "gpt2", "qwen2"])
+def test_graphs_match_pytorch_at_every_cache_length(name: str, tmp_path: Path) -> None:
+    """Other architectures than the runs above: the graphs are traced at one prompt and cache length, and must
+    give the PyTorch logits at others (positions and masks are not fixed by the trace), and the same beams."""
+    import torch
+
+    from nlpkit.onnx_generation import export_generator, open_generator
+
+    torch.manual_seed(0)
+    model = _tiny(name).eval()
+    for p in model.parameters():  # large random weights: outputs that depend on every position
+        torch.nn.init.normal_(p, std=0.3)
+    info = export_generator(model, tmp_path, 17)
+    model.config.save_pretrained(tmp_path)
+    onnx = open_generator(tmp_path, info["kind"])
+    with torch.inference_mode():
+        if info["kind"] == "seq2seq":
+            src = torch.tensor([[5, 6, 7, 1, 0, 0, 0], [8, 9, 10, 11, 12, 13, 1]])
+            inputs = {"input_ids": src, "attention_mask": (src != 0).long()}
+            dec = torch.randint(3, 60, (2, 12))
+            ref = model(**inputs, decoder_input_ids=dec).logits
+            first = onnx(**inputs, decoder_input_ids=dec[:, :5])
+            rest = onnx(**inputs, decoder_input_ids=dec, past_key_values=first.past_key_values)
+            gen = {"num_beams": 2}
+        else:
+            ids = torch.tensor([[0, 0, 0, 5, 6, 7, 9, 3, 4, 8, 2, 5], [8, 9, 10, 11, 12, 13, 14, 3, 4, 8, 2, 5]])
+            inputs = {"input_ids": ids[:, :5], "attention_mask": (ids[:, :5] != 0).long()}
+            mask = (ids != 0).long()
+            # positions count real tokens only, as generate() gives them to a left-padded batch
+            ref = model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0)).logits
+            first = onnx(**inputs)
+            rest = onnx(input_ids=ids[:, 5:], attention_mask=mask, past_key_values=first.past_key_values)
+            gen = {"do_sample": False, "pad_token_id": 0}
+        got = torch.cat([first.logits, rest.logits], dim=1)
+        keep = inputs["attention_mask"] if info["kind"] == "causal_lm" else None
+        if keep is not None:  # a left-padded position's logits are not used: compare real tokens only
+            mask = torch.cat([keep, torch.ones((2, 7), dtype=torch.long)], dim=1).bool()
+            ref, got = ref[mask], got[mask]
+        assert (ref - got).abs().max().item() < 1e-4
+        assert torch.equal(model.generate(**inputs, max_new_tokens=12, **gen),
+                           onnx.generate(**inputs, max_new_tokens=12, **gen))
