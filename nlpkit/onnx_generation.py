@@ -78,6 +78,25 @@ def _cache_from(flat: tuple[torch.Tensor, ...] | list[torch.Tensor]) -> Any:
     return cache
 
 
+def _cache_kwarg(model: Any, cache: Any) -> dict[str, Any]:
+    """``cache`` under the argument name ``model.forward`` takes: ``cache`` (transformers >= 5.2x, where
+    ``past_key_values`` is deprecated) or ``past_key_values``."""
+    import inspect
+
+    return {"cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values": cache}
+
+
+def _cache_of(output: Any) -> Any:
+    """The cache of a model output: ``.cache`` (transformers >= 5.2x) or ``.past_key_values``."""
+    return output.cache if "cache" in output.__dataclass_fields__ else output.past_key_values
+
+
+def _with_cache(output_class: type, cache: Any, **fields: Any) -> Any:
+    """``output_class(**fields)`` with ``cache`` under the field name that class has."""
+    name = "cache" if "cache" in output_class.__dataclass_fields__ else "past_key_values"
+    return output_class(**fields, **{name: cache})
+
+
 def _flat(cache: Any) -> list[torch.Tensor]:
     return [t for layer in cache.layers for t in (layer.keys, layer.values)]
 
@@ -93,8 +112,8 @@ class _CausalStep(torch.nn.Module):
                 *past: torch.Tensor) -> tuple[torch.Tensor, ...]:
         mask = _causal(input_ids.shape[1], attention_mask.shape[1], attention_mask)
         out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids,
-                         past_key_values=_cache_from(past), use_cache=True)
-        return (out.logits, *_flat(out.past_key_values))
+                         **_cache_kwarg(self.model, _cache_from(past)), use_cache=True)
+        return (out.logits, *_flat(_cache_of(out)))
 
 
 class _Encoder(torch.nn.Module):
@@ -123,8 +142,8 @@ class _Seq2SeqStep(torch.nn.Module):
         out = self.model(decoder_input_ids=input_ids, encoder_outputs=(encoder_hidden_states,),
                          attention_mask=encoder_attention_mask,
                          decoder_attention_mask=torch.ones((input_ids.shape[0], keys), dtype=torch.long),
-                         past_key_values=cache, use_cache=True)
-        return (out.logits, *_flat(out.past_key_values.self_attention_cache))
+                         **_cache_kwarg(self.model, cache), use_cache=True)
+        return (out.logits, *_flat(_cache_of(out).self_attention_cache))
 
 
 def _past_shape(model: Any, batch: int, length: int) -> tuple[int, int, int, int]:
@@ -134,9 +153,9 @@ def _past_shape(model: Any, batch: int, length: int) -> tuple[int, int, int, int
             enc = model.get_encoder()(input_ids=torch.ones((1, 2), dtype=torch.long)).last_hidden_state
             out = model(decoder_input_ids=torch.ones((1, 1), dtype=torch.long), encoder_outputs=(enc,),
                         use_cache=True)
-            key = out.past_key_values.self_attention_cache.layers[0].keys
+            key = _cache_of(out).self_attention_cache.layers[0].keys
         else:
-            key = model(input_ids=torch.ones((1, 1), dtype=torch.long), use_cache=True).past_key_values.layers[0].keys
+            key = _cache_of(model(input_ids=torch.ones((1, 1), dtype=torch.long), use_cache=True)).layers[0].keys
     return batch, key.shape[1], length, key.shape[3]
 
 
@@ -308,8 +327,8 @@ def _model_classes() -> tuple[type, type]:
             feeds = {"input_ids": input_ids, "attention_mask": mask, "position_ids": positions,
                      **self._past_feeds(cache, batch)}
             names, outputs = self._run(DECODER_FILE, feeds)
-            return CausalLMOutputWithPast(logits=torch.from_numpy(outputs[0]),
-                                          past_key_values=self._cache(names, outputs))
+            return _with_cache(CausalLMOutputWithPast, self._cache(names, outputs),
+                               logits=torch.from_numpy(outputs[0]))
 
         def prepare_inputs_for_generation(self, input_ids: torch.Tensor, past_key_values: Any = None,
                                           attention_mask: torch.Tensor | None = None, cache: Any = None,
@@ -356,8 +375,8 @@ def _model_classes() -> tuple[type, type]:
                      **self._past_feeds(self_cache, step.shape[0])}
             names, outputs = self._run(DECODER_FILE, feeds)
             new = EncoderDecoderCache(self._cache(names, outputs), DynamicCache())
-            return Seq2SeqLMOutput(logits=torch.from_numpy(outputs[0]), past_key_values=new,
-                                   encoder_last_hidden_state=hidden)
+            return _with_cache(Seq2SeqLMOutput, new, logits=torch.from_numpy(outputs[0]),
+                               encoder_last_hidden_state=hidden)
 
         def prepare_inputs_for_generation(self, decoder_input_ids: torch.Tensor, past_key_values: Any = None,
                                           attention_mask: torch.Tensor | None = None, encoder_outputs: Any = None,

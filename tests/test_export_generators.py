@@ -124,7 +124,7 @@ def test_graphs_match_pytorch_at_every_cache_length(name: str, tmp_path: Path) -
     give the PyTorch logits at others (positions and masks are not fixed by the trace), and the same beams."""
     import torch
 
-    from nlpkit.onnx_generation import export_generator, open_generator
+    from nlpkit.onnx_generation import _cache_of, export_generator, open_generator
 
     torch.manual_seed(0)
     model = _tiny(name).eval()
@@ -140,7 +140,7 @@ def test_graphs_match_pytorch_at_every_cache_length(name: str, tmp_path: Path) -
             dec = torch.randint(3, 60, (2, 12))
             ref = model(**inputs, decoder_input_ids=dec).logits
             first = onnx(**inputs, decoder_input_ids=dec[:, :5])
-            rest = onnx(**inputs, decoder_input_ids=dec, past_key_values=first.past_key_values)
+            rest = onnx(**inputs, decoder_input_ids=dec, cache=_cache_of(first))
             gen = {"num_beams": 2}
         else:
             ids = torch.tensor([[0, 0, 0, 5, 6, 7, 9, 3, 4, 8, 2, 5], [8, 9, 10, 11, 12, 13, 14, 3, 4, 8, 2, 5]])
@@ -149,7 +149,7 @@ def test_graphs_match_pytorch_at_every_cache_length(name: str, tmp_path: Path) -
             # positions count real tokens only, as generate() gives them to a left-padded batch
             ref = model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0)).logits
             first = onnx(**inputs)
-            rest = onnx(input_ids=ids[:, 5:], attention_mask=mask, past_key_values=first.past_key_values)
+            rest = onnx(input_ids=ids[:, 5:], attention_mask=mask, cache=_cache_of(first))
             gen = {"do_sample": False, "pad_token_id": 0}
         got = torch.cat([first.logits, rest.logits], dim=1)
         keep = inputs["attention_mask"] if info["kind"] == "causal_lm" else None
