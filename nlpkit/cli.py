@@ -274,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("task", nargs="?", help="Only this task's presets.")
     p.set_defaults(fn=_cmd_presets)
 
-    from nlpkit.export import KEEP_FP32, OPSET
+    from nlpkit.export import DEFAULT_FALLBACK_MARGIN, KEEP_FP32, OPSET
 
     p = sub.add_parser("export", help="Export a trained model to ONNX (optionally int8) for fast CPU inference.",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -297,16 +297,19 @@ def build_parser() -> argparse.ArgumentParser:
                                                 "--force).")
     p.add_argument("--format", default="onnx", choices=["onnx"], help="Export format (default onnx).")
     p.add_argument("--quantize", choices=["int8"], help="int8: dynamic int8 weights per channel, activations "
-                                                        "quantized per batch (about 4x smaller, faster on CPU); "
-                                                        "default: fp32.")
-    p.add_argument("--keep-fp32", default=KEEP_FP32, metavar="REGEX",
-                   help=f"int8: ONNX nodes whose names match stay fp32 (default {KEEP_FP32!r}: the attention "
-                        f"and feed-forward output projections of BERT-style encoders, the most "
-                        f"quantization-sensitive; it matches nothing in decoders; '' quantizes every MatMul).")
+                                                        "quantized per batch (faster on CPU; a classifier also "
+                                                        "keeps an fp32 graph for close calls, see "
+                                                        "--fallback-margin); default: fp32.")
+    p.add_argument("--keep-fp32", default=None, metavar="REGEX",
+                   help=f"int8: ONNX nodes whose names match stay fp32 (default: none with a fallback, else "
+                        f"{KEEP_FP32!r}: the attention and feed-forward output projections of BERT-style "
+                        f"encoders, the most quantization-sensitive; it matches nothing in decoders; '' "
+                        f"quantizes every MatMul).")
     p.add_argument("--fallback-margin", type=float, default=None, metavar="GAP",
-                   help="int8: also keep the fp32 graph and score again in fp32 every row whose two best label "
-                        "probabilities are within GAP (e.g. 0.2): nearly every label is then the fp32 model's, "
-                        "at close to int8 speed (single-label classifiers; the folder grows by the fp32 graph).")
+                   help=f"int8 single-label classifiers: keep the fp32 graph too and score again in fp32 every "
+                        f"row whose two best label probabilities are within GAP (default "
+                        f"{DEFAULT_FALLBACK_MARGIN}; 0: no fallback). Nearly every label is then the fp32 "
+                        f"model's, at close to int8 speed; the folder also holds the fp32 graph.")
     p.add_argument("--no-optimize", action="store_true", help="Skip ONNX Runtime's transformer fusion "
                                                               "(attention, LayerNorm, GELU kernels) of a "
                                                               "classifier's encoder.")

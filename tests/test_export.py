@@ -63,9 +63,11 @@ def test_fp32_export_predicts_what_the_pytorch_model_does(run: str, fp32: Path) 
 
 def test_int8_export_is_smaller_and_agrees_on_most_labels(run: str, fp32: Path, tmp_path: Path) -> None:
     out = tmp_path / "int8"
-    entry = export.export_model(run, out, quantize="int8")
-    assert entry["precision"] == "int8" and entry["quantization"]["nodes_kept_fp32"] > 0
-    everything = export.export_model(run, tmp_path / "all-int8", quantize="int8", keep_fp32="")
+    # without a fallback the sensitive projections stay fp32 by default
+    entry = export.export_model(run, out, quantize="int8", fallback_margin=0)
+    assert entry["precision"] == "int8" and entry["quantization"]["nodes_kept_fp32"] > 0 and "fallback" not in entry
+    assert not (out / "fallback.onnx").exists()
+    everything = export.export_model(run, tmp_path / "all-int8", quantize="int8", keep_fp32="", fallback_margin=0)
     assert everything["quantization"]["nodes_kept_fp32"] == 0
     assert (tmp_path / "all-int8" / "model.onnx").stat().st_size < 0.6 * (fp32 / "model.onnx").stat().st_size
     ours = nlpkit.pipeline(str(out))(TEXTS[:60])
@@ -78,9 +80,13 @@ def test_int8_export_is_smaller_and_agrees_on_most_labels(run: str, fp32: Path, 
 def test_int8_fallback_rescores_close_calls_in_fp32(run: str, fp32: Path, tmp_path: Path) -> None:
     """--fallback-margin keeps the fp32 graph: rows within the gap get exactly the fp32 export's scores, rows
     outside it keep their int8 scores; a gap of 1 makes every label and score the fp32 export's."""
-    int8 = export.export_model(run, tmp_path / "int8", quantize="int8", keep_fp32="")
+    int8 = export.export_model(run, tmp_path / "int8", quantize="int8", keep_fp32="", fallback_margin=0)
     kept = export.export_model(run, tmp_path / "fb", quantize="int8", keep_fp32="", fallback_margin=1.0)
     assert "fallback" not in int8 and kept["fallback"] == {"file": "fallback.onnx", "margin": 1.0}
+    # the default int8 export of a single-label classifier: every MatMul int8, close calls (gap 0.2) in fp32
+    default = export.export_model(run, tmp_path / "default", quantize="int8")
+    assert default["fallback"] == {"file": "fallback.onnx", "margin": export.DEFAULT_FALLBACK_MARGIN}
+    assert default["quantization"]["nodes_kept_fp32"] == 0
     assert (tmp_path / "fb" / "fallback.onnx").is_file()
     texts = TEXTS[:60]
     full = nlpkit.pipeline(str(fp32))(texts)
@@ -111,6 +117,8 @@ def test_int8_fallback_rescores_close_calls_in_fp32(run: str, fp32: Path, tmp_pa
     assert torch.equal(inline[rest], raw[rest])
     with pytest.raises(UsageError, match="fallback-margin"):
         export.export_model(run, tmp_path / "bad", fallback_margin=0.2)  # nothing to fall back from in fp32
+    with pytest.raises(UsageError, match="fallback-margin"):
+        export.export_model(run, tmp_path / "bad", quantize="int8", fallback_margin=1.5)
     assert not (tmp_path / "bad").exists()
 
 
