@@ -37,8 +37,7 @@ from nlpkit.config import GenerateConfig, LoraOptions, ModelConfig
 from nlpkit.errors import ConfigError, DataError, UsageError
 from nlpkit.inference import pad, run_sorted
 from nlpkit.lora import adapter_base, is_adapter_dir
-from nlpkit.onnx_generation import open_generator
-from nlpkit.onnx_runtime import onnx_export_info
+from nlpkit.onnx_generation import export_kind, open_generator
 
 logger = logging.getLogger("nlpkit.causal_lm")
 
@@ -130,8 +129,7 @@ def load_causal_lm(name_or_path: str, *, dtype: torch.dtype | str | None = None,
     from nlpkit.modeling import load_kwargs, resolve_model
 
     path = resolve_model(name_or_path)
-    exported = onnx_export_info(path)
-    if exported is not None and exported.get("kind") == "causal_lm":  # `nlpkit export`: ONNX Runtime
+    if export_kind(path) == "causal_lm":  # `nlpkit export`: ONNX Runtime
         return open_generator(path, "causal_lm"), load_tokenizer(path)
     kwargs: dict[str, Any] = load_kwargs(model) if model is not None else {"dtype": torch.float32}
     if dtype is not None:

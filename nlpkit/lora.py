@@ -20,8 +20,7 @@ from nlpkit.artifacts import read_descriptor
 from nlpkit.config import LoraOptions, ModelConfig, model_name
 from nlpkit.errors import ConfigError, ModelNotFoundError, UsageError
 from nlpkit.modeling import load_kwargs, resolve_model
-from nlpkit.onnx_generation import GENERATOR_KINDS, open_generator
-from nlpkit.onnx_runtime import onnx_export_info
+from nlpkit.onnx_generation import export_kind, open_generator
 
 __all__ = [
     "TASK_TYPES",
@@ -86,9 +85,9 @@ def load_pretrained(auto_class: Any, path: str, model: ModelConfig | None = None
     train further). ``kwargs`` go to the base model's ``from_pretrained`` (e.g. ``num_labels``). A folder
     written by ``nlpkit export`` from a causal LM or encoder-decoder opens on ONNX Runtime
     (:func:`nlpkit.onnx_generation.open_generator`)."""
-    exported = onnx_export_info(path)
-    if exported is not None and exported.get("kind") in GENERATOR_KINDS:  # `nlpkit export` of a generator
-        return open_generator(path, exported["kind"])
+    kind = export_kind(path)
+    if kind is not None:  # `nlpkit export` of a generator
+        return open_generator(path, kind)
     options = {**(load_kwargs(model) if model is not None else {}), **kwargs}
     if not is_adapter_dir(path):
         return auto_class.from_pretrained(path, **options)

@@ -26,15 +26,22 @@ import numpy as np
 import torch
 
 from nlpkit.errors import UsageError
+from nlpkit.onnx_runtime import onnx_export_info, require_onnxruntime, session_options
 
 __all__ = ["DECODER_FILE", "ENCODER_FILE", "GENERATOR_KINDS", "OnnxCausalLM", "OnnxSeq2SeqLM", "export_generator",
-           "generator_kind", "open_generator"]
+           "export_kind", "generator_kind", "open_generator"]
 
 #: The descriptor's ``onnx.kind`` of an exported generator (a classifier's export has no kind).
 GENERATOR_KINDS = ("causal_lm", "seq2seq")
 DECODER_FILE = "decoder.onnx"
 ENCODER_FILE = "encoder.onnx"
 _NEG = torch.finfo(torch.float32).min
+
+
+def export_kind(path: str | Path) -> str | None:
+    """The descriptor's ``onnx.kind`` when ``path`` is an ``nlpkit export`` of a generator, else None."""
+    kind = (onnx_export_info(path) or {}).get("kind")
+    return kind if kind in GENERATOR_KINDS else None
 
 
 def generator_kind(model: Any) -> str | None:
@@ -70,11 +77,14 @@ def _causal(query: int | torch.Tensor, keys: int | torch.Tensor, padding: torch.
 
 
 def _cache_from(flat: tuple[torch.Tensor, ...] | list[torch.Tensor]) -> Any:
+    """A DynamicCache holding the (key, value) pairs of ``flat`` as they are (shared, not copied)."""
     from transformers import DynamicCache
 
     cache = DynamicCache()
     for i in range(len(flat) // 2):
-        cache.update(flat[2 * i], flat[2 * i + 1], i)
+        keys, values = flat[2 * i], flat[2 * i + 1]
+        cache.update(keys[:, :, :0], values[:, :, :0], i)  # creates the layer, empty
+        cache.layers[i].keys, cache.layers[i].values = keys, values
     return cache
 
 
@@ -227,11 +237,10 @@ class _SessionMixin:
     folder: Path
     threads: int | None
 
-    def _session(self, name: str) -> Any:
+    def _session(self, name: str) -> tuple[Any, list[Any], list[str]]:
+        """The session of graph ``name``, its input specs and its output names (read once, not per step)."""
         sessions = self.__dict__.setdefault("_sessions", {})
         if name not in sessions:
-            from nlpkit.onnx_runtime import require_onnxruntime, session_options
-
             ort = require_onnxruntime()
             path = self.folder / name
             if not path.is_file():
@@ -240,20 +249,19 @@ class _SessionMixin:
             # Each decoding step alternates a graph run with generate()'s own torch work (logits processors,
             # the next token, the cache): ORT's threads must not spin in between and hold the cores.
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            sessions[name] = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            sessions[name] = (session, session.get_inputs(), [o.name for o in session.get_outputs()])
         return sessions[name]
 
     def _run(self, name: str, feeds: dict[str, Any]) -> tuple[list[str], list[np.ndarray]]:
-        session = self._session(name)
-        names = [o.name for o in session.get_outputs()]
-        wanted = {i.name for i in session.get_inputs()}
+        session, inputs, names = self._session(name)
+        wanted = {spec.name for spec in inputs}
         return names, session.run(names, {k: _numpy(v) for k, v in feeds.items() if k in wanted})
 
     def _past_feeds(self, cache: Any, batch: int) -> dict[str, np.ndarray]:
-        session = self._session(DECODER_FILE)
         feeds = {}
         layers = cache.layers if cache is not None and cache.get_seq_length() else None
-        for spec in session.get_inputs():
+        for spec in self._session(DECODER_FILE)[1]:
             if not spec.name.startswith("past."):
                 continue
             _, index, part = spec.name.split(".")
@@ -268,15 +276,7 @@ class _SessionMixin:
     @staticmethod
     def _cache(names: list[str], outputs: list[np.ndarray]) -> Any:
         """The graph's ``present.*`` outputs as a DynamicCache that shares their memory (no copy per step)."""
-        from transformers import DynamicCache
-
-        flat = [torch.from_numpy(o) for n, o in zip(names, outputs) if n.startswith("present.")]
-        cache = DynamicCache()
-        for i in range(len(flat) // 2):
-            keys, values = flat[2 * i], flat[2 * i + 1]
-            cache.update(keys[:, :, :0], values[:, :, :0], i)  # creates the layer, empty
-            cache.layers[i].keys, cache.layers[i].values = keys, values
-        return cache
+        return _cache_from([torch.from_numpy(o) for n, o in zip(names, outputs) if n.startswith("present.")])
 
     def to(self, device: Any) -> Any:
         if torch.device(device).type != "cpu":

@@ -9,7 +9,7 @@ from typing import Any
 from nlpkit.artifacts import saved_task
 from nlpkit.config import model_name
 from nlpkit.errors import UsageError
-from nlpkit.onnx_generation import GENERATOR_KINDS
+from nlpkit.onnx_generation import export_kind
 from nlpkit.onnx_runtime import OnnxModel, onnx_export_info
 from nlpkit.registry import available_tasks, get_task
 from nlpkit.task import Task
@@ -46,7 +46,7 @@ def load_onnx_task(cls: type[Task], folder: str, device: str | None = None, thre
     descriptor), or a generator's (:mod:`nlpkit.onnx_generation`, behind ``generate()``)."""
     from transformers import AutoTokenizer
 
-    if onnx_export_info(folder).get("kind") in GENERATOR_KINDS:
+    if export_kind(folder) is not None:
         # a causal LM or encoder-decoder: the task's own loaders open its graphs (nlpkit.onnx_generation)
         task = cls.from_pretrained(folder, **overrides)
         task.model.threads = threads  # read when the sessions open, at the first call

@@ -435,8 +435,7 @@ class Loop:
             state["tokens_seen"] += int(acc.reduce(tokens, reduction="sum").item())
             tokens.zero_()
             if acc.device.type == "cuda":
-                state["peak_gpu_bytes"] = max(state.get("peak_gpu_bytes", 0),
-                                              torch.cuda.max_memory_allocated(acc.device))
+                state["peak_gpu_bytes"] = max(state["peak_gpu_bytes"], torch.cuda.max_memory_allocated(acc.device))
 
         self.model.train()
         done = state["global_step"] >= self.total_updates
@@ -513,7 +512,7 @@ class Loop:
             r.training.update(tokens=state["tokens_seen"],
                               tokens_per_s=round(state["tokens_seen"] / max(seconds, 1e-9), 1))
         r.training.update(gpu_training_figures(model, acc.device, state["tokens_seen"], state["samples_seen"],
-                                               seconds, acc.num_processes, state.get("peak_gpu_bytes", 0)))
+                                               seconds, acc.num_processes, state["peak_gpu_bytes"]))
 
     def save(self) -> Path:
         """Save the final model atomically into ``run_dir/model`` (never half-written); fire ``on_save``."""
