@@ -4,15 +4,19 @@
   resolved config, what the task learned from the data (:class:`~nlpkit.task.DataInfo` as a dict: labels,
   languages, ...) and any task-specific facts. :func:`write_descriptor` / :func:`read_descriptor` are the only
   code that touches the file.
-* **Atomic writes**: :func:`atomic_write` (a file) and :func:`atomic_dir` (a folder such as ``model/``) write
-  under a temporary name and rename into place, so an interrupted run never leaves a half-written model or
-  report under the final name.
+* **Atomic writes**: :func:`atomic_write` / :func:`atomic_file` (a file) and :func:`atomic_dir` (a folder such
+  as ``model/``) write under a unique temporary name created exclusively and rename into place, so an
+  interrupted run never leaves a half-written model or report under the final name, and a link planted in a
+  run folder is refused, never written through (:func:`check_no_links`).
+* **Reading inside a folder**: :func:`inside` is how every file a run or export names (a graph, a vectors file,
+  a LoRA adapter's base) is found; a name or link that leaves the folder is refused.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,14 +24,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nlpkit.errors import ModelNotFoundError
+from nlpkit.errors import ModelNotFoundError, UnsafeFileError, UsageError
 
 __all__ = [
     "TASK_FILE",
     "Descriptor",
     "atomic_dir",
+    "atomic_file",
     "atomic_write",
+    "check_no_links",
     "find_descriptor",
+    "inside",
+    "make_dir",
     "package_version",
     "read_descriptor",
     "saved_task",
@@ -99,28 +107,136 @@ def saved_task(path: str | Path) -> str | None:
     return d.task if d else None
 
 
-def atomic_write(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and rename."""
+def inside(folder: str | Path, name: str | Path) -> Path:
+    """``folder / name``, refused (:class:`UnsafeFileError`) unless it stays inside ``folder``.
+
+    ``name`` comes from a file someone else may have written (a descriptor's ``fallback.file``, a vectors file
+    name, an adapter's base folder), so an absolute name, a ``..`` and a link (of ``name`` or of a folder on
+    its way) that resolves outside ``folder`` are all refused: loading a run or an export reads only what it
+    holds. Links that stay inside are followed.
+    """
+    folder = Path(folder)
+    rel = Path(name)
+    path = folder / rel
+    if rel.is_absolute() or ".." in rel.parts or not str(name):
+        raise UnsafeFileError(f"{folder} names the file {str(name)!r}, which is not a plain name inside it: "
+                              f"nlpkit reads only files inside the folder it loads. Copy the file into "
+                              f"{folder} and name it relative to it.")
+    resolved, real_folder = path.resolve(), folder.resolve()
+    if not resolved.is_relative_to(real_folder):
+        raise UnsafeFileError(f"{path} resolves to {resolved}, outside {folder} (a symbolic link leaves it): "
+                              f"nlpkit reads only files inside the folder it loads. Replace the link with the "
+                              f"file itself.")
+    return path
+
+
+def _lexically_inside(path: Path, root: Path) -> bool:
+    return Path(os.path.abspath(path)).is_relative_to(os.path.abspath(root))
+
+
+def check_no_links(path: str | Path, root: str | Path | None = None) -> None:
+    """Refuse (:class:`UnsafeFileError`) when ``path`` or any folder between ``root`` (exclusive) and ``path`` is a
+    symbolic link. ``root`` defaults to ``path``'s folder, so only ``path`` itself is checked.
+
+    A run or export folder may come from someone else: a link planted in it (``eval-own-test -> ~/.ssh``, a
+    ``model/`` pointing elsewhere) would make nlpkit write outside the folder. ``root`` itself may be a link:
+    where the user keeps their runs is their choice.
+    """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    root = path.parent if root is None else Path(root)
+    if not _lexically_inside(path, root):
+        raise ValueError(f"{path} is not inside {root}")
+    current = Path(os.path.abspath(root))
+    for part in Path(os.path.abspath(path)).relative_to(current).parts:
+        current = current / part
+        if current.is_symlink():
+            raise UnsafeFileError(
+                f"{current} is a symbolic link (to {os.readlink(current)}): nlpkit does not write through links "
+                f"inside {root}, which could send the write anywhere. Remove the link, or choose another folder.")
+
+
+def make_dir(folder: str | Path, root: str | Path | None = None) -> Path:
+    """Create ``folder`` (and its parents) after :func:`check_no_links` ``(folder, root)``; returns it."""
+    folder = Path(folder)
+    check_no_links(folder, root)
+    folder.mkdir(parents=True, exist_ok=True)
+    check_no_links(folder, root)  # a link that appeared while the folders were made
+    return folder
+
+
+def _unique(folder: Path, name: str, create: Any) -> Path:
+    """``create(path)`` on a new hidden name ``.{name}.<random>.tmp`` in ``folder``; ``create`` must fail with
+    ``FileExistsError`` when the name exists (as ``os.mkdir`` and ``O_EXCL`` do, links included)."""
+    for _ in range(100):
+        path = folder / f".{name}.{secrets.token_hex(4)}.tmp"
+        try:
+            create(path)
+            return path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"Could not create a temporary name for {name} in {folder}.")
 
 
 @contextmanager
-def atomic_dir(target: str | Path) -> Iterator[Path]:
-    """Yield a temporary folder beside ``target``; on success it replaces ``target``, on error it is removed.
+def atomic_file(path: str | Path, root: str | Path | None = None) -> Iterator[Path]:
+    """Yield a new, empty temporary file beside ``path``; on success it replaces ``path``, on error it is removed.
 
-    ``with atomic_dir(run_dir / "model") as tmp: save_into(tmp)`` never leaves a half-written ``model/``.
+    The temporary is created exclusively under a unique name (``O_CREAT | O_EXCL | O_NOFOLLOW``), so a file or
+    link already in the folder is never written through; ``path`` and the folders between ``root`` and it must
+    not be links (:func:`check_no_links`). For writers that want a file name (matplotlib's ``savefig``).
     """
-    target = Path(target)
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    path = Path(path)
+    check_no_links(path, root)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    tmp = _unique(path.parent, path.name, lambda p: os.close(os.open(p, flags, 0o666)))
     try:
         yield tmp
+        check_no_links(path, root)
+        os.replace(tmp, path)  # replaces a link's name, never what it points to
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write(path: str | Path, text: str, root: str | Path | None = None) -> None:
+    """Write ``text`` to ``path`` through :func:`atomic_file` (a unique temporary, renamed into place).
+
+    ``root``: the run or output folder the write belongs to; no folder between it and ``path`` may be a link.
+    """
+    with atomic_file(path, root) as tmp:
+        tmp.write_text(text)
+
+
+def _check_dir_target(target: Path, root: str | Path | None) -> None:
+    check_no_links(target, root)
+    if target.exists() and not target.is_dir():
+        raise UsageError(f"{target} exists and is not a folder: move it away, or write the folder elsewhere.")
+
+
+@contextmanager
+def atomic_dir(target: str | Path, root: str | Path | None = None) -> Iterator[Path]:
+    """Yield a new temporary folder beside ``target``; on success it replaces ``target``, on error it is removed.
+
+    ``with atomic_dir(run_dir / "model") as tmp: save_into(tmp)`` never leaves a half-written ``model/``. The
+    temporary gets a unique hidden name created exclusively (``.model.<random>.tmp``), so nothing already beside
+    ``target`` is touched; only ``target`` itself is replaced, and never when it (or a folder between ``root``
+    and it) is a link.
+    """
+    target = Path(target)
+    make_dir(target.parent, root if root is not None else target.parent)
+    _check_dir_target(target, root)
+    tmp = _unique(target.parent, target.name, os.mkdir)
+    try:
+        yield tmp
+        _check_dir_target(target, root)
+        if target.exists():
+            # Move the old folder aside onto an empty folder of our own, so the swap deletes only what it moved.
+            old = _unique(target.parent, target.name, os.mkdir)
+            os.replace(target, old)
+            tmp.rename(target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
