@@ -93,16 +93,18 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 
 def _cmd_tasks(args: argparse.Namespace) -> None:
+    import textwrap
+
     from nlpkit.registry import available_tasks, get_task
 
     names = available_tasks()
     width = max(map(len, names), default=0) + 2
     for name in names:
-        try:
-            summary = (get_task(name).__doc__ or "").strip().splitlines()[0]
+        try:  # the docstring's first paragraph, whole: its first line alone may end mid-sentence
+            summary = " ".join((get_task(name).__doc__ or "").strip().split("\n\n")[0].split())
         except NlpkitError as err:  # one broken plugin must not hide the others
             summary = f"(cannot be loaded: {err})"
-        print(f"{name:{width}s}{summary}")
+        print(textwrap.fill(summary, 110, initial_indent=f"{name:{width}s}", subsequent_indent=" " * width))
 
 
 def _cmd_assets(args: argparse.Namespace) -> None:
@@ -210,12 +212,18 @@ def _cmd_export(args: argparse.Namespace) -> None:
 
 
 def _cmd_presets(args: argparse.Namespace) -> None:
-    from nlpkit.registry import available_tasks, get_task
+    import textwrap
 
+    from nlpkit.registry import available_tasks, get_task, preset_header
+
+    indent = " " * 30
     for name in [args.task] if args.task else available_tasks():
         for preset, path in get_task(name).presets().items():
-            first = next((ln.lstrip("# ").strip() for ln in path.read_text().splitlines() if ln.startswith("#")), "")
-            print(f"{name:12s} {preset:16s} {first}")
+            about, launch = preset_header(path)
+            print(textwrap.fill(about.rstrip(":"), 110, initial_indent=f"{name:12s} {preset:16s} ",
+                                subsequent_indent=indent, break_on_hyphens=False))
+            for line in launch:
+                print(f"{indent}$ {line}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -287,10 +295,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "beam search, stop strings and streaming as with the PyTorch model.\n"
                                    "Needs: pip install 'nlpkit-hf[onnx]'.",
                        epilog="examples:\n"
-                              "  nlpkit export outputs/sentiment-minilm-l6 --out exports/sentiment-fp32\n"
-                              "  nlpkit export outputs/sentiment-minilm-l6 --quantize int8 "
+                              "  nlpkit export outputs/sentiment-<timestamp> --out exports/sentiment-fp32\n"
+                              "  nlpkit export outputs/sentiment-<timestamp> --quantize int8 "
                               "--out exports/sentiment-int8\n"
-                              "  nlpkit export outputs/translation-scratch --out exports/translation-fp32")
+                              "  nlpkit export outputs/translation-<timestamp> --out exports/translation-fp32")
     p.add_argument("run", help="A sentiment, translation or generation run folder (or its model/ folder); a LoRA "
                                "run's adapter is merged into its base first.")
     p.add_argument("--out", required=True, help="The folder to write (new, empty, or an earlier export with "

@@ -16,6 +16,7 @@ naming the hook.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
@@ -24,7 +25,8 @@ from typing import TypeVar
 from nlpkit.errors import ConfigError, ContractError, UnknownTaskError
 from nlpkit.task import Task
 
-__all__ = ["ENTRY_POINT_GROUP", "available_tasks", "check_contract", "find_preset", "get_task", "register_task"]
+__all__ = ["ENTRY_POINT_GROUP", "available_tasks", "check_contract", "find_preset", "get_task", "preset_header",
+           "register_task"]
 
 ENTRY_POINT_GROUP = "nlpkit.tasks"
 
@@ -116,6 +118,31 @@ def find_preset(task: str, name_or_path: str) -> Path:
     if declared and declared != task:
         raise ConfigError(f"Preset {path} is for the {declared} task, not {task}.")
     return path
+
+
+#: A header comment line that is a command to run (a preset's launch line), not prose.
+_LAUNCH_PREFIXES = ("accelerate launch", "nlpkit ", "python ")
+
+
+def preset_header(path: str | Path) -> tuple[str, list[str]]:
+    """(what the preset is for, its launch lines), read from the comment block at the top of a preset file.
+
+    A preset's header is prose and launch lines indented under it (``#   accelerate launch tasks/<task>.py
+    <name>``). The summary is the first sentence of the prose before the first launch line, joined across
+    comment lines, so a description that spans lines is not cut at the first line's end.
+    """
+    prose: list[str] = []
+    launch: list[str] = []
+    for line in Path(path).read_text().splitlines():
+        if not line.startswith("#"):
+            break  # the header ends at the first key
+        text = line.lstrip("#").strip()
+        if text.startswith(_LAUNCH_PREFIXES):
+            launch.append(text)
+        elif text and not launch:
+            prose.append(text)
+    first = re.split(r"(?<!\be\.g)(?<!\bi\.e)\.(?:\s|$)", " ".join(prose), maxsplit=1)[0]
+    return first.rstrip(" :."), launch
 
 
 def available_tasks() -> list[str]:

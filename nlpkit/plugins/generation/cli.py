@@ -15,14 +15,16 @@ def add_generate_command(subparsers: argparse._SubParsersAction) -> None:
                               description="Greedy by default; --do-sample/--temperature/--top-p switch to sampling.")
     p.add_argument("model", help="Generation run folder, model folder, catalog name or hub id.")
     p.add_argument("prompts", nargs="*", help="Prompts (default: all of stdin as one prompt).")
-    p.add_argument("--max-new-tokens", type=int, default=64, help="Tokens to generate (default 64).")
+    p.add_argument("--max-new-tokens", type=int,
+                   help="Tokens to generate (default: the run's generate.max_new_tokens, 48 unless it set another).")
     p.add_argument("--do-sample", action="store_true", help="Sample instead of greedy decoding.")
     p.add_argument("--temperature", type=float, help="Sampling temperature (implies --do-sample).")
     p.add_argument("--top-k", type=int, help="Sample from the k most likely tokens (default 50).")
     p.add_argument("--top-p", type=float, help="Nucleus sampling probability (implies --do-sample).")
     p.add_argument("--repetition-penalty", type=float, help="> 1 discourages repeats.")
-    p.add_argument("--no-repeat-ngram-size", type=int, default=0,
-                   help="Never repeat an n-gram of this many tokens in one output (default 0: off).")
+    p.add_argument("--no-repeat-ngram-size", type=int,
+                   help="Never repeat an n-gram of this many tokens in one output (default: the run's "
+                        "generate.no_repeat_ngram_size, 0 (off) unless it set another).")
     p.add_argument("--num-return-sequences", type=int, default=1, help="Outputs per prompt (sampling).")
     p.add_argument("--stop", action="append", help="Stop string (repeatable; \\n for a newline).")
     p.add_argument("--seed", type=int, help="Seed for sampling.")

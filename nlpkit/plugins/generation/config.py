@@ -69,7 +69,7 @@ class GenerationConfig(RunConfig):
         source="shakespeare", split_by="play", test_size=3, validation_size=2, max_length=512, block_size=256,
         max_eval_tokens=4096))
     # Sized for a 2-core CPU (about 15-25 s per 1k-token update): 50 updates of 4 x 256 tokens at a high
-    # learning rate adapt the model to Shakespeare's style within the 30-minute budget.
+    # learning rate adapt the model to Shakespeare's style in about a quarter of an hour.
     train: GenerationTrainConfig = opt(help="Training options.", factory=lambda: GenerationTrainConfig(
         lr=1e-4, max_steps=50, batch_size=4, eval_batch_size=4, warmup_ratio=0.1, scheduler="cosine",
         log_every=5, metric_for_best="perplexity", greater_is_better=False))

@@ -8,7 +8,7 @@ from typing import Optional
 from nlpkit.config import DataConfig, GenerateConfig, ModelConfig, RunConfig, TrainConfig, opt
 from nlpkit.errors import ConfigError
 
-#: ``model=scratch``: a Marian-style model and a shared tokenizer trained here.
+#: ``model=scratch``: a small encoder-decoder (M2M100 architecture) and a shared tokenizer trained here.
 SCRATCH = "scratch"
 
 
@@ -28,7 +28,7 @@ class ScratchConfig:
     ffn_dim: int = opt(768, "Feed-forward width.")
     dropout: float = opt(
         0.0,
-        "Dropout on embeddings and block outputs. 0 for the 30-minute default: its 2.5 epochs under-fit, so dropout "
+        "Dropout on embeddings and block outputs. 0 for the CPU-sized default: its 2.5 epochs under-fit, so dropout "
         "only slows learning (and 0.1 costs ~17% more time per update on CPU). Use 0.1-0.3 for runs of many epochs.",
     )
     attention_dropout: float = opt(
@@ -38,8 +38,8 @@ class ScratchConfig:
     init_std: Optional[float] = opt(
         None,
         "Std of the initial weights (default d_model**-0.5, as fairseq initialises its Transformer). Hugging Face's "
-        "0.02 suits 1024-wide models; at width 192 it leaves token embeddings swamped by the position signal, and "
-        "in our runs the encoder collapsed to one vector so the decoder learned a source-blind language model.",
+        "0.02 suits 1024-wide models; at width 192 it leaves token embeddings swamped by the position signal: the "
+        "encoder can collapse to one vector, and the decoder then learns a source-blind language model.",
     )
     max_positions: int = opt(256, "Longest sequence (tokens) the model handles.")
 
@@ -87,7 +87,7 @@ class TranslationOptions:
 class TranslationConfig(RunConfig):
     task: str = opt("translation", "Task name (set by the launch script).")
     model: ModelConfig = opt(
-        help="model.name: `scratch` (a Marian-style model + tokenizer trained here), a seq2seq model "
+        help="model.name: `scratch` (a small M2M100-architecture model + tokenizer trained here), a seq2seq model "
              "(hub id like Helsinki-NLP/opus-mt-en-fr, t5-small, a folder or previous run), "
              "or a causal LM for decoder-only translation (e.g. smollm2-135m); and how it is loaded.",
         factory=lambda: ModelConfig(name=SCRATCH),
@@ -106,9 +106,9 @@ class TranslationConfig(RunConfig):
     train: TrainConfig = opt(
         help="Training options.",
         factory=lambda: TrainConfig(
-            # Small batches, many updates: in a 30-minute CPU budget batches of 8 reached a lower validation loss
-            # per example seen than 16, 32 or 64 (at ~6% less throughput than 32). 2.5 epochs leave a margin
-            # under 30 minutes when the 2-core dev machine runs slow (~56-62 samples/s measured; 3 epochs ~28.5 min).
+            # Small batches, many updates: within a budget of about half an hour on a 2-core CPU, batches of 8
+            # reached a lower validation loss per example seen than 16, 32 or 64 (at ~6% less throughput than 32);
+            # 2.5 epochs keep the default inside that budget (~56-62 samples/s measured; 3 epochs ~28.5 min).
             lr=1e-3,
             epochs=2.5,
             batch_size=8,

@@ -1,4 +1,4 @@
-"""The from-scratch model (``model=scratch``): a small Marian-sized Transformer over a shared tokenizer.
+"""The from-scratch model (``model=scratch``): a small encoder-decoder Transformer over a shared tokenizer.
 
 Saved as a standard Hugging Face model (``M2M100`` for pre-layer-norm, ``MarianMTModel`` for post-layer-norm),
 so a trained run reloads with ``AutoModelForSeq2SeqLM`` like any pretrained translation model.
@@ -47,9 +47,9 @@ def build_scratch_model(s: ScratchConfig, tokenizer: Any) -> Any:
         init_std=s.init_std or s.d_model**-0.5,
     )
     if s.architecture == "pre_norm":
-        # The same Marian-sized Transformer (sinusoidal positions, scaled, shared and tied embeddings) with
-        # layer norm before each block and a final one after each stack (Xiong et al. 2020): it tolerates the
-        # short warmup a 30-minute CPU budget allows.
+        # The same Transformer (sinusoidal positions, scaled, shared and tied embeddings) with layer norm
+        # before each block and a final one after each stack (Xiong et al. 2020): it tolerates the short
+        # warmup a CPU-sized budget allows.
         config = M2M100Config(**shape, encoder_layerdrop=0.0, decoder_layerdrop=0.0, bos_token_id=tok.eos_token_id)
         model = M2M100ForConditionalGeneration(config)
     elif s.architecture == "post_norm":
