@@ -149,6 +149,9 @@ def _cmd_predict(args: argparse.Namespace) -> None:
     options = {"top_k": args.top_k} if args.top_k is not None else {}
     device, main_process = None, True
     if args.input:
+        from nlpkit.predict_file import check_output
+
+        check_output(args.output, args.overwrite)  # before the model loads, not after every row is predicted
         from accelerate import PartialState
 
         state = PartialState()
@@ -159,7 +162,8 @@ def _cmd_predict(args: argparse.Namespace) -> None:
         from nlpkit.predict_file import predict_file
 
         summary = predict_file(pipe, args.input, args.output, text_column=args.text_column,
-                               batch_size=args.batch_size, chunk_rows=args.chunk_rows, **options)
+                               batch_size=args.batch_size, chunk_rows=args.chunk_rows, overwrite=args.overwrite,
+                               **options)
         if main_process:
             print(f"Predicted {summary['rows']} rows -> {summary['output']} "
                   f"(new columns: {', '.join(summary['columns'])})")
@@ -259,7 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("texts", nargs="*", help="Inputs (default: one per line on stdin).")
     p.add_argument("--task", help="Task name, when the model is not an nlpkit run.")
     p.add_argument("--input", help="A csv/tsv/jsonl/parquet file to predict.")
-    p.add_argument("--output", help="Where to write the predictions (csv/tsv/jsonl/parquet, by its extension).")
+    p.add_argument("--output", help="Where to write the predictions (csv/tsv/jsonl/parquet, by its extension); "
+                                    "its folder must exist, and an existing file is kept unless --overwrite.")
+    p.add_argument("--overwrite", action="store_true", help="Replace the --output file if it exists.")
     p.add_argument("--text-column", help="Input column to predict from (default: the task's text column).")
     p.add_argument("--top-k", type=int, help="Classification: the k best labels with scores (0: all).")
     p.add_argument("--batch-size", type=int, default=64, help="Inputs per batch (default 64).")
@@ -302,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="A sentiment, translation or generation run folder (or its model/ folder); a LoRA "
                                "run's adapter is merged into its base first.")
     p.add_argument("--out", required=True, help="The folder to write (new, empty, or an earlier export with "
-                                                "--force).")
+                                                "--overwrite).")
     p.add_argument("--format", default="onnx", choices=["onnx"], help="Export format (default onnx).")
     p.add_argument("--quantize", choices=["int8"], help="int8: dynamic int8 weights per channel, activations "
                                                         "quantized per batch (faster on CPU; a classifier also "
@@ -322,7 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                               "(attention, LayerNorm, GELU kernels) of a "
                                                               "classifier's encoder.")
     p.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset (default {OPSET}).")
-    p.add_argument("--force", action="store_true", help="Replace OUT if it holds an earlier export.")
+    p.add_argument("--overwrite", "--force", dest="force", action="store_true",
+                   help="Replace OUT if it holds an earlier export (a folder holding anything else is never "
+                        "replaced).")
     p.set_defaults(fn=_cmd_export)
 
     add_demo_command(sub)

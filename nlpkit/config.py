@@ -318,6 +318,9 @@ class RunConfig:
     seed: int = opt(42, "Random seed for data splits, shuffling and initialisation.")
     resume: str = opt("none", "`auto`: continue from the newest complete checkpoint in output_dir; a path: "
                               "from that checkpoint; `none`: start fresh.")
+    overwrite: bool = opt(False, "Let the run write into an output_dir that already holds files or another run "
+                                 "(its model, reports and checkpoints are replaced; other files are left alone). "
+                                 "Without it (or resume) such a folder is refused.")
     trackers: list[str] = opt(help="Experiment trackers passed to accelerate (tensorboard, mlflow, wandb, "
                                    "comet_ml, aim, clearml, dvclive, swanlab, trackio).",
                               factory=lambda: ["tensorboard"])

@@ -82,18 +82,19 @@ def exportable_tasks() -> list[str]:
 
 
 def _check_target(out: Path, force: bool) -> None:
-    """``out`` may be new, empty, or (with ``force``) an earlier export; never any other folder."""
+    """``out`` may be new, empty, or (with ``force``, ``--overwrite``) an earlier export; never any other folder."""
     if not out.exists():
         return
     if not out.is_dir():
         raise UsageError(f"--out {out} is a file; give a folder path for the export.")
     if not any(out.iterdir()):
         return
-    if not force:
-        raise UsageError(f"--out {out} already exists; pass --force to replace it, or choose another folder.")
     if onnx_export_info(out) is None:
-        raise UsageError(f"--out {out} holds files that are not an nlpkit ONNX export; --force only replaces an "
-                         f"earlier export. Choose an empty or new folder.")
+        raise UsageError(f"--out {out} holds files that are not an nlpkit ONNX export; an export goes into a new or "
+                         f"empty folder, or replaces an earlier export (--overwrite). Choose another folder.")
+    if not force:
+        raise UsageError(f"--out {out} holds an earlier export; pass --overwrite to replace it, or choose another "
+                         f"folder.")
 
 
 def _load(run: str | Path) -> Any:
@@ -204,7 +205,7 @@ def export_model(run: str | Path, out: str | Path, *, format: str = "onnx", quan
     gap is under it are re-scored in fp32); ``fallback_margin=0`` turns that off, and then ``keep_fp32``
     defaults to :data:`KEEP_FP32` (the sensitive projections stay fp32; ``""`` quantizes every MatMul). Other
     models (multi-label classifiers, generators) have no fallback. ``optimize=False`` skips the transformer
-    fusion. ``force`` replaces an earlier export at ``out``.
+    fusion. ``force`` (``--overwrite``) replaces an earlier export at ``out``.
     """
     if format not in FORMATS:
         raise UsageError(f"--format {format!r}: nlpkit exports {', '.join(FORMATS)}.")

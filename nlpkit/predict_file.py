@@ -6,14 +6,21 @@ columns (:meth:`nlpkit.task.Task.prediction_columns`). Under ``accelerate launch
 split across the processes and gathered back in order, so the output is still one file.
 
 The output is written under a temporary name beside the final one and renamed when complete: an interrupted
-run never leaves a truncated file under the final name.
+run never leaves a truncated file under the final name. The temporary (``.<name>.<host>.<pid>.<random>.partial``)
+is created exclusively, so nothing already there is written through; one left by a killed run (its process is
+gone) is removed by the next run for the same output. An existing output file is replaced only when asked
+(``overwrite``); a folder, a missing parent folder or an unsupported type is refused before any row is predicted.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
+import secrets
+import socket
 from collections.abc import Iterator
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +28,7 @@ import pandas as pd
 
 from nlpkit.errors import DataError, UsageError
 
-__all__ = ["FORMATS", "predict_file", "read_chunks"]
+__all__ = ["FORMATS", "check_output", "predict_file", "read_chunks"]
 
 logger = logging.getLogger("nlpkit.predict_file")
 
@@ -69,16 +76,84 @@ def read_chunks(path: str | Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
         raise DataError(f"Could not read {path} as {fmt}: {err}") from err
 
 
+def check_output(path: str | Path, overwrite: bool = False) -> None:
+    """Refuse (:class:`UsageError`) an output file that cannot or must not be written, before any work.
+
+    An existing file is replaced only with ``overwrite``; a folder, a missing parent folder (it is not created:
+    a mistyped path should not become a new folder tree) and an unsupported type are always refused.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"--output {path} is a folder; give a file path in it (e.g. {path / 'predictions.csv'}).")
+    _format(path, "Output")
+    if (path.exists() or path.is_symlink()) and not overwrite:
+        raise UsageError(f"--output {path} already exists; pass --overwrite to replace it, or choose another name.")
+    parent = path.parent
+    if not parent.is_dir():
+        state = "is not a folder" if parent.exists() else "does not exist"
+        raise UsageError(f"--output {path}: the folder {parent} {state}; create it first or choose another path.")
+
+
+_HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
+
+
+def _partial_name(path: Path) -> re.Pattern[str]:
+    """The names of ``path``'s temporaries: ``.<name>.<host>.<pid>.<random>.partial``."""
+    return re.compile(rf"^\.{re.escape(path.name)}\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.[0-9a-f]+\.partial$")
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (where that cannot be asked safely: assume it does)."""
+    if os.name != "posix":  # os.kill(pid, 0) would end the process on Windows
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def _remove_stale_partials(path: Path) -> list[Path]:
+    """Remove the temporaries of ``path`` left by killed runs on this machine (their process is gone)."""
+    removed = []
+    pattern = _partial_name(path)
+    for entry in path.parent.glob(f".{glob_escape(path.name)}.*.partial"):
+        m = pattern.match(entry.name)
+        if m and m["host"] == _HOST and not _alive(int(m["pid"])):
+            entry.unlink(missing_ok=True)
+            removed.append(entry)
+    legacy = path.with_name(f".{path.name}.partial")  # the fixed name of earlier nlpkit versions
+    if legacy.is_file() and not legacy.is_symlink():
+        legacy.unlink()
+        removed.append(legacy)
+    if removed:
+        logger.info("Removed %d temporary file(s) of %s left by a killed run", len(removed), path)
+    return removed
+
+
+def _new_partial(path: Path) -> Path:
+    """Create a new, empty temporary beside ``path`` exclusively (never an existing file or link)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    while True:
+        tmp = path.with_name(f".{path.name}.{_HOST}.{os.getpid()}.{secrets.token_hex(4)}.partial")
+        try:
+            os.close(os.open(tmp, flags, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+
+
 class _Writer:
     """Appends DataFrames to a temporary file; :meth:`commit` renames it to the final name."""
 
     def __init__(self, path: Path):
         self.path, self.fmt = path, _format(path, "Output")
-        self.tmp = path.with_name(f".{path.name}.partial")
+        _remove_stale_partials(path)
+        self.tmp = _new_partial(path)
         self.rows = 0
         self._parquet: Any = None
-        if self.tmp.exists():
-            self.tmp.unlink()
 
     def write(self, df: pd.DataFrame) -> None:
         if self.fmt == "parquet":
@@ -100,9 +175,7 @@ class _Writer:
     def commit(self) -> None:
         if self._parquet is not None:
             self._parquet.close()
-        if not self.tmp.exists():  # an empty input: still write a (header-only) file
-            self.tmp.touch()
-        os.replace(self.tmp, self.path)
+        os.replace(self.tmp, self.path)  # an empty input: the empty temporary, a header-less file
 
     def abort(self) -> None:
         if self._parquet is not None:
@@ -117,12 +190,13 @@ def _columns(task: Any, inputs: list[Any], outputs: list[Any], taken: set[str]) 
 
 
 def predict_file(pipe: Any, input_path: str | Path, output_path: str | Path, *, text_column: str | None = None,
-                 batch_size: int = 64, chunk_rows: int = 2048, progress: bool = True,
+                 batch_size: int = 64, chunk_rows: int = 2048, progress: bool = True, overwrite: bool = False,
                  **options: Any) -> dict[str, Any]:
     """Predict every row of ``input_path`` with ``pipe`` (an :class:`nlpkit.Pipeline`) into ``output_path``.
 
     ``text_column`` defaults to the task's input column (``Task.prediction_input_column``); ``options`` go to
-    the task's ``predict`` (e.g. ``top_k``, ``max_new_tokens``). Returns ``{"rows", "output", "columns"}``.
+    the task's ``predict`` (e.g. ``top_k``, ``max_new_tokens``). An existing ``output_path`` is replaced only
+    with ``overwrite`` (:func:`check_output`). Returns ``{"rows", "output", "columns"}``.
     """
     from accelerate import PartialState
     from accelerate.utils import gather_object
@@ -133,6 +207,7 @@ def predict_file(pipe: Any, input_path: str | Path, output_path: str | Path, *, 
     input_path, output_path = Path(input_path), Path(output_path)
     if input_path.resolve() == output_path.resolve():
         raise UsageError(f"--output {output_path} is the input file: choose another name.")
+    check_output(output_path, overwrite)
     column = text_column or task.prediction_input_column()
     writer = _Writer(output_path) if state.is_main_process else None
     total = count_rows(input_path) if state.is_main_process and progress else None

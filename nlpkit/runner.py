@@ -13,9 +13,10 @@ from accelerate import Accelerator, PartialState
 from accelerate.utils import ProjectConfiguration, broadcast_object_list, parse_flag_from_env
 
 from nlpkit.config import RunConfig, save_config
+from nlpkit.errors import ConfigError
 from nlpkit.registry import get_task
 from nlpkit.trackers import check_trackers, closed_on_error, log_run_end
-from nlpkit.training import trainer_for
+from nlpkit.training import RunFolder, trainer_for
 
 if TYPE_CHECKING:
     from nlpkit.callbacks import Callback
@@ -61,24 +62,38 @@ def use_cpu_cores(state: PartialState) -> int | None:
     return threads
 
 
-def _run_dir(cfg: RunConfig, state: PartialState) -> Path:
-    """The run folder, chosen on the main process and shared with the others (timestamps differ per rank)."""
-    name = [cfg.output_dir or os.path.join("outputs", f"{cfg.task}-{time.strftime('%Y%m%d-%H%M%S')}")]
+def _claim_run_dir(cfg: RunConfig, state: PartialState) -> tuple[Path, RunFolder | None]:
+    """The run folder, checked and created on the main process before anything is written, and shared with the
+    others (timestamps differ per rank). Returns (path, the main process's claim; None elsewhere).
+
+    A refused folder stops every process with the same one-line error, not only the main one.
+    """
+    folder, error = None, None
+    if state.is_main_process:
+        try:
+            folder = RunFolder.claim(cfg.output_dir, cfg.task, overwrite=cfg.overwrite, resume=cfg.resume)
+        except Exception as err:  # raised below, once the other processes know
+            error = err
+    shared = [str(folder.path) if folder else None, None if error is None else str(error)]
     if state.num_processes > 1:
-        broadcast_object_list(name)
-    return Path(name[0])
+        broadcast_object_list(shared)
+    if error is not None:
+        raise error
+    if shared[1] is not None:
+        raise ConfigError(shared[1])
+    return Path(shared[0]), folder
 
 
 def run(cfg: RunConfig, callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
     """Train and evaluate ``cfg.task`` as configured; write the run folder; return the report dict.
 
     ``callbacks``: more loop callbacks after the task's (e.g. ``nlpkit tune``'s pruning); for trainers that take
-    them (the shared :class:`~nlpkit.training.Loop`).
+    them (the shared :class:`~nlpkit.training.Loop`). The run folder is ``cfg.output_dir``, refused when it
+    already holds files unless ``cfg.overwrite`` or ``cfg.resume`` says so (:class:`~nlpkit.training.RunFolder`).
     """
-    from nlpkit.report import write_report
-
     task_cls = get_task(cfg.task)
     check_trackers(cfg.trackers)  # a tracker that is not installed fails here, before any work
+    task_cls.check_config(cfg)  # options only the task can judge (train.metric_for_best), before any work
     # Sets up the process group, so the run folder can be agreed on first. `cpu` must be given here as the
     # Accelerator would: without it, CPU-only multi-process launches (ACCELERATE_USE_CPU=1) stay 1 process.
     state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
@@ -86,13 +101,26 @@ def run(cfg: RunConfig, callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
     threads = use_cpu_cores(state)
     if threads is not None and state.is_main_process:
         logger.info("CPU run: %d torch thread(s) per process (NLPKIT_CPU_THREADS overrides)", threads)
-    run_dir = _run_dir(cfg, state)
+    run_dir, folder = _claim_run_dir(cfg, state)
+    try:
+        return _run_in(run_dir, cfg, task_cls, callbacks)
+    except BaseException:
+        # A run that failed before saving anything usable leaves no folder holding only config.yaml and logs
+        # (which would also stop the same command run again: the folder now holds "another run").
+        if folder is not None and folder.discard_if_unused():
+            logger.info("The run failed before saving a checkpoint or a model; removed what it wrote in %s", run_dir)
+        raise
+
+
+def _run_in(run_dir: Path, cfg: RunConfig, task_cls: type, callbacks: Sequence[Callback]) -> dict[str, Any]:
+    """:func:`run` once the run folder is claimed."""
+    from nlpkit.report import write_report
+
     accelerator = Accelerator(gradient_accumulation_steps=cfg.train.grad_accum,
                               log_with=list(cfg.trackers) or None,
                               project_config=ProjectConfiguration(project_dir=str(run_dir),
                                                                   logging_dir=str(run_dir / "logs")))
     if accelerator.is_main_process:
-        run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
         logger.info("Run folder: %s (%d process(es), %s, mixed precision: %s)", run_dir,
                     accelerator.num_processes, accelerator.device, accelerator.mixed_precision)

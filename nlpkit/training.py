@@ -34,8 +34,8 @@ from transformers import get_scheduler
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from nlpkit.artifacts import atomic_dir
-from nlpkit.callbacks import BestModelKeeper, Callback, EarlyStopping, TrackerLogger
-from nlpkit.errors import ModelNotFoundError, UnsafeFileError, UsageError
+from nlpkit.callbacks import BEST_DIR, BestModelKeeper, Callback, EarlyStopping, TrackerLogger
+from nlpkit.errors import ConfigError, ModelNotFoundError, UnsafeFileError, UsageError
 from nlpkit.inference import length_order
 from nlpkit.lora import trainable_parameters
 from nlpkit.task import RunResults, Task
@@ -45,6 +45,7 @@ logger = logging.getLogger("nlpkit.training")
 
 STATE_FILE = "trainer_state.json"  # written last into a checkpoint: its presence marks the checkpoint complete
 _CKPT = re.compile(r"^checkpoint-(\d+)$")
+_NO_RESUME = ("", "none", "no", "false", "False")  # values of ``resume`` that start fresh
 SPLITS = ("train", "validation", "test")
 
 
@@ -169,6 +170,101 @@ def evaluate_loader(task: Task, model: torch.nn.Module, loader: DataLoader, acce
     return metrics, dict(collected)
 
 
+# --------------------------------------------------------------------------------------------- the run folder
+
+
+#: What a run folder holds that is worth keeping after a failure: something to resume or to use.
+_KEPT_OUTPUTS = ("model", BEST_DIR, "report.json")
+
+
+class RunFolder:
+    """The folder a run writes into, claimed before anything is written (:meth:`claim`, on the main process).
+
+    A run never writes into a user's folder by accident: an ``output_dir`` that already holds files (or another
+    run) is refused unless ``overwrite=true`` or ``resume=...`` says the run belongs there. A run that fails
+    before saving anything usable (a checkpoint, a model, a report) leaves nothing behind in a folder it owns
+    (:meth:`discard_if_unused`), so the same command can simply be run again.
+    """
+
+    def __init__(self, path: Path, made: bool, owned: bool):
+        self.path = path
+        #: This run created the folder itself.
+        self.made = made
+        #: Everything in the folder is this run's (it was created, or found empty).
+        self.owned = owned
+
+    @classmethod
+    def claim(cls, output_dir: str | Path | None, task: str, *, overwrite: bool = False,
+              resume: str = "none") -> RunFolder:
+        """Check ``output_dir`` and create it; ``None``: a new ``outputs/<task>-<timestamp>`` folder.
+
+        Raises :class:`~nlpkit.errors.ConfigError` (nothing written) for a file, or for a folder that holds
+        files when neither ``overwrite`` nor ``resume`` is set. With ``overwrite``, the earlier run's complete
+        checkpoints and best-model folder are removed (they would be resumed, or would push the new run's own
+        checkpoints out); its model and reports are replaced when the new run writes them; other files stay.
+        """
+        if output_dir is None or str(output_dir) == "":
+            return cls._new_default(task)
+        path = Path(output_dir)
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"output_dir={path} is a file; give a folder for the run (a new or empty one).")
+        try:
+            path.mkdir(parents=True)
+            return cls(path, made=True, owned=True)
+        except FileExistsError:
+            pass
+        held = sorted(p.name for p in path.iterdir())
+        if not held:
+            return cls(path, made=False, owned=True)
+        if resume not in _NO_RESUME:
+            return cls(path, made=False, owned=False)
+        if not overwrite:
+            what = "another run" if (path / "config.yaml").is_file() else "files"
+            shown = ", ".join(held[:3]) + (f" and {len(held) - 3} more" if len(held) > 3 else "")
+            raise ConfigError(f"output_dir={path} already holds {what} ({shown}); a run writes into a new or empty "
+                              f"folder. Set overwrite=true to replace the run there, resume=auto to continue it, "
+                              f"or choose another output_dir.")
+        stale = [*list_checkpoints(path), *([path / BEST_DIR] if (path / BEST_DIR).is_dir() else [])]
+        for old in stale:
+            shutil.rmtree(old)
+        if stale:
+            logger.info("overwrite=true: removed the earlier run's %s from %s",
+                        ", ".join(p.name for p in stale), path)
+        return cls(path, made=False, owned=False)
+
+    @classmethod
+    def _new_default(cls, task: str) -> RunFolder:
+        """``outputs/<task>-<timestamp>``, created exclusively (``-2``, ``-3``, ... when two runs start together)."""
+        base = Path("outputs") / f"{task}-{time.strftime('%Y%m%d-%H%M%S')}"
+        base.parent.mkdir(parents=True, exist_ok=True)
+        for n in itertools.count(1):
+            path = base if n == 1 else base.with_name(f"{base.name}-{n}")
+            try:
+                path.mkdir()
+                return cls(path, made=True, owned=True)
+            except FileExistsError:
+                continue
+        raise AssertionError("unreachable")
+
+    def discard_if_unused(self) -> bool:
+        """After a failure: if the folder is this run's and holds nothing usable (no complete checkpoint, model
+        or report), remove what the run wrote in it (the folder too, if the run made it). True if it did."""
+        path = self.path
+        if not self.owned or not path.is_dir():
+            return False
+        if list_checkpoints(path) or any((path / name).exists() for name in _KEPT_OUTPUTS):
+            return False
+        if self.made:
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            for entry in path.iterdir():  # the folder was empty before the run: all of this is the run's
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+        return True
+
+
 # --------------------------------------------------------------------------------------------- checkpoints
 
 
@@ -184,7 +280,7 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
 
 def resolve_resume(resume: str, run_dir: Path) -> Path | None:
     """The checkpoint to resume from: ``auto`` -> newest complete one in ``run_dir``, a path, or None."""
-    if resume in ("", "none", "no", "false", "False"):
+    if resume in _NO_RESUME:
         return None
     if resume == "auto":
         ckpts = list_checkpoints(run_dir)
@@ -559,5 +655,5 @@ def trainer_for(task_cls: type[Task]) -> Any:
     return task_cls.trainer or Loop
 
 
-__all__ = ["EpochSampler", "Loop", "check_checkpoint", "encode_splits", "eval_loader", "evaluate_loader",
-           "list_checkpoints", "resolve_resume", "save_checkpoint", "trainer_for"]
+__all__ = ["EpochSampler", "Loop", "RunFolder", "check_checkpoint", "encode_splits", "eval_loader",
+           "evaluate_loader", "list_checkpoints", "resolve_resume", "save_checkpoint", "trainer_for"]

@@ -308,7 +308,7 @@ class _Sweep:
     def config_changes(self, params: dict[str, Any]) -> dict[str, Any]:
         """The trial's config as dotted keys that differ from the task defaults (searched keys always)."""
         flat = _flatten(to_dict(load_config(self.schema, self.base, params)))
-        return {k: v for k, v in flat.items() if k not in ("output_dir", "task", "resume")
+        return {k: v for k, v in flat.items() if k not in ("output_dir", "task", "resume", "overwrite")
                 and (k in params or v != self.defaults.get(k))}
 
     def run_trial(self, number: int, params: dict[str, Any], trial: optuna.Trial | None) -> float | None:

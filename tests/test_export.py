@@ -149,8 +149,8 @@ def test_bad_exports_are_clear_errors_and_write_nothing(run: str, fp32: Path, tm
         export.export_model(run, tmp_path / "x", quantize="int4")
     with pytest.raises(UsageError, match="own model"):
         export.export_model(run, Path(run) / "model")
-    with pytest.raises(UsageError, match="--force"):
-        export.export_model(run, fp32)  # an earlier export: only with --force
+    with pytest.raises(UsageError, match="--overwrite"):
+        export.export_model(run, fp32)  # an earlier export: only with --overwrite (force=True)
     kept = tmp_path / "my-notes"
     kept.mkdir()
     (kept / "notes.txt").write_text("mine")

@@ -65,11 +65,10 @@ def test_a_killed_prediction_leaves_no_output_under_the_final_name(run: str, tmp
     proc = subprocess.Popen([sys.executable, "-m", "nlpkit.cli", "predict", run, "--input", str(src), "--output",
                              str(dst), "--text-column", "review", "--chunk-rows", "200", "--batch-size", "8"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    partial = tmp_path / ".out.csv.partial"
     deadline = time.time() + 120
-    while not partial.exists() and time.time() < deadline and proc.poll() is None:
+    while not list(tmp_path.glob(".out.csv.*.partial")) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
-    assert partial.exists(), "the prediction never started writing"
+    assert list(tmp_path.glob(".out.csv.*.partial")), "the prediction never started writing"
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     assert not dst.exists(), "a killed run must not leave a truncated file under the final name"

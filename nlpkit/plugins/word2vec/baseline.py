@@ -16,7 +16,6 @@ regularisation strength ``C`` is picked on the validation split, then the test s
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -61,14 +60,9 @@ def run_baseline(vectors: str = "glove-6b-50d", preset: str | Path | None = None
     settings. ``trust_pickle`` lets ``vectors`` be a gensim pickle (``.kv`` / ``.model``, an old run's
     ``vectors.kv``): only for files you trust, since unpickling runs the code a file names.
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    from nlpkit.config import load_config, save_config
+    from nlpkit.config import load_config
     from nlpkit.registry import find_preset, get_task
-    from nlpkit.report import write_report
-    from nlpkit.task import RunResults
+    from nlpkit.training import RunFolder
 
     sentiment = get_task("sentiment")
     if isinstance(overrides, dict):
@@ -76,7 +70,28 @@ def run_baseline(vectors: str = "glove-6b-50d", preset: str | Path | None = None
     cfg = load_config(sentiment.Config, find_preset("sentiment", str(preset)) if preset else None, overrides)
     cfg.model.name = f"word-vectors:{vectors}"  # what the report shows as the model
     cfg.trackers = []
-    task = sentiment(cfg)
+    # Checked before any work: a folder that holds files is refused unless overwrite=true (as for any run).
+    folder = RunFolder.claim(output_dir or None, "baseline-word-vectors", overwrite=cfg.overwrite)
+    try:
+        report = _fit_and_report(cfg, sentiment(cfg), vectors, folder.path, c_grid, trust_pickle)
+    except BaseException:
+        folder.discard_if_unused()
+        raise
+    return report
+
+
+def _fit_and_report(cfg: Any, task: Any, vectors: str, run_dir: Path, c_grid: Sequence[float],
+                    trust_pickle: bool) -> dict[str, Any]:
+    """:func:`run_baseline` once its run folder is claimed."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from nlpkit.config import save_config
+    from nlpkit.registry import get_task
+    from nlpkit.report import write_report
+    from nlpkit.task import RunResults
+
     t0 = time.perf_counter()
     data = task.load_data()  # the sentiment task's own split, cleaning and label ids
     # No transformer is built (load_model would), but compute_metrics needs the label names.
@@ -121,9 +136,6 @@ def run_baseline(vectors: str = "glove-6b-50d", preset: str | Path | None = None
         extra={"baseline": {"kind": "word-vectors", "vectors": vectors, "validation_accuracy_by_C": scores,
                             "token_oov_rate": oov}},
     )
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    run_dir = Path(output_dir or os.path.join("outputs", f"baseline-word-vectors-{stamp}"))
-    run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.yaml")
     logger.info("Baseline %s: test accuracy %.4f (C=%g)", vectors, results.test["accuracy"], best_c)
     return write_report(run_dir, task, results)
