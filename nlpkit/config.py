@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, TypeVar
@@ -464,13 +465,29 @@ def _normalise_model(layer: Any) -> None:
 
 
 def to_dict(cfg: Any) -> dict:
-    """A plain nested dict of a config object (for reports and JSON)."""
-    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)  # type: ignore[return-value]
+    """A plain nested dict of a config object (for reports and JSON), its values as they are: a built config
+    has no interpolations left (:func:`load_config` resolved them), so a string that still reads ``${...}`` is a
+    literal value (from a saved run, :func:`literal`) and must not be resolved now."""
+    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=False)  # type: ignore[return-value]
+
+
+def literal(data: Any) -> Any:
+    """``data`` (a saved config: a descriptor's, a run's config.yaml) with every OmegaConf interpolation escaped
+    (``${x}`` -> ``\\${x}``, backslashes before it doubled), so :func:`load_config` reads it as the values it
+    holds. Saved configs are data: a ``${oc.env:SECRET}`` in someone's run must not become this machine's
+    environment variable (in the config, a report or a log)."""
+    if isinstance(data, str):
+        return re.sub(r"(\\*)\$\{", lambda m: m.group(1) * 2 + "\\${", data)
+    if isinstance(data, dict):
+        return {k: literal(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [literal(v) for v in data]
+    return data
 
 
 def save_config(cfg: Any, path: str | Path) -> None:
-    """Write the resolved config as YAML (re-loadable as a preset)."""
-    Path(path).write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+    """Write the config as YAML (re-loadable as a preset, its values read back as they were: :func:`literal`)."""
+    Path(path).write_text(OmegaConf.to_yaml(OmegaConf.create(literal(to_dict(cfg)))))
 
 
 def config_help(schema: Any) -> str:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from nlpkit.artifacts import saved_task
 from nlpkit.errors import UsageError
 from nlpkit.registry import get_task
+from nlpkit.report import write_report
 from nlpkit.task import RunResults, Task
 from nlpkit.training import trainer_for
 
-__all__ = ["evaluate_model", "evaluate_run"]
+__all__ = ["evaluate_model", "evaluate_run", "write_evaluation_report"]
 
 
 def _whole_source(source: str, split: str) -> dict[str, Any]:
@@ -52,6 +54,22 @@ def evaluate_run(run_or_model: str, task: str | None = None, data: str | None = 
     return t, RunResults(test=metrics, test_outputs=outputs, data_sizes=sizes, stop_reason="evaluation only")
 
 
+def write_evaluation_report(run_or_model: str | Path, task: Task, results: RunResults,
+                            out_dir: str | Path | None = None, data: str | None = None, split: str = "test") -> Path:
+    """Write the report of :func:`evaluate_run`'s results into ``out_dir`` (default
+    ``RUN/eval-<data>-<split>``, inside the run); returns the folder.
+
+    A report folder inside the run is written as part of the run (``root``), so a link planted there (the folder
+    itself, a ``model/`` or a report file in it) is refused rather than written through: the run may be
+    someone else's.
+    """
+    run = Path(run_or_model)
+    out = Path(out_dir) if out_dir is not None else run / f"eval-{Path(data or 'own').stem}-{split}"
+    root = run if Path(os.path.abspath(out)).is_relative_to(os.path.abspath(run)) else out
+    write_report(out, task, results, root=root)
+    return out
+
+
 def evaluate_model(run_or_model: str, task: str | None = None, data: str | None = None, split: str = "test",
                    out_dir: str | Path | None = None, **overrides: Any) -> dict[str, Any]:
     """Metrics of ``run_or_model`` on ``split`` of its own data or of ``data`` (see :func:`evaluate_run`).
@@ -62,9 +80,6 @@ def evaluate_model(run_or_model: str, task: str | None = None, data: str | None 
     if out_dir is not None:
         from accelerate import PartialState
 
-        from nlpkit.report import write_report
-
         if PartialState().is_main_process:
-            Path(out_dir).mkdir(parents=True, exist_ok=True)
-            write_report(Path(out_dir), t, results)
+            write_evaluation_report(run_or_model, t, results, out_dir)
     return results.test or {}

@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from nlpkit.artifacts import read_descriptor
+from nlpkit.artifacts import inside, read_descriptor
 from nlpkit.config import LoraOptions, ModelConfig, model_name
 from nlpkit.errors import ConfigError, ModelNotFoundError, UsageError
-from nlpkit.modeling import load_kwargs, resolve_model
+from nlpkit.modeling import load_kwargs, pretrained, resolve_model
 from nlpkit.onnx_generation import export_kind, open_generator
 
 __all__ = [
@@ -58,11 +58,17 @@ def adapter_task_type(path: str | Path) -> str | None:
 def adapter_base(path: str | Path, base_model: str | None = None) -> str:
     """The base model of a saved adapter, first found of: ``base_model``; the folder peft recorded, if it is on
     this machine; the ``model.name`` of the nlpkit run that saved the adapter (its descriptor: a catalog name or
-    hub id still works when the recorded cache path is gone); peft's record as a hub id."""
+    hub id still works when the recorded cache path is gone); peft's record as a hub id.
+
+    A relative folder the adapter records is read inside the adapter's folder (where a run that ships its base
+    keeps it), and must stay there (:func:`nlpkit.artifacts.inside`); it is loaded, like any model folder,
+    through :func:`nlpkit.modeling.pretrained`, which refuses a base that ships its own code."""
     path = Path(path)
     if base_model:
         return resolve_model(base_model)
     recorded = json.loads((path / ADAPTER_CONFIG).read_text()).get("base_model_name_or_path")
+    if isinstance(recorded, str) and recorded and not recorded.startswith(("/", "~")) and (path / recorded).exists():
+        return resolve_model(str(inside(path, recorded)))
     if recorded and Path(recorded).expanduser().exists():
         return resolve_model(recorded)
     descriptor = read_descriptor(path)
@@ -85,16 +91,17 @@ def load_pretrained(auto_class: Any, path: str, model: ModelConfig | None = None
     train further). ``kwargs`` go to the base model's ``from_pretrained`` (e.g. ``num_labels``). A folder
     written by ``nlpkit export`` from a causal LM or encoder-decoder opens on ONNX Runtime
     (:func:`nlpkit.onnx_generation.open_generator`)."""
+    options = {**(load_kwargs(model) if model is not None else {}), **kwargs}
     kind = export_kind(path)
     if kind is not None:  # `nlpkit export` of a generator
-        return open_generator(path, kind)
-    options = {**(load_kwargs(model) if model is not None else {}), **kwargs}
+        return open_generator(path, kind, trust_remote_code=options.get("trust_remote_code", False))
     if not is_adapter_dir(path):
-        return auto_class.from_pretrained(path, **options)
+        return pretrained(auto_class, path, **options)
     from peft import PeftModel
 
-    base = auto_class.from_pretrained(adapter_base(path, base_model), **options)
-    return PeftModel.from_pretrained(base, path)
+    # the base folder is checked for its own code as any model folder is (it may ship inside the run)
+    base = pretrained(auto_class, adapter_base(path, base_model), **options)
+    return PeftModel.from_pretrained(base, path)  # adapter weights (safetensors) and adapter_config.json only
 
 
 def check_trainable(cfg: Any) -> None:

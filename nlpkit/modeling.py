@@ -1,6 +1,10 @@
 """Where a model name points (a catalog entry, a previous nlpkit run, a local folder, or a hub id) and how its
 weights are loaded: the ``model.*`` config section turned into ``from_pretrained`` arguments, the same for every
-transformer task, in training, evaluation and the pipeline."""
+transformer task, in training, evaluation and the pipeline.
+
+:func:`pretrained` is the one ``from_pretrained`` of nlpkit: every tokenizer, config, model and generation config
+is opened through it, so the remote-code check and an explicit ``trust_remote_code`` are never forgotten.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from nlpkit.artifacts import TASK_FILE
 from nlpkit.config import ModelConfig, check_quantization
 from nlpkit.errors import ModelNotFoundError, UnsafeFileError
 
-__all__ = ["check_quantization", "check_remote_code", "load_kwargs", "resolve_model", "torch_dtype"]
+__all__ = ["check_quantization", "check_remote_code", "load_kwargs", "pretrained", "resolve_model", "torch_dtype"]
 
 
 def resolve_model(name: str) -> str:
@@ -67,8 +71,7 @@ def load_kwargs(model: ModelConfig) -> dict[str, Any]:
                 bnb_4bit_compute_dtype=kwargs["dtype"])
         else:
             kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
-    if model.trust_remote_code:
-        kwargs["trust_remote_code"] = True
+    kwargs["trust_remote_code"] = bool(model.trust_remote_code)  # for pretrained(), which always passes it
     if model.revision:
         kwargs["revision"] = model.revision
     if model.attn_implementation:
@@ -108,3 +111,26 @@ def check_remote_code(name: str, trust_remote_code: bool) -> None:
                 f"would import and run that code. nlpkit does not run a model's code unless asked: read the files, "
                 f"and if you trust them set model.trust_remote_code=true (command line or preset; "
                 f"nlpkit.pipeline(task, model=..., **{{'model.trust_remote_code': True}}) in Python).")
+
+
+def pretrained(cls: Any, path: str | Path, *, trust_remote_code: bool = False, **kwargs: Any) -> Any:
+    """``cls.from_pretrained(path, **kwargs)``, the only way nlpkit opens a tokenizer, config, model or generation
+    config (a LoRA adapter's base included: pass its folder here).
+
+    :func:`check_remote_code` runs on ``path`` first, and transformers' ``Auto*`` classes (the ones that can
+    import a folder's or a hub repository's own modules) always get ``trust_remote_code`` as an explicit bool:
+    left unset, transformers asks "Do you wish to run the custom code? [y/N]" on stdin, which piped input
+    (``nlpkit predict`` reading texts) would answer. ``trust_remote_code`` is the caller's (``model.*`` config
+    section), never a saved run's.
+    """
+    trust = bool(trust_remote_code)
+    check_remote_code(str(path), trust)
+    if _imports_remote_code(cls):
+        kwargs["trust_remote_code"] = trust
+    return cls.from_pretrained(path, **kwargs)
+
+
+def _imports_remote_code(cls: Any) -> bool:
+    """True for transformers' ``Auto*`` classes, which resolve a folder's ``auto_map`` (other classes would
+    store an unknown ``trust_remote_code`` argument as an attribute: GenerationConfig does)."""
+    return getattr(cls, "__module__", "").startswith("transformers.models.auto.")

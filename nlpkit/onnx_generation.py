@@ -25,7 +25,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from nlpkit.artifacts import check_links_inside, inside
 from nlpkit.errors import UsageError
+from nlpkit.modeling import pretrained
 from nlpkit.onnx_runtime import onnx_export_info, require_onnxruntime, session_options
 
 __all__ = ["DECODER_FILE", "ENCODER_FILE", "GENERATOR_KINDS", "OnnxCausalLM", "OnnxSeq2SeqLM", "export_generator",
@@ -242,7 +244,7 @@ class _SessionMixin:
         sessions = self.__dict__.setdefault("_sessions", {})
         if name not in sessions:
             ort = require_onnxruntime()
-            path = self.folder / name
+            path = inside(self.folder, name)
             if not path.is_file():
                 raise UsageError(f"{self.folder} has no {name}: export the run again with `nlpkit export`.")
             options = session_options(self.threads)
@@ -392,31 +394,36 @@ def _model_classes() -> tuple[type, type]:
 _CLASSES: tuple[type, type] | None = None
 
 
-def OnnxCausalLM(folder: str | Path, threads: int | None = None) -> Any:  # noqa: N802 (a class, built lazily)
+def OnnxCausalLM(folder: str | Path, threads: int | None = None,  # noqa: N802 (a class, built lazily)
+                 trust_remote_code: bool = False) -> Any:
     """The causal LM exported at ``folder``, as a transformers model whose ``generate()`` runs ONNX Runtime."""
-    return _open(folder, threads, _model_classes()[0])
+    return _open(folder, threads, _model_classes()[0], trust_remote_code)
 
 
-def OnnxSeq2SeqLM(folder: str | Path, threads: int | None = None) -> Any:  # noqa: N802
+def OnnxSeq2SeqLM(folder: str | Path, threads: int | None = None,  # noqa: N802
+                  trust_remote_code: bool = False) -> Any:
     """The encoder-decoder exported at ``folder``, as a transformers model whose ``generate()`` runs ONNX
     Runtime."""
-    return _open(folder, threads, _model_classes()[1])
+    return _open(folder, threads, _model_classes()[1], trust_remote_code)
 
 
-def _open(folder: str | Path, threads: int | None, cls: type) -> Any:
+def _open(folder: str | Path, threads: int | None, cls: type, trust_remote_code: bool = False) -> Any:
     from transformers import AutoConfig, GenerationConfig
 
     folder = Path(folder)
-    model = cls(AutoConfig.from_pretrained(folder), folder, threads)
-    if (folder / "generation_config.json").is_file():
-        model.generation_config = GenerationConfig.from_pretrained(folder)
+    check_links_inside(folder)  # graphs and their external weights: only what the export holds
+    model = cls(pretrained(AutoConfig, folder, trust_remote_code=trust_remote_code), folder, threads)
+    if inside(folder, "generation_config.json").is_file():
+        model.generation_config = pretrained(GenerationConfig, folder)
     return model.eval()
 
 
-def open_generator(folder: str | Path, kind: str, threads: int | None = None) -> Any:
-    """The exported generator at ``folder`` (``kind``: the descriptor's ``causal_lm`` or ``seq2seq``)."""
+def open_generator(folder: str | Path, kind: str, threads: int | None = None, trust_remote_code: bool = False
+                   ) -> Any:
+    """The exported generator at ``folder`` (``kind``: the descriptor's ``causal_lm`` or ``seq2seq``); its config
+    is read through :func:`nlpkit.modeling.pretrained` (``trust_remote_code``: the caller's opt-in)."""
     if kind == "causal_lm":
-        return OnnxCausalLM(folder, threads)
+        return OnnxCausalLM(folder, threads, trust_remote_code)
     if kind == "seq2seq":
-        return OnnxSeq2SeqLM(folder, threads)
+        return OnnxSeq2SeqLM(folder, threads, trust_remote_code)
     raise UsageError(f"{folder}: unknown exported model kind {kind!r} (expected causal_lm or seq2seq).")

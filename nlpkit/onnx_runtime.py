@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from nlpkit.artifacts import read_descriptor
+from nlpkit.artifacts import check_links_inside, inside, read_descriptor
 from nlpkit.errors import ConfigError, UsageError
+from nlpkit.modeling import pretrained
 
 __all__ = ["ONNX_FILE", "OnnxModel", "onnx_export_info", "require_onnxruntime", "session_options"]
 
@@ -74,24 +75,27 @@ class OnnxModel:
     fp32 graph: rows whose softmax top-two gap is under ``margin`` are scored again by it and get its logits.
     """
 
-    def __init__(self, folder: str | Path, threads: int | None = None, fallback: dict[str, Any] | None = None):
+    def __init__(self, folder: str | Path, threads: int | None = None, fallback: dict[str, Any] | None = None,
+                 trust_remote_code: bool = False):
         from transformers import AutoConfig
 
         ort = require_onnxruntime()
         self.folder = Path(folder)
-        path = self.folder / ONNX_FILE
+        check_links_inside(self.folder)  # graphs and their external weights: only what the export holds
+        path = inside(self.folder, ONNX_FILE)
         if not path.is_file():
             raise UsageError(f"{self.folder} has no {ONNX_FILE}: export one with `nlpkit export RUN --out "
                              f"{self.folder}`.")
-        self.config = AutoConfig.from_pretrained(self.folder)
+        self.config = pretrained(AutoConfig, self.folder, trust_remote_code=trust_remote_code)
         fallback = fallback or (onnx_export_info(self.folder) or {}).get("fallback")
+        fallback_path = inside(self.folder, fallback["file"]) if fallback else None
         # With a fallback both sessions share the cores, yet their threads may spin: the pipeline runs every
         # batch through the int8 graph first and the close calls through the fp32 one afterwards (measured:
         # 1.06x with spinning; only direct calls, which re-score inside each batch, alternate the sessions).
         options = session_options(threads)
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         #: The fp32 session for close calls and the probability gap below which a row is one (or None).
-        self.fallback = (ort.InferenceSession(str(self.folder / fallback["file"]), options,
+        self.fallback = (ort.InferenceSession(str(fallback_path), options,
                                               providers=["CPUExecutionProvider"]) if fallback else None)
         self.margin = float(fallback["margin"]) if fallback else None
         self.input_names = [i.name for i in self.session.get_inputs()]

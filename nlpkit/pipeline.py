@@ -46,6 +46,8 @@ def load_onnx_task(cls: type[Task], folder: str, device: str | None = None, thre
     descriptor), or a generator's (:mod:`nlpkit.onnx_generation`, behind ``generate()``)."""
     from transformers import AutoTokenizer
 
+    from nlpkit.modeling import pretrained
+
     if export_kind(folder) is not None:
         # a causal LM or encoder-decoder: the task's own loaders open its graphs (nlpkit.onnx_generation)
         task = cls.from_pretrained(folder, **overrides)
@@ -54,8 +56,9 @@ def load_onnx_task(cls: type[Task], folder: str, device: str | None = None, thre
         return task
     task = cls.from_saved(folder, **overrides)
     task.info = task.saved_info or cls.Info()
-    task.tokenizer = AutoTokenizer.from_pretrained(folder)
-    task.model = OnnxModel(folder, threads=threads).to(device or "cpu")
+    trust = bool(getattr(getattr(task.cfg, "model", None), "trust_remote_code", False))  # the caller's opt-in
+    task.tokenizer = pretrained(AutoTokenizer, folder, trust_remote_code=trust)
+    task.model = OnnxModel(folder, threads=threads, trust_remote_code=trust).to(device or "cpu")
     return task
 
 

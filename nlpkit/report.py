@@ -10,13 +10,14 @@ import json
 import math
 import os
 import platform
+import re
 import time
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nlpkit.artifacts import atomic_write
+from nlpkit.artifacts import atomic_file, atomic_write, make_dir
 from nlpkit.config import model_name, to_dict
 
 if TYPE_CHECKING:
@@ -71,6 +72,20 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+#: Characters that must not reach a written report: C0/C1 controls but tab and newline, DEL, and the Unicode
+#: line and paragraph separators. Python's ``splitlines`` (and so ``site``'s reading of a ``.pth`` file) and
+#: many viewers treat several of them (``\r``, ``\x0b``, ``\x0c``, ``\x1c``-``\x1e``, ``\x85``, U+2028/9) as
+#: line breaks, so a label holding one could start a line of its own choosing.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def clean_text(text: str) -> str:
+    """``text`` with every control character but tab and newline shown as its escape (``\\r``, ``\\x00``,
+    ``\\u2028``): what report.md and the model card say about data and descriptors (label and task names,
+    paths) is read, never interpreted. The one sanitizer of the report writer."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
 def md_table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
     """A markdown table."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -107,22 +122,20 @@ def plot_learning_curve(history: list[dict[str, Any]], path: Path, metric: str) 
     ax.set_title("Learning curve")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path)
     return True
 
 
 def save_figure(fig: Any, path: Path) -> None:
-    """Save a matplotlib figure atomically and close it (for task plots)."""
+    """Save a matplotlib figure atomically (:func:`~nlpkit.artifacts.atomic_file`) and close it (for task plots)."""
     import matplotlib.pyplot as plt
 
-    tmp = path.with_name(f".{path.stem}.tmp.png")
     fig.tight_layout()
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_file(path) as tmp:
+            fig.savefig(tmp, dpi=120, format="png")
+    finally:
+        plt.close(fig)
 
 
 # ------------------------------------------------------------------------------------------------- model card
@@ -200,9 +213,17 @@ def model_card(task: Task, report: dict[str, Any], dataset_name: str) -> str:
 # ------------------------------------------------------------------------------------------------- report
 
 
-def write_report(run_dir: Path, task: Task, results: RunResults) -> dict[str, Any]:
-    """Write report.json, report.md, the learning curve, task plots and the model card. Returns the report."""
+def write_report(run_dir: Path, task: Task, results: RunResults, root: Path | None = None) -> dict[str, Any]:
+    """Write report.json, report.md, the learning curve, task plots and the model card. Returns the report.
+
+    ``root``: the folder ``run_dir`` belongs to (``nlpkit evaluate``'s report folder inside a run: the run);
+    ``run_dir`` is created, and nothing is written, through a link between the two (see
+    :func:`~nlpkit.artifacts.check_no_links`). Text from data and descriptors is cleaned of control characters
+    (:func:`clean_text`; report.json escapes them as JSON does).
+    """
     run_dir = Path(run_dir)
+    root = run_dir if root is None else Path(root)
+    make_dir(run_dir, root)
     cfg = to_dict(task.cfg)
     report: dict[str, Any] = {
         "task": task.name, "run_dir": str(run_dir), "created": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -245,11 +266,13 @@ def write_report(run_dir: Path, task: Task, results: RunResults) -> dict[str, An
     md += ["## Environment", "", md_table(list(report["versions"].items()) + list(report["hardware"].items()),
                                           ["", ""]), ""]
 
-    atomic_write(run_dir / "report.json", json.dumps(json_safe(report), indent=2, default=str, allow_nan=False))
-    atomic_write(run_dir / "report.md", "\n".join(md))
+    # ensure_ascii: every control character in report.json is a \uXXXX escape
+    atomic_write(run_dir / "report.json", json.dumps(json_safe(report), indent=2, default=str, allow_nan=False,
+                                                     ensure_ascii=True), root)
+    atomic_write(run_dir / "report.md", clean_text("\n".join(md)), root)
     model_dir = run_dir / "model"
     if model_dir.exists():
-        atomic_write(model_dir / "README.md", model_card(task, report, str(report["data"])))
+        atomic_write(model_dir / "README.md", clean_text(model_card(task, report, str(report["data"]))), root)
     return report
 
 

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 import torch
 
 from nlpkit.artifacts import Descriptor, read_descriptor, write_descriptor
-from nlpkit.config import RunConfig, load_config, to_dict
+from nlpkit.config import RunConfig, literal, load_config, to_dict
 from nlpkit.errors import UsageError
 
 if TYPE_CHECKING:
@@ -335,7 +335,9 @@ class Task:
             # Trust is the caller's to give: a folder's own descriptor must not opt in to running its code.
             saved_cfg = {**saved_cfg, "model": {k: v for k, v in saved_cfg["model"].items()
                                                 if k != "trust_remote_code"}}
-        cfg = load_config(cls.Config, saved_cfg, {**overrides, "model": path, "task": cls.name})
+        # the saved config is data: its values as written, no interpolation resolved (literal)
+        cfg = load_config(cls.Config, literal(saved_cfg) if saved_cfg else None,
+                          {**overrides, "model": path, "task": cls.name})
         return cls(cfg, saved=cls.Info.from_dict(found.info) if found else None)
 
     @classmethod

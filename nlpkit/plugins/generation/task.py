@@ -73,7 +73,8 @@ class GenerationTask(Task):
             notes["packing"] = f"first-fit rows of up to {d.max_length} tokens, attention kept within examples"
         ds = ds.remove_columns([c for c in cols if c not in keep])
         if fmt == "text" and d.max_eval_tokens:
-            tokenizer = causal_lm.load_tokenizer(self.cfg.model.name)
+            tokenizer = causal_lm.load_tokenizer(self.cfg.model.name,
+                                                 trust_remote_code=self.cfg.model.trust_remote_code)
             for split in ("validation", "test"):
                 ds[split] = middle_windows(ds[split], d.text_column, d.max_eval_tokens, tokenizer)
             notes["eval tokens per split (max)"] = d.max_eval_tokens

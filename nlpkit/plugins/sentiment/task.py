@@ -32,7 +32,7 @@ from nlpkit.data import (
 from nlpkit.errors import ConfigError, UsageError
 from nlpkit.inference import check_texts, pad, run_sorted
 from nlpkit.metrics import compute
-from nlpkit.modeling import load_kwargs, resolve_model
+from nlpkit.modeling import load_kwargs, pretrained, resolve_model
 from nlpkit.plugins.sentiment.report import confusion_section, per_class_section, pr_curve_section
 from nlpkit.plugins.sentiment.thresholds import ThresholdTuning
 from nlpkit.task import Data, DataInfo, RunResults, Task
@@ -230,10 +230,11 @@ class SentimentTask(Task):
         assert isinstance(info, SentimentInfo)
         path = resolve_model(self.cfg.model.name)
         adapter = lora.is_adapter_dir(path)  # a LoRA run's model/: the base model + the adapter and head
-        self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=self.cfg.model.trust_remote_code)
+        trust = self.cfg.model.trust_remote_code
+        self.tokenizer = pretrained(AutoTokenizer, path, trust_remote_code=trust)
         if info.problem_type is None:  # no data: what the model says, else the config
-            own = getattr(AutoConfig.from_pretrained(lora.adapter_base(path) if adapter else path),
-                          "problem_type", None)
+            own = getattr(pretrained(AutoConfig, lora.adapter_base(path) if adapter else path,
+                                     trust_remote_code=trust), "problem_type", None)
             multi = own == HF_PROBLEM_TYPES["multi_label"] or self.cfg.problem_type == "multi_label"
             info.problem_type = "multi_label" if multi else "single_label"
         # model.dtype=auto gives fp32 master weights: transformers 5 otherwise keeps a checkpoint's storage dtype
@@ -247,8 +248,8 @@ class SentimentTask(Task):
         if adapter:
             self.model, self.new_modules = lora.load_pretrained(AutoModelForSequenceClassification, path, **kwargs), []
         else:
-            self.model, loading = AutoModelForSequenceClassification.from_pretrained(path, output_loading_info=True,
-                                                                                     **kwargs)
+            self.model, loading = pretrained(AutoModelForSequenceClassification, path, output_loading_info=True,
+                                             **kwargs)
             self.new_modules = lora.new_modules(loading)  # the new head: trained in full under LoRA
         info.labels = [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
         self.set_thresholds(info.thresholds)

@@ -15,6 +15,7 @@ import torch
 
 from nlpkit.config import GenerateConfig
 from nlpkit.lora import adapter_task_type, is_adapter_dir
+from nlpkit.modeling import pretrained
 from nlpkit.plugins.translation.config import TranslationConfig
 from nlpkit.plugins.translation.data import Languages
 
@@ -64,7 +65,7 @@ class Backend:
         return [t[0] for t in self.translate(model, batch["source"], gen, batch_size=len(batch["source"]))]
 
 
-def is_encoder_decoder(path: str) -> bool:
+def is_encoder_decoder(path: str, trust_remote_code: bool = False) -> bool:
     """Whether the model at ``path`` is an encoder-decoder (a GGUF file or a causal LM is not)."""
     from transformers import AutoConfig
 
@@ -72,4 +73,5 @@ def is_encoder_decoder(path: str) -> bool:
         return False
     if is_adapter_dir(path):  # a LoRA run: the adapter says what it was trained on
         return adapter_task_type(path) == "SEQ_2_SEQ_LM"
-    return bool(getattr(AutoConfig.from_pretrained(path), "is_encoder_decoder", False))
+    return bool(getattr(pretrained(AutoConfig, path, trust_remote_code=trust_remote_code), "is_encoder_decoder",
+                        False))

@@ -12,6 +12,7 @@ from nlpkit.config import GenerateConfig
 from nlpkit.errors import ConfigError, UsageError
 from nlpkit.inference import pad, run_sorted
 from nlpkit.lora import load_pretrained
+from nlpkit.modeling import pretrained
 from nlpkit.plugins.translation.backend import Backend
 from nlpkit.plugins.translation.config import TranslationConfig
 from nlpkit.plugins.translation.data import Languages
@@ -56,7 +57,7 @@ class Seq2SeqBackend(Backend):
     def load(cls, cfg: TranslationConfig, langs: Languages, path: str) -> tuple[Seq2SeqBackend, Any]:
         from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.model.trust_remote_code)
+        tokenizer = pretrained(AutoTokenizer, path, trust_remote_code=cfg.model.trust_remote_code)
         model = load_pretrained(AutoModelForSeq2SeqLM, path, cfg.model)  # a LoRA adapter: its base, then it
         o, forced_bos = cfg.translation, None
         if o.source_lang_code:  # mBART / NLLB tokenizers put the language code into the encoded source

@@ -92,7 +92,7 @@ class TranslationTask(Task):
                                                                     self.run_dir)
         else:
             path = resolve_model(self.cfg.model.name)
-            kind = Seq2SeqBackend if is_encoder_decoder(path) else DecoderOnlyBackend
+            kind = Seq2SeqBackend if is_encoder_decoder(path, self.cfg.model.trust_remote_code) else DecoderOnlyBackend
             self._backend, self.model = kind.load(self.cfg, langs, path)
         self.tokenizer = self.backend.tokenizer
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 from nlpkit.errors import ConfigError
+from nlpkit.modeling import pretrained
 
 logger = logging.getLogger("nlpkit.translation")
 
@@ -74,7 +75,7 @@ def load_or_train(
     from transformers import AutoTokenizer
 
     if folder is not None and (folder / "tokenizer.json").exists():
-        return AutoTokenizer.from_pretrained(folder)
+        return pretrained(AutoTokenizer, folder)  # the run's own tokenizer/: no remote code, ever
     if folder is not None and not is_main_process:
         raise RuntimeError(
             f"The main process did not save the shared tokenizer to {folder}; was build_model "

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nlpkit.artifacts import atomic_file
 from nlpkit.config import opt
 
 logger = logging.getLogger("nlpkit.word2vec")
@@ -119,24 +120,23 @@ def write_corpus(texts: Iterable[str], path: Path, cfg: TextConfig, progress: An
     the file is then re-read to learn phrases and rewritten with them joined by ``_``.
     """
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
     stats = CorpusStats()
-    with tmp.open("w", encoding="utf-8") as out:
-        for text in texts:
-            stats.texts += 1
-            if progress is not None:
-                progress.update(1)
-            if not text:
-                continue
-            for sent in sentences(text, cfg):
-                # gensim's corpus_file reader splits on white space only, so tokens must not contain any
-                out.write(" ".join(sent))
-                out.write("\n")
-                stats.sentences += 1
-                stats.words += len(sent)
-    if cfg.phrases and stats.words:
-        stats.words, stats.phrases = _apply_phrases(tmp, cfg)
-    tmp.replace(path)
+    with atomic_file(path) as tmp:  # a unique temporary, renamed into place (never a link followed)
+        with tmp.open("w", encoding="utf-8") as out:
+            for text in texts:
+                stats.texts += 1
+                if progress is not None:
+                    progress.update(1)
+                if not text:
+                    continue
+                for sent in sentences(text, cfg):
+                    # gensim's corpus_file reader splits on white space only, so tokens must not contain any
+                    out.write(" ".join(sent))
+                    out.write("\n")
+                    stats.sentences += 1
+                    stats.words += len(sent)
+        if cfg.phrases and stats.words:
+            stats.words, stats.phrases = _apply_phrases(tmp, cfg)
     return stats
 
 

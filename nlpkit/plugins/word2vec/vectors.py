@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from nlpkit.artifacts import atomic_write, read_descriptor
+from nlpkit.artifacts import atomic_file, atomic_write, inside, read_descriptor
 from nlpkit.assets import file_sha256
 from nlpkit.errors import ConfigError, DataError, ModelNotFoundError, NlpkitError, UnsafeFileError
 
@@ -105,9 +104,8 @@ def save_vectors(kv: Any, folder: str | Path) -> None:
     counts = kv.expandos.get("count")
     meta["words"] = list(kv.index_to_key)
     meta["counts"] = None if counts is None else [int(c) for c in counts]
-    tmp = folder / f".{SAFE_FILE}.tmp"
-    save_file(tensors, str(tmp))
-    os.replace(tmp, folder / SAFE_FILE)
+    with atomic_file(folder / SAFE_FILE) as tmp:
+        save_file(tensors, str(tmp))
     atomic_write(folder / VOCAB_FILE, json.dumps(meta, ensure_ascii=False))
 
 
@@ -253,6 +251,9 @@ def _load_catalog(name: str) -> Any:
 
 
 def _load_folder(folder: Path, trust_pickle: bool) -> Any:
+    for name in (SAFE_FILE, VOCAB_FILE, KV_FILE, MODEL_FILE, BIN_FILE, TXT_FILE):
+        if (folder / name).exists():
+            inside(folder, name)  # a run's files are its own: a link out of the folder is refused
     if (folder / SAFE_FILE).exists() and (folder / VOCAB_FILE).exists():
         return _load_safe(folder)
     pickles = [folder / name for name in (KV_FILE, MODEL_FILE) if (folder / name).exists()]
@@ -300,7 +301,7 @@ def load_full_model(spec: str, trust_pickle: bool = False) -> Any:
     from gensim.models import FastText, Word2Vec
 
     folder = model_folder(spec)
-    path = folder / MODEL_FILE if folder is not None else Path(spec).expanduser()
+    path = inside(folder, MODEL_FILE) if folder is not None else Path(spec).expanduser()
     if not path.is_file():
         raise ModelNotFoundError(f"No full word2vec model at {spec}: continued training needs a run folder "
                                  f"or a {MODEL_FILE} file (vectors alone, like {SAFE_FILE} or GloVe, cannot be "
