@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, TypeVar
@@ -26,6 +28,13 @@ __all__ = [
     "TrackerConfig",
     "TrainConfig",
     "GenerateConfig",
+    "SCHEDULERS",
+    "at_least",
+    "between",
+    "check_values",
+    "fraction_or_count",
+    "one_of",
+    "positive",
     "LoraOptions",
     "ModelConfig",
     "config_help",
@@ -40,11 +49,65 @@ __all__ = [
 T = TypeVar("T")
 
 
-def opt(default: Any = MISSING, help: str = "", factory: Any = None) -> Any:  # noqa: A002 - mirrors argparse
-    """Declare a config field with its help text (shown by ``--help``)."""
+def opt(default: Any = MISSING, help: str = "", factory: Any = None,  # noqa: A002 - mirrors argparse
+        check: Check | None = None) -> Any:
+    """Declare a config field with its help text (shown by ``--help``) and, optionally, the ``check`` its value
+    must pass (:func:`positive`, :func:`between`, :func:`one_of`, ...), applied by :func:`load_config` to every
+    config it builds (:func:`check_values`)."""
+    metadata = {"help": help, "check": check}
     if factory is not None:
-        return field(default_factory=factory, metadata={"help": help})
-    return field(default=default, metadata={"help": help})
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+# --------------------------------------------------------------------------------------------- value checks
+# A check takes a field's value and returns None when it is allowed, else what is allowed ("must be > 0"):
+# load_config turns that into one ConfigError line naming the key, the value and the allowed range.
+
+Check = Callable[[Any], Optional[str]]
+
+
+def _real(value: Any) -> bool:
+    """A finite int or float (not a bool, NaN or infinity)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def positive(value: Any) -> str | None:
+    """A finite number > 0 (None allowed: the option's "not set")."""
+    return None if value is None or (_real(value) and value > 0) else "must be a finite number > 0"
+
+
+def at_least(low: int) -> Check:
+    """A number >= ``low`` (None allowed)."""
+    def check(value: Any) -> str | None:
+        return None if value is None or (_real(value) and value >= low) else f"must be >= {low}"
+    return check
+
+
+def between(low: float, high: float) -> Check:
+    """A number in the closed range [``low``, ``high``]."""
+    def check(value: Any) -> str | None:
+        return None if _real(value) and low <= value <= high else f"must be between {low} and {high}"
+    return check
+
+
+def one_of(*choices: str) -> Check:
+    """One of ``choices``."""
+    def check(value: Any) -> str | None:
+        return None if value in choices else f"must be one of {', '.join(choices)}"
+    return check
+
+
+def fraction_or_count(value: Any) -> str | None:
+    """A fraction of the rows (0 < x < 1) or a number of rows (a whole number >= 1): 1.5 is neither."""
+    if _real(value) and (0 < value < 1 or (value >= 1 and float(value).is_integer())):
+        return None
+    return "must be a fraction between 0 and 1 (exclusive), or a whole number of rows >= 1"
+
+
+#: ``train.scheduler`` names: transformers' schedules that need nothing but the warmup and total update counts.
+SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+              "inverse_sqrt")
 
 
 @dataclass
@@ -56,25 +119,29 @@ class DataConfig:
     train_split: str = opt("train", "Name of the training split.")
     validation_split: str = opt("validation", "Name of the validation split (made from train if absent).")
     test_split: str = opt("test", "Name of the test split (made from train if absent).")
-    validation_size: float = opt(0.1, "Fraction of examples held out for validation when the source has no "
-                                      "validation split.")
-    test_size: float = opt(0.1, "Fraction held out for test when the source has no test split.")
+    validation_size: float = opt(0.1, "Held out for validation when the source has no validation split: a "
+                                      "fraction of the examples (0 < x < 1) or a number of rows (a whole number "
+                                      ">= 1).", check=fraction_or_count)
+    test_size: float = opt(0.1, "Held out for test when the source has no test split: a fraction (0 < x < 1) or "
+                                "a number of rows (a whole number >= 1).", check=fraction_or_count)
     split_seed: Optional[int] = opt(None, "Seed of the splits made here and of max_train_samples' subset "
                                           "(default: the run's seed). Fix it to compare seeds on one split.")
     split_by: Optional[str] = opt(None, "Column whose values are kept together when splitting "
                                         "(e.g. a book or document id), so near-duplicates don't leak.")
-    max_train_samples: Optional[int] = opt(None, "Use at most this many training examples (after shuffling).")
-    max_eval_samples: Optional[int] = opt(None, "Use at most this many validation/test examples each.")
-    max_length: int = opt(128, "Truncate inputs to this many tokens.")
+    max_train_samples: Optional[int] = opt(None, "Use at most this many training examples (after shuffling).",
+                                           check=at_least(1))
+    max_eval_samples: Optional[int] = opt(None, "Use at most this many validation/test examples each.",
+                                          check=at_least(1))
+    max_length: int = opt(128, "Truncate inputs to this many tokens.", check=at_least(1))
     empty_texts: str = opt("skip", "What to do with empty/blank texts: `skip` (dropped and counted in the "
-                                   "report) or `error`.")
+                                   "report) or `error`.", check=one_of("skip", "error"))
     config: Optional[str] = opt(None, "Subset (configuration) of a hub dataset, or of a dataset folder whose "
                                       "README declares `configs`: e.g. source=glue config=sst2.")
     revision: Optional[str] = opt(None, "Version of a hub dataset: a branch, tag or commit.")
     data_files: Any = opt(None, "Files of a hub dataset or dataset folder to read (load_dataset's data_files): a "
                                 "path or glob, a list of them, or {split: path(s)}.")
     num_proc: Optional[int] = opt(None, "Processes that tokenize in parallel (datasets' num_proc; default: one, "
-                                        "which a fast tokenizer already runs on every core).")
+                                        "which a fast tokenizer already runs on every core).", check=at_least(1))
     stratify: str = opt("auto", "Keep class proportions in the validation/test splits made here: `auto` (on for "
                                 "a classification task's label column), `true`, `false`, or a column name.")
     label_delimiter: Optional[str] = opt(None, "Multi-label classification: the label column holds strings of "
@@ -85,31 +152,42 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: float = opt(1.0, "Number of passes over the training data (fractions allowed).")
+    epochs: float = opt(1.0, "Number of passes over the training data (fractions allowed).", check=positive)
     max_steps: int = opt(-1, "If > 0, train for exactly this many optimizer updates (overrides epochs).")
-    batch_size: int = opt(32, "Examples per process per forward pass.")
-    eval_batch_size: int = opt(128, "Examples per process per evaluation/prediction batch.")
+    batch_size: int = opt(32, "Examples per process per forward pass.", check=at_least(1))
+    eval_batch_size: int = opt(128, "Examples per process per evaluation/prediction batch.", check=at_least(1))
     grad_accum: int = opt(1, "Gradient accumulation steps: effective batch = batch_size x grad_accum x "
-                             "processes.")
-    lr: float = opt(5e-5, "Peak learning rate for AdamW.")
-    weight_decay: float = opt(0.01, "AdamW weight decay (not applied to biases and norms).")
-    warmup_ratio: float = opt(0.06, "Fraction of updates spent warming the learning rate up from 0.")
-    scheduler: str = opt("linear", "Learning-rate decay after warmup: linear, cosine, constant, ... "
-                                   "(any transformers scheduler name).")
-    max_grad_norm: float = opt(1.0, "Clip the global gradient norm to this (0 disables).")
+                             "processes.", check=at_least(1))
+    lr: Optional[float] = opt(None, "Peak learning rate for AdamW (default: train.full_lr, or train.lora_lr with "
+                                    "train.lora=true; the run's config.yaml and report show the rate used).",
+                              check=positive)
+    full_lr: float = opt(5e-5, "The task's default peak learning rate when every weight trains (used when "
+                               "train.lr is not given).", check=positive)
+    lora_lr: float = opt(1e-3, "The default peak learning rate with train.lora=true (used when train.lr is not "
+                               "given): adapters need a higher rate than a full fine-tune.", check=positive)
+    weight_decay: float = opt(0.01, "AdamW weight decay (not applied to biases and norms).", check=at_least(0))
+    warmup_ratio: float = opt(0.06, "Fraction of updates spent warming the learning rate up from 0.",
+                              check=between(0, 1))
+    scheduler: str = opt("linear", f"Learning-rate decay after warmup: {', '.join(SCHEDULERS)}.",
+                         check=one_of(*SCHEDULERS))
+    max_grad_norm: float = opt(1.0, "Clip the global gradient norm to this (0 disables).", check=at_least(0))
     group_by_length: bool = opt(True, "Batch examples of similar length together (less padding, faster).")
-    log_every: int = opt(20, "Log training loss and learning rate every N updates.")
-    eval_every: int = opt(0, "Evaluate on validation every N updates (0: at the end of each epoch).")
-    save_every: int = opt(0, "Save a resumable checkpoint every N updates (0: only at evaluation points).")
-    keep_checkpoints: int = opt(2, "How many recent checkpoints to keep on disk.")
-    early_stopping_patience: int = opt(0, "Stop after this many evaluations without improvement (0: off).")
+    log_every: int = opt(20, "Log training loss and learning rate every N updates.", check=at_least(1))
+    eval_every: int = opt(0, "Evaluate on validation every N updates (0: at the end of each epoch).",
+                          check=at_least(0))
+    save_every: int = opt(0, "Save a resumable checkpoint every N updates (0: only at evaluation points).",
+                          check=at_least(0))
+    keep_checkpoints: int = opt(2, "How many recent checkpoints to keep on disk.", check=at_least(0))
+    early_stopping_patience: int = opt(0, "Stop after this many evaluations without improvement (0: off).",
+                                       check=at_least(0))
     metric_for_best: str = opt("loss", "Validation metric that picks the best model and drives early "
                                        "stopping.")
     greater_is_better: bool = opt(False, "Whether a larger `metric_for_best` is better.")
     stop_after_steps: Optional[int] = opt(None, "Stop (as if interrupted) after this many updates without "
-                                                "changing the schedule; resume later with resume=auto.")
+                                                "changing the schedule; resume later with resume=auto.",
+                                          check=at_least(1))
     gradient_checkpointing: bool = opt(False, "Trade compute for memory by recomputing activations.")
-    num_workers: int = opt(0, "DataLoader worker processes.")
+    num_workers: int = opt(0, "DataLoader worker processes.", check=at_least(0))
     compile: bool = opt(False, "Wrap the model with torch.compile.")
     lora: bool = opt(False, "Train LoRA adapters (peft) instead of all weights (transformer tasks; see the "
                             "lora.* options).")
@@ -130,6 +208,12 @@ class TrainConfig:
         elif weights is not None:
             raise ConfigError(f"train.class_weights={weights!r}: expected `auto`, a list of non-negative numbers "
                               f"(one per label, e.g. train.class_weights=[1,5]) or none.")
+
+    def complete(self) -> None:
+        """Fill what depends on other options once the whole config is known (:func:`load_config` calls it): an
+        unset ``lr`` becomes ``lora_lr`` under ``lora``, else ``full_lr``."""
+        if self.lr is None:
+            self.lr = self.lora_lr if self.lora else self.full_lr
 
 
 @dataclass
@@ -424,10 +508,30 @@ def load_config(schema: type[T], preset: str | Path | dict | None = None,
         except OmegaConfBaseException as err:
             raise _wrap_error(err, schema, origin) from err
     try:
-        return OmegaConf.to_object(cfg)  # type: ignore[return-value]
+        built = OmegaConf.to_object(cfg)
     except OmegaConfBaseException as err:
         missing = getattr(err, "full_key", "?")
         raise ConfigError(f"Config key `{missing}` has no value; set it with {missing}=...") from err
+    check_values(built)
+    return built  # type: ignore[return-value]
+
+
+def check_values(cfg: Any, prefix: str = "") -> None:
+    """Complete and check a built config, section by section: each section's ``complete()`` (values that depend
+    on other options), then every field's declared ``check`` (:func:`opt`). A value out of range raises one
+    :class:`ConfigError` line: the dotted key, the value and what is allowed."""
+    complete = getattr(cfg, "complete", None)
+    if callable(complete):
+        complete()
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            check_values(value, f"{prefix}{f.name}.")
+            continue
+        check = f.metadata.get("check")
+        why = check(value) if check is not None else None
+        if why:
+            raise ConfigError(f"{prefix}{f.name}={value!r}: {why} (set it with {prefix}{f.name}=...).")
 
 
 def _has_model_section(schema: Any) -> bool:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from datasets import ClassLabel, Dataset, DatasetDict, load_dataset
+from datasets import ClassLabel, Dataset, DatasetDict, concatenate_datasets, load_dataset
 
 from nlpkit.config import DataConfig
 from nlpkit.errors import ConfigError, DataError
@@ -33,6 +33,8 @@ from nlpkit.errors import ConfigError, DataError
 logger = logging.getLogger("nlpkit.data")
 
 __all__ = [
+    "FILE_COLUMN",
+    "ROW_COLUMN",
     "DataError",
     "check_columns",
     "drop_empty_texts",
@@ -44,6 +46,9 @@ __all__ = [
     "map_labels",
     "multi_hot",
     "multi_label_names",
+    "visible_columns",
+    "origin_of",
+    "with_origin",
 ]
 
 _BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet",
@@ -51,6 +56,15 @@ _BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".
 _SPLIT_ALIASES = {"train": "train", "training": "train", "validation": "validation", "valid": "validation",
                   "val": "validation", "dev": "validation", "test": "test", "testing": "test"}
 _CHUNK_ROWS = 1 << 16  # rows of a text column read at once: constant memory whatever the file size
+#: Below this many rows a split is called small in a warning (its accuracy moves in steps of 5% or more).
+MIN_SPLIT_ROWS = 20
+#: Where each row was read from, so that errors name the file and its row, not a position in a shuffled split:
+#: the row's number in its file (from 1: the first data row, below a csv header) or in the source's split, and
+#: (local files) which file, as a ClassLabel whose names are the paths. Added by :func:`load_source`; tasks drop
+#: them with the columns they do not use.
+ROW_COLUMN = "__nlpkit_row__"
+FILE_COLUMN = "__nlpkit_file__"
+_ORIGIN = (ROW_COLUMN, FILE_COLUMN)
 _BOMS = [(b"\xff\xfe\x00\x00", "UTF-32", "utf-32"), (b"\x00\x00\xfe\xff", "UTF-32", "utf-32"),
          (b"\xff\xfe", "UTF-16", "utf-16"), (b"\xfe\xff", "UTF-16", "utf-16")]
 
@@ -145,16 +159,70 @@ def _read_files(files: dict[str, list[Path]]) -> DatasetDict:
     kwargs: dict[str, Any] = {}
     if suffix == ".tsv":
         kwargs["delimiter"] = "\t"
-    try:
-        ds = load_dataset(builder, data_files={k: [str(p) for p in v] for k, v in files.items()}, **kwargs)
-    except Exception as err:  # datasets wraps parser errors in DatasetGenerationError; unwrap the cause
-        cause = err.__cause__ or err
-        names = ", ".join(str(p) for v in files.values() for p in v)
-        raise DataError(f"Could not parse {names} as {builder}: {cause}") from err
-    for split, d in ds.items():
-        if len(d) == 0:
-            raise DataError(f"{files[split][0]} has no rows.")
-    return ds
+    out: dict[str, Dataset] = {}
+    for split, paths in files.items():
+        parts = []
+        for path in paths:  # one file at a time: each row then knows its file and its row in it
+            try:
+                part = load_dataset(builder, data_files=[str(path)], split="train", **kwargs)
+            except Exception as err:  # datasets wraps parser errors in DatasetGenerationError; unwrap the cause
+                cause = err.__cause__ or err
+                raise DataError(f"Could not parse {path} as {builder}: {cause}") from err
+            if len(part) == 0:
+                raise DataError(f"{path} has no rows.")
+            parts.append(part)
+        try:
+            joined = parts[0] if len(parts) == 1 else concatenate_datasets(parts)
+        except Exception as err:  # files of one split whose columns or types differ
+            raise DataError(f"The {split} files {', '.join(map(str, paths))} cannot be read as one split: "
+                            f"{str(err).splitlines()[0]}. Give them the same columns, with the same kind of values "
+                            f"(numbers or text) in each.") from err
+        out[split] = with_origin(joined, [len(p) for p in parts], paths)
+    return DatasetDict(out)
+
+
+def with_origin(d: Dataset, counts: Sequence[int] | None = None, paths: Sequence[Path] | None = None) -> Dataset:
+    """``d`` with the columns that say where each row was read from (:data:`ROW_COLUMN`, :data:`FILE_COLUMN`):
+    ``counts`` rows from each of ``paths`` in turn, or (no paths) the rows of one split of a catalog or hub
+    dataset, numbered from 1."""
+    from datasets.fingerprint import Hasher
+
+    counts = list(counts) if counts is not None else [len(d)]
+    rows = np.concatenate([np.arange(1, n + 1, dtype=np.int64) for n in counts])
+    d = d.add_column(ROW_COLUMN, rows, new_fingerprint=Hasher.hash([d._fingerprint, ROW_COLUMN]))
+    if paths:
+        names = [str(p) for p in paths]
+        files = np.repeat(np.arange(len(names), dtype=np.int64), counts)
+        d = d.add_column(FILE_COLUMN, files, feature=ClassLabel(names=names),
+                         new_fingerprint=Hasher.hash([d._fingerprint, FILE_COLUMN, names]))
+    return d
+
+
+def origin_of(d: Dataset, k: int, source: str, split: str) -> str:
+    """Where row ``k`` of the split ``d`` was read from, as error messages say it.
+
+    A local csv/tsv file: ``data.csv line 138 (row 137, train split)`` (rows count the data rows from 1, so
+    the line is the row + 1 below the header); jsonl/txt: ``data.jsonl line 137 (train split)``; parquet/json:
+    ``data.parquet row 137 (train split)``; a catalog or hub dataset: ``name (train split) row 137`` (its row in
+    the source's split). Without origin columns (a task's own reshaped data), the position in ``d``, from 1.
+    """
+    names = d.column_names
+    row = _rows(d, [ROW_COLUMN], k, k + 1).column(0)[0].as_py() if ROW_COLUMN in names else k + 1
+    feature = d.features.get(FILE_COLUMN) if FILE_COLUMN in names else None
+    if not isinstance(feature, ClassLabel):
+        return f"{source} ({split} split) row {row}"
+    path = feature.names[_rows(d, [FILE_COLUMN], k, k + 1).column(0)[0].as_py()]
+    suffix = Path(path).suffix.lower()
+    if suffix in (".csv", ".tsv"):
+        return f"{path} line {row + 1} (row {row}, {split} split)"
+    if suffix in (".jsonl", ".txt"):
+        return f"{path} line {row} ({split} split)"
+    return f"{path} row {row} ({split} split)"
+
+
+def visible_columns(d: Dataset) -> list[str]:
+    """The columns of ``d`` as the user named them (without the origin columns)."""
+    return [c for c in d.column_names if c not in _ORIGIN]
 
 
 def _local_files(path: Path) -> dict[str, list[Path]]:
@@ -227,7 +295,8 @@ def _load_with_datasets(source: str, local: bool, config: str | None, revision: 
             f"{source!r} is not a catalog name ({known}), not an existing file or folder, and could not be "
             f"loaded from the Hugging Face hub: {type(err).__name__}: {err}"
         ) from err
-    return loaded if isinstance(loaded, DatasetDict) else DatasetDict({"train": loaded})
+    loaded = loaded if isinstance(loaded, DatasetDict) else DatasetDict({"train": loaded})
+    return DatasetDict({split: with_origin(d) for split, d in loaded.items()})
 
 
 def load_source(source: str, *, config: str | None = None, revision: str | None = None,
@@ -253,7 +322,7 @@ def load_source(source: str, *, config: str | None = None, revision: str | None 
         folder = assets.fetch(source)
         meta_file = folder / "meta.json"
         meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
-        return DatasetDict({"train": Dataset.from_parquet(str(folder / "data.parquet"))}), meta
+        return DatasetDict({"train": with_origin(Dataset.from_parquet(str(folder / "data.parquet")))}), meta
     path = Path(source).expanduser()
     if path.exists():
         if path.is_dir() and (config or data_files or _declares_configs(path)):
@@ -354,10 +423,10 @@ def check_columns(ds: DatasetDict, columns: Sequence[str], source: str, option: 
     for split, d in ds.items():
         for col in columns:
             if col not in d.column_names:
-                close = difflib.get_close_matches(col, d.column_names, n=1)
+                close = difflib.get_close_matches(col, visible_columns(d), n=1)
                 hint = f" Did you mean {close[0]!r}?" if close else ""
                 raise DataError(
-                    f"{source} ({split} split) has no column {col!r}; its columns are {d.column_names}.{hint} "
+                    f"{source} ({split} split) has no column {col!r}; its columns are {visible_columns(d)}.{hint} "
                     f"Point {option} (or the matching data.*_column option) at the right column."
                 )
 
@@ -387,7 +456,7 @@ def drop_empty_texts(ds: DatasetDict, columns: Sequence[str], policy: str, sourc
                                   [np.zeros(0, dtype=bool)])
         n_bad = int(bad.sum())
         if n_bad and policy == "error":
-            raise DataError(f"{source} ({split} split) row {_first(bad)} has an empty text in {list(columns)} "
+            raise DataError(f"{origin_of(d, _first(bad), source, split)} has an empty text in {list(columns)} "
                             f"({n_bad} such rows). Fix them or set data.empty_texts=skip.")
         if n_bad:
             logger.warning("Skipping %d empty texts in the %s split of %s", n_bad, split, source)
@@ -404,9 +473,10 @@ def _class_names(d: Dataset, column: str) -> list[str] | None:
     return list(feature.names) if isinstance(feature, ClassLabel) else None
 
 
-def label_map(train: Dataset, column: str, labels: Sequence[str] | None = None) -> list[str]:
+def label_map(train: Dataset, column: str, labels: Sequence[str] | None = None,
+              source: str = "the training data") -> list[str]:
     """The label names, in id order: given; else a ``ClassLabel`` column's own names; else sorted from the
-    training split (ints in numeric order, as their str)."""
+    training split (ints in numeric order, as their str). ``source`` names the data in errors."""
     if labels:
         return [str(x) for x in labels]
     names = _class_names(train, column)
@@ -414,8 +484,9 @@ def label_map(train: Dataset, column: str, labels: Sequence[str] | None = None) 
         return names
     values = _column(train, column)
     if values.null_count:
-        raise DataError(f"Training row {_first(pc.is_null(values).to_numpy(zero_copy_only=False))} has no "
-                        f"label in column {column!r}.")
+        row = _first(pc.is_null(values).to_numpy(zero_copy_only=False))
+        raise DataError(f"{origin_of(train, row, source, 'train')} has no label in column {column!r}: give every "
+                        f"training row a label.")
     unique = pc.unique(values).to_pylist()
     if all(isinstance(v, int) for v in unique):
         return [str(v) for v in sorted(unique)]
@@ -448,7 +519,7 @@ def map_labels(ds: DatasetDict, column: str, names: Sequence[str], source: str) 
             hidden = " (-1 marks a hidden label: hub test splits often have none; set data.test_split to a " \
                      "labelled split)" if own and col[row].as_py() == -1 else ""
             raise DataError(
-                f"{source} ({split} split) row {row}: label {col[row].as_py()!r} in column {column!r} is not one "
+                f"{origin_of(d, row, source, split)}: label {col[row].as_py()!r} in column {column!r} is not one "
                 f"of the known labels {list(names)}{hidden}. Fix the row, or list every label with labels=[...]."
             )
         where = pc.index_in(col, value_set=pa.array(values, type=col.type)).to_numpy(zero_copy_only=False)
@@ -533,7 +604,7 @@ def _hot_from_columns(d: Dataset, columns: Sequence[str], names: Sequence[str], 
         col = _column(d, name)
         if col.null_count:
             row = _first(pc.is_null(col).to_numpy(zero_copy_only=False))
-            raise DataError(f"{source} ({split} split) row {row}: label column {name!r} is empty; expected 0 or 1.")
+            raise DataError(f"{origin_of(d, row, source, split)}: label column {name!r} is empty; expected 0 or 1.")
         if not (pa.types.is_integer(col.type) or pa.types.is_boolean(col.type) or pa.types.is_floating(col.type)):
             raise DataError(f"{source} ({split} split): label column {name!r} holds {col.type} values; expected 0 "
                             f"or 1 (one column per label).")
@@ -541,7 +612,7 @@ def _hot_from_columns(d: Dataset, columns: Sequence[str], names: Sequence[str], 
         bad = (values != 0) & (values != 1)
         if bad.any():
             row = _first(bad)
-            raise DataError(f"{source} ({split} split) row {row}: label column {name!r} holds {values[row].item()!r}; "
+            raise DataError(f"{origin_of(d, row, source, split)}: label column {name!r} holds {values[row].item()!r}; "
                             f"expected 0 or 1.")
         hot[:, j] = values
     return hot
@@ -566,7 +637,7 @@ def multi_hot(ds: DatasetDict, names: Sequence[str], source: str, *, column: str
             ids = pc.index_in(values, value_set=index)
             if ids.null_count:
                 k = _first(pc.is_null(ids).to_numpy(zero_copy_only=False))
-                raise DataError(f"{source} ({split} split) row {int(rows[k])}: label {values[k].as_py()!r} in column "
+                raise DataError(f"{origin_of(d, int(rows[k]), source, split)}: label {values[k].as_py()!r} in column "
                                 f"{column!r} is not one of the known labels {list(names)}. Fix the row, or list "
                                 f"every label with labels=[...].")
             hot = np.zeros((n, len(names)), dtype=np.int8)
@@ -690,10 +761,10 @@ def load_splits(cfg: DataConfig, seed: int, loaded: tuple[DatasetDict, dict[str,
     train = raw[names["train"]]
     group = cfg.split_by or meta.get("split_by")
     if group and group not in train.column_names:
-        raise DataError(f"data.split_by={group!r} is not a column of {cfg.source} ({train.column_names}).")
+        raise DataError(f"data.split_by={group!r} is not a column of {cfg.source} ({visible_columns(train)}).")
     stratify = _stratify_column(cfg, label_column)
     if stratify and stratify not in train.column_names:
-        raise DataError(f"data.stratify={stratify!r} is not a column of {cfg.source} ({train.column_names}).")
+        raise DataError(f"data.stratify={stratify!r} is not a column of {cfg.source} ({visible_columns(train)}).")
     total = len(train)
     if cfg.split_seed is not None:
         seed = cfg.split_seed
@@ -728,7 +799,14 @@ def load_splits(cfg: DataConfig, seed: int, loaded: tuple[DatasetDict, dict[str,
     if cfg.max_eval_samples:
         for k in ("validation", "test"):
             ds[k] = ds[k].select(range(min(cfg.max_eval_samples, len(ds[k]))))
-    logger.info("Data %s: %s", cfg.source, {k: len(v) for k, v in ds.items()})
+    sizes = {k: len(v) for k, v in ds.items()}
+    logger.info("Data %s: %s", cfg.source, sizes)
+    small = {k: n for k, n in sizes.items() if n < MIN_SPLIT_ROWS}
+    if small:
+        logger.warning("Data %s: small splits (%s rows; %s has fewer than %d): its metrics are noise and training "
+                       "sees few examples. Give more data, or set data.validation_size / data.test_size (fractions, "
+                       "or row counts).", cfg.source, ", ".join(f"{k} {n}" for k, n in sizes.items()),
+                       " and ".join(small), MIN_SPLIT_ROWS)
     return ds, meta
 
 

@@ -120,9 +120,9 @@ def test_the_three_label_formats_give_the_same_targets(multi_label_data: dict[st
         assert data.splits["test"]["labels"][:] == expected, form
         assert data.splits["train"].column_names == ["text", "labels"], form
         assert data.info.label_counts == loaded["lists"].info.label_counts
-    # a list column under the default problem_type is refused with the fix; auto detects it (above)
+    # a list column under problem_type=single_label is refused with the fix; auto (the default) detects it
     with pytest.raises(ConfigError, match="holds lists.*problem_type=multi_label"):
-        _task(**{"data.source": str(multi_label_data["lists"])}).load_data()
+        _task(**{"data.source": str(multi_label_data["lists"]), "problem_type": "single_label"}).load_data()
 
 
 def test_multi_label_errors_name_the_row(tmp_path: Path) -> None:
@@ -132,7 +132,8 @@ def test_multi_label_errors_name_the_row(tmp_path: Path) -> None:
     test = pd.DataFrame({"text": ["a film", "a dull film"], "label": ["joy", "boredom|sadness"]})
     test.to_csv(tmp_path / "test.csv", index=False)
     test.to_csv(tmp_path / "validation.csv", index=False)
-    with pytest.raises(DataError, match=r"\(validation split\) row 1: label 'sadness'.*not one of the known"):
+    with pytest.raises(DataError, match=r"validation\.csv line 3 \(row 2, validation split\): label 'sadness'.*"
+                                          r"not one of the known"):
         _task(**{"data.source": str(tmp_path), **FORM_OPTIONS["joined"]}).load_data()
     bad = tmp_path / "bad"
     bad.mkdir()
@@ -140,7 +141,8 @@ def test_multi_label_errors_name_the_row(tmp_path: Path) -> None:
     for split in ("train", "validation", "test"):
         (bad / f"{split}.csv").write_text((bad / "d.csv").read_text())
     (bad / "d.csv").unlink()
-    with pytest.raises(DataError, match=r"row 2: label column 'anger' holds 2; expected 0 or 1"):
+    with pytest.raises(DataError, match=r"train\.csv line 4 \(row 3, train split\): label column 'anger' holds 2; "
+                                          r"expected 0 or 1"):
         _task(**{"data.source": str(bad), "problem_type": "multi_label",
                  "data.label_columns": ["anger", "joy"]}).load_data()
 

@@ -16,7 +16,7 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
 import nlpkit
 from nlpkit.config import DataConfig, load_config
-from nlpkit.data import DataError, load_splits
+from nlpkit.data import DataError, load_splits, visible_columns
 from nlpkit.errors import ConfigError
 
 
@@ -33,7 +33,7 @@ def test_every_local_format_reads_and_splits(tmp_path: Path, suffix: str) -> Non
      ".parquet": lambda: df.to_parquet(path)}[suffix]()
     ds, _ = load_splits(DataConfig(source=str(path), validation_size=0.1, test_size=0.2), seed=3)
     assert {k: len(v) for k, v in ds.items()} == {"train": 42, "validation": 6, "test": 12}
-    assert set(ds["train"].column_names) == {"text", "label"}
+    assert set(visible_columns(ds["train"])) == {"text", "label"}
 
 
 def test_seeded_split_is_reproducible_and_disjoint(tmp_path: Path) -> None:
@@ -118,7 +118,8 @@ def test_unknown_label_in_eval_data(tiny_bert: Path, tmp_path: Path) -> None:
     data.mkdir()
     write_csv(data / "train.csv", sentiment_rows(40))
     write_csv(data / "test.csv", sentiment_rows(5) + [("so so film", "neutral")])
-    with pytest.raises(DataError, match=r"\(test split\) row 5: label 'neutral'.*\['negative', 'positive'\]"):
+    with pytest.raises(DataError, match=r"test\.csv line 7 \(row 6, test split\): label 'neutral'.*"
+                                          r"\['negative', 'positive'\]"):
         _train(tiny_bert, data, tmp_path)
 
 
@@ -172,11 +173,11 @@ def test_dataset_folder_subsets_load_by_config(tmp_path: Path) -> None:
     folder = _subsets_folder(tmp_path / "multi")
     ds, _ = load_splits(DataConfig(source=str(folder), config="sst2"), seed=0)
     assert len(ds["validation"]) == 10 and len(ds["train"]) + len(ds["test"]) == 40
-    assert ds["train"].column_names == ["sentence", "label"]
+    assert visible_columns(ds["train"]) == ["sentence", "label"]
     ds, _ = load_splits(DataConfig(source=str(folder), config="reviews"), seed=0)
-    assert ds["train"].column_names == ["review", "stars"] and sum(len(v) for v in ds.values()) == 30
+    assert visible_columns(ds["train"]) == ["review", "stars"] and sum(len(v) for v in ds.values()) == 30
     ds, _ = load_splits(DataConfig(source=str(folder), data_files={"train": "reviews/data.csv"}), seed=0)
-    assert ds["train"].column_names == ["review", "stars"]
+    assert visible_columns(ds["train"]) == ["review", "stars"]
     with pytest.raises(DataError, match=r"no subset \(config\) 'sst3'; its subsets are \['sst2', 'reviews'\]\. "
                                         r"Did you mean 'sst2'\?"):
         load_splits(DataConfig(source=str(folder), config="sst3"), seed=0)
@@ -236,7 +237,7 @@ def test_classlabel_names_reach_the_report_and_the_pipeline(tiny_bert: Path, tmp
     features = Features({"text": Value("string"), "label": ClassLabel(names=names)})
     Dataset.from_dict({"text": ["a film"] * 3, "label": [-1] * 3}, features=features).to_parquet(
         str(folder / "test.parquet"))
-    with pytest.raises(DataError, match=r"\(test split\) row 0: label -1 .*-1 marks a hidden label"):
+    with pytest.raises(DataError, match=r"test\.parquet row 1 \(test split\): label -1 .*-1 marks a hidden label"):
         _task(folder).load_data()
 
 

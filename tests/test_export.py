@@ -23,6 +23,10 @@ pytest.importorskip("onnxruntime")
 export = pytest.importorskip("nlpkit.export")
 
 TEXTS = [t for t, _ in sentiment_rows(60, seed=7)] + ["", "   ", "great " * 200]
+#: How far a row's top-two probability gap may move between batchings of the dynamic int8 graph (activations are
+#: quantized with a scale taken from the whole batch); rows this close to a threshold may fall on either side.
+#: Measured on the tiny model: under 1e-6 between the pipeline's batch and one batch in another order.
+NOISE = 0.002
 
 
 @pytest.fixture(scope="module")
@@ -95,22 +99,36 @@ def test_int8_fallback_rescores_close_calls_in_fp32(run: str, fp32: Path, tmp_pa
     every = nlpkit.pipeline(str(tmp_path / "fb"))(texts)
     assert [e["label"] for e in every] == [f["label"] for f in full]
     assert max(abs(e["score"] - f["score"]) for e, f in zip(every, full)) < 1e-5
-    # a real gap: only close calls (best probability under (1 + gap) / 2 for two labels) are re-scored
-    gap = 0.2
+    # A real gap: only close calls (best probability under (1 + gap) / 2 for two labels) are re-scored. Dynamic
+    # int8 quantizes activations with a scale taken from each batch, so a row's top-two gap moves a little with
+    # the batch it runs in (its padding, its neighbours, the thread count): rows within NOISE of the gap may land
+    # on either side of it, and only rows clearly inside or clearly outside it are held to one answer. The gap is
+    # put where the int8 graph's gaps leave the widest space in their middle half (the tiny model's gaps are
+    # close together), so that about half the rows are close calls and few or none are near the gap.
+    gaps = np.array([2 * p["score"] - 1 for p in plain])  # the int8 graph's top-two gap of each row
+    order = np.sort(gaps)
+    quarter = len(order) // 4
+    widest = quarter + int(np.argmax(np.diff(order[quarter:-quarter])))
+    gap = float(order[widest] + order[widest + 1]) / 2
+    clearly_close, clearly_not = gaps < gap - NOISE, gaps > gap + NOISE
+    assert clearly_close.sum() >= quarter and clearly_not.sum() >= quarter  # both kinds, on this tiny model
     export.export_model(run, tmp_path / "gap", quantize="int8", keep_fp32="", fallback_margin=gap)
     mixed = nlpkit.pipeline(str(tmp_path / "gap"))(texts)
-    for m, p, f in zip(mixed, plain, full):
-        expected = f if 2 * p["score"] - 1 < gap else p
-        assert m["label"] == expected["label"] and m["score"] == pytest.approx(expected["score"], abs=1e-5)
-    # the pipeline re-scores close calls after the first pass; a direct call does it inside each batch: same rows
-    median = sorted(2 * p["score"] - 1 for p in plain)[len(texts) // 2]  # the tiny model: half are close calls
-    model = OnnxModel(tmp_path / "gap", fallback={"file": "fallback.onnx", "margin": median})
+    for m, p, f, row_gap in zip(mixed, plain, full, gaps):
+        candidates = [f] if row_gap < gap - NOISE else [p] if row_gap > gap + NOISE else [f, p]
+        assert any(m["label"] == c["label"] and m["score"] == pytest.approx(c["score"], abs=1e-5)
+                   for c in candidates)
+    # the close calls really got the fp32 graph's scores, not their own int8 ones again
+    assert max(abs(m["score"] - p["score"]) for m, p, close in zip(mixed, plain, clearly_close) if close) > 1e-4
+    # the pipeline re-scores close calls after the first pass; a direct call does it inside each batch (here one
+    # batch of every text, in the given order: another batching than the pipeline's): the same rows
+    model = OnnxModel(tmp_path / "gap", fallback={"file": "fallback.onnx", "margin": gap})
     tokenizer = nlpkit.pipeline(str(tmp_path / "gap")).task.tokenizer
     input_ids, mask = pad(tokenizer(texts)["input_ids"], tokenizer.pad_token_id)
     raw = model(input_ids=input_ids, attention_mask=mask, fallback=False).logits
     close = model.close_calls(raw)
-    assert 0 < len(close) < len(texts)
-    assert sorted(close) == [i for i, p in enumerate(plain) if 2 * p["score"] - 1 < median]
+    assert set(np.flatnonzero(clearly_close)) <= set(close.tolist())
+    assert not set(np.flatnonzero(clearly_not)) & set(close.tolist())
     inline = model(input_ids=input_ids, attention_mask=mask).logits
     assert torch.allclose(inline[close], model.run_fallback(input_ids[close], mask[close]).logits, atol=1e-5)
     rest = np.setdiff1d(np.arange(len(texts)), close)

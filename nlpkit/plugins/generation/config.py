@@ -71,7 +71,7 @@ class GenerationConfig(RunConfig):
     # Sized for a 2-core CPU (about 15-25 s per 1k-token update): 50 updates of 4 x 256 tokens at a high
     # learning rate adapt the model to Shakespeare's style in about a quarter of an hour.
     train: GenerationTrainConfig = opt(help="Training options.", factory=lambda: GenerationTrainConfig(
-        lr=1e-4, max_steps=50, batch_size=4, eval_batch_size=4, warmup_ratio=0.1, scheduler="cosine",
+        full_lr=1e-4, max_steps=50, batch_size=4, eval_batch_size=4, warmup_ratio=0.1, scheduler="cosine",
         log_every=5, metric_for_best="perplexity", greater_is_better=False))
     generate: GenerationGenerateConfig = opt(help="Decoding options for samples and the pipeline.",
                                              factory=lambda: GenerationGenerateConfig(max_new_tokens=48))

@@ -109,7 +109,8 @@ class TranslationConfig(RunConfig):
             # Small batches, many updates: within a budget of about half an hour on a 2-core CPU, batches of 8
             # reached a lower validation loss per example seen than 16, 32 or 64 (at ~6% less throughput than 32);
             # 2.5 epochs keep the default inside that budget (~56-62 samples/s measured; 3 epochs ~28.5 min).
-            lr=1e-3,
+            full_lr=1e-3,
+            lora_lr=5e-4,  # the `lora` preset's rate for a pretrained model's adapters
             epochs=2.5,
             batch_size=8,
             eval_batch_size=64,
