@@ -12,6 +12,7 @@ from typing import Any
 from nlpkit.config import config_help, load_config
 from nlpkit.demo import add_demo_command
 from nlpkit.errors import ConfigError, NlpkitError, UsageError
+from nlpkit.serve import add_serve_command
 from nlpkit.tune import add_tune_command
 
 TASK_USAGE = """usage: accelerate launch [--config_file accelerate_configs/<setup>.yaml] tasks/{task}.py \\
@@ -331,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=_cmd_export)
 
     add_demo_command(sub)
+    add_serve_command(sub)
     add_tune_command(sub)
     _task_commands(sub)
     return parser

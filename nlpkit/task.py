@@ -40,6 +40,7 @@ from nlpkit.errors import UsageError
 if TYPE_CHECKING:
     import argparse
 
+    import fastapi
     import gradio
     import pyarrow as pa
     from accelerate import Accelerator
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
 
     from nlpkit.callbacks import Callback
     from nlpkit.pipeline import Pipeline
+    from nlpkit.serve.app import Server
 
 __all__ = ["Data", "DataInfo", "RunResults", "Task", "Trainer"]
 
@@ -379,3 +381,13 @@ class Task:
         so that nlpkit runs without it; :mod:`nlpkit.demo` adds the run's header and serves it."""
         raise UsageError(f"The {self.name or type(self).__name__} task has no demo (its plugin does not implement "
                          f"Task.build_demo).")
+
+    def serve_routes(self, server: Server) -> fastapi.APIRouter:
+        """The HTTP routes of ``nlpkit serve``: a ``fastapi.APIRouter`` whose endpoints answer through ``server``
+        (a :class:`nlpkit.serve.Server`: ``await server.predict(inputs, options)`` runs the task's batched
+        :meth:`predict`, merged with concurrent requests; ``server.stream(...)`` streams; ``server.error(...)``
+        answers 4xx). Request and response schemas are pydantic models that refuse unknown fields. Plugins
+        implement it in their ``serve.py``, importing FastAPI inside the call so that nlpkit runs without it;
+        :mod:`nlpkit.serve` adds /health, /ready, /metrics, /v1/models, the limits and the metrics."""
+        raise UsageError(f"The {self.name or type(self).__name__} task cannot be served (its plugin does not "
+                         f"implement Task.serve_routes).")

@@ -65,7 +65,7 @@ class Server:
         tokenizer = getattr(self.task, "tokenizer", None)
         # A copy for counting tokens on the event loop: a fast tokenizer that the model thread is using (and
         # whose truncation settings predict may change) must not be entered from a second thread.
-        self._counter = copy.deepcopy(tokenizer) if callable(tokenizer) else None
+        self.tokenizer = copy.deepcopy(tokenizer) if callable(tokenizer) else None
         self.ready = False
         self.not_ready_reason = "warming up"
         #: The warm-up prediction run at startup (a task's routes may replace it): the task's usage example.
@@ -73,6 +73,11 @@ class Server:
         self.created = int(time.time())
 
     # ------------------------------------------------------------------ limits and errors
+    @staticmethod
+    def request_id() -> str:
+        """The id of the request being served (its ``X-Request-ID``, given or made)."""
+        return request_id()
+
     @staticmethod
     def error(status: int, message: str, param: str | None = None) -> ServeError:
         """An error answer to raise from a route: ``status``, what is wrong (and the limit or the fix), the field."""
@@ -94,9 +99,9 @@ class Server:
         """Tokens of each text by the task's tokenizer (special tokens included); characters / 4 without one."""
         if not texts:
             return []
-        if self._counter is not None:
+        if self.tokenizer is not None:
             try:
-                return [len(ids) for ids in self._counter(list(texts), add_special_tokens=True,
+                return [len(ids) for ids in self.tokenizer(list(texts), add_special_tokens=True,
                                                           verbose=False)["input_ids"]]
             except Exception:  # noqa: BLE001 - an estimate only: fall back to the character count
                 pass

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import threading
 from typing import TYPE_CHECKING, Any
 
 from nlpkit.errors import ConfigError
@@ -57,6 +59,23 @@ def configure_logging(level: str) -> None:
     log.setLevel("DEBUG" if level.lower() == "trace" else level.upper())
 
 
+def quiet_exit_on_signals() -> None:
+    """SIGTERM ends the process with status 0 and Ctrl+C with 130, without a traceback.
+
+    uvicorn handles both while it serves (a graceful shutdown), then raises the signal again for the handler it
+    found: this one, so a shutdown that answered every request is a success, not a death by signal. Before
+    uvicorn starts (while the model loads) the same handler stops the process at once.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def leave(sig: int, frame: Any) -> None:
+        raise SystemExit(0 if sig == signal.SIGTERM else 128 + sig)
+
+    signal.signal(signal.SIGTERM, leave)
+    signal.signal(signal.SIGINT, leave)
+
+
 def serve(model: str, settings: ServeSettings | None = None) -> None:
     """Serve ``model`` (a run, model folder or export) until SIGTERM/Ctrl+C (see the module docstring)."""
     require_server()
@@ -66,6 +85,7 @@ def serve(model: str, settings: ServeSettings | None = None) -> None:
 
     settings = settings or ServeSettings()
     configure_logging(settings.log_level)
+    quiet_exit_on_signals()
     common: dict[str, Any] = {"host": settings.host, "port": settings.port, "log_level": settings.log_level.lower(),
                               "access_log": False,  # our own line per request carries its id
                               "timeout_graceful_shutdown": settings.graceful_timeout, "lifespan": "on"}

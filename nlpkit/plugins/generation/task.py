@@ -180,6 +180,13 @@ class GenerationTask(Task):
         return build_demo(pipe)
 
     # ------------------------------------------------------------------ persistence
+    def serve_routes(self, server: Any) -> Any:
+        """``nlpkit serve``: OpenAI's ``/v1/completions`` and ``/v1/chat/completions``, streaming included
+        (:mod:`nlpkit.plugins.generation.serve`)."""
+        from nlpkit.plugins.generation.serve import routes
+
+        return routes(server)
+
     def save(self, directory: str | Path, state_dict: dict[str, torch.Tensor] | None = None) -> None:
         """Save the model (the LoRA adapter, or with ``lora.merge`` the merged plain model) + tokenizer."""
         if hasattr(self.model, "peft_config") and self.cfg.lora.merge:

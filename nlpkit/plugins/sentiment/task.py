@@ -427,6 +427,12 @@ class SentimentTask(Task):
 
         return build_demo(pipe)
 
+    def serve_routes(self, server: Any) -> Any:
+        """``nlpkit serve``: ``POST /v1/classify`` (:mod:`nlpkit.plugins.sentiment.serve`)."""
+        from nlpkit.plugins.sentiment.serve import routes
+
+        return routes(server)
+
     # ------------------------------------------------------------------ report
     def report_extras(self, run_dir: Path, results: RunResults) -> list[tuple[str, str]]:
         test = results.test or {}

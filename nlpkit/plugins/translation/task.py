@@ -177,6 +177,12 @@ class TranslationTask(Task):
         return build_demo(pipe)
 
     # ------------------------------------------------------------------ report
+    def serve_routes(self, server: Any) -> Any:
+        """``nlpkit serve``: ``POST /v1/translate`` (:mod:`nlpkit.plugins.translation.serve`)."""
+        from nlpkit.plugins.translation.serve import routes
+
+        return routes(server)
+
     def report_extras(self, run_dir: Path, results: RunResults) -> list[tuple[str, str]]:
         test, outputs = results.test or {}, results.test_outputs
         if not test or "hypothesis" not in outputs:

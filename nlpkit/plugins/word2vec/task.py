@@ -236,6 +236,13 @@ class Word2VecTask(Task):
 
         return build_demo(pipe)
 
+    def serve_routes(self, server: Any) -> Any:
+        """``nlpkit serve``: ``/v1/embeddings`` (OpenAI's shape), ``/v1/neighbors``, ``/v1/similarity``,
+        ``/v1/analogy`` (:mod:`nlpkit.plugins.word2vec.serve`)."""
+        from nlpkit.plugins.word2vec.serve import routes
+
+        return routes(server)
+
     # ------------------------------------------------------------------ report
     def report_extras(self, run_dir: Path, results: RunResults) -> list[tuple[str, str]]:
         extra = results.extra
