@@ -264,3 +264,31 @@ def test_task_without_a_demo_is_a_usage_error() -> None:
 
     with pytest.raises(UsageError, match="The bare task has no demo"):
         Bare.__new__(Bare).build_demo(None)
+
+
+def test_demo_of_an_onnx_export_predicts_what_the_run_does(sentiment_run: Path, tmp_path: Path) -> None:
+    """``nlpkit demo EXPORT``: the page's handler answers through the export's pipeline (an ONNX Runtime session
+    has no ``parameters()``), with the PyTorch run's labels; an int8 export's close calls are re-scored in fp32
+    as its pipeline does."""
+    pytest.importorskip("onnxruntime")
+    from nlpkit.export import export_model
+
+    texts = ["a wonderful and moving film", "the plot was dull and tedious", "it was a film"]
+    expected = nlpkit.pipeline(str(sentiment_run), device="cpu")(texts, top_k=None)
+    for name, options in (("fp32", {}), ("int8", {"quantize": "int8"})):
+        export = tmp_path / name
+        export_model(str(sentiment_run), export, **options)
+        pipe = nlpkit.pipeline(str(export))
+        assert type(pipe.model).__name__ == "OnnxModel"
+        app = build_app(export)
+        assert "sentiment" in app.title
+        classify = next(f.fn for f in app.fns.values() if getattr(f.fn, "__name__", "") == "classify")
+        assert classify("   ") is None  # a blank text: no label, as predict gives
+        for text, ranked in zip(texts, expected):
+            shown = classify(text)
+            assert set(shown) == set(pipe.task.labels) and sum(shown.values()) == pytest.approx(1, abs=1e-4)
+            # the export's own pipeline, every label: the same scores (int8: after its fp32 fallback)
+            assert shown == {p["label"]: p["score"] for p in pipe(text, top_k=None)}
+            if name == "fp32":  # the PyTorch run's labels and scores
+                assert max(shown, key=shown.get) == ranked[0]["label"]
+                assert shown == pytest.approx({p["label"]: p["score"] for p in ranked}, abs=1e-4)

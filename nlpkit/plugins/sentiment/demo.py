@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 if TYPE_CHECKING:
     import gradio
 
@@ -13,14 +11,13 @@ if TYPE_CHECKING:
     from nlpkit.plugins.sentiment.task import SentimentTask
 
 
-@torch.inference_mode()
-def label_scores(task: SentimentTask, text: str) -> dict[str, float]:
-    """Every label's score for ``text`` (the softmax, or multi-label sigmoid, that ``predict`` ranks)."""
-    enc = task.tokenizer([text], truncation=True, max_length=task.cfg.data.max_length, return_tensors="pt")
-    device = next(task.model.parameters()).device
-    logits = task.model(input_ids=enc["input_ids"].to(device), attention_mask=enc["attention_mask"].to(device)).logits
-    probs = task.probabilities(logits)[0].cpu().tolist()
-    return dict(zip(task.labels, probs))
+def label_scores(pipe: Pipeline, text: str) -> dict[str, float]:
+    """Every label's score for ``text`` (the softmax, or multi-label sigmoid, that ``predict`` ranks).
+
+    Goes through the pipeline's own batched predict (``top_k=None``: every label), never the model directly:
+    the model may be a PyTorch module on any device or an ONNX Runtime session (``nlpkit export``), whose int8
+    close calls the predict path re-scores in fp32."""
+    return {p["label"]: p["score"] for p in pipe(text, top_k=None)}
 
 
 def build_demo(pipe: Pipeline) -> gradio.Blocks:
@@ -32,7 +29,7 @@ def build_demo(pipe: Pipeline) -> gradio.Blocks:
     def classify(text: str) -> dict[str, Any] | None:
         if not (text or "").strip():
             return None  # predict gives no label for a blank text
-        return label_scores(task, text)
+        return label_scores(pipe, text)
 
     examples = task.usage_example if isinstance(task.usage_example, list) else [task.usage_example]
     with gr.Blocks() as demo:
