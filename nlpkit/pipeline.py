@@ -18,7 +18,7 @@ __all__ = ["Pipeline", "guess_task", "load_onnx_task", "pipeline"]
 
 
 class Pipeline:
-    """A callable predictor: ``pipe(inputs, batch_size=64, **options)``.
+    """A callable predictor: ``pipe(inputs, batch_size=None, **options)``.
 
     A single input gives a single result; a list gives a list, in the input order.
     """
@@ -30,9 +30,27 @@ class Pipeline:
     def model(self) -> Any:
         return self.task.model
 
-    def __call__(self, inputs: Any, batch_size: int = 64, **kwargs: Any) -> Any:
+    def __call__(self, inputs: Any, batch_size: int | None = None, **kwargs: Any) -> Any:
+        """Predict ``inputs`` (one input, or a list of them) in length-sorted batches of ``batch_size``
+        (default: the task's, 64; generation's is its ``generate.batch_size``, 16).
+
+        ``kwargs`` are the task's own options (an unknown one is a :class:`~nlpkit.errors.UsageError`):
+
+        * sentiment: ``top_k`` (``k``: the k best labels with scores, best first; ``None``: every label;
+          default: the best label, or for multi-label every label over its threshold);
+        * translation: the ``generate.*`` decoding options, ``num_beams``, ``max_new_tokens``, ``do_sample``,
+          ``temperature``, ``top_k``, ``top_p``, ``repetition_penalty``, ``no_repeat_ngram_size``,
+          ``num_return_sequences`` (default: the run's);
+        * generation: the same decoding options and ``stop``, ``chat_template``, and for one call
+          ``return_full_text`` and ``max_prompt_tokens``; ``seed`` makes sampling repeatable;
+        * word2vec: ``mode`` (``neighbors``, ``analogy``, ``similarity``, ``vector``, ``text``) and ``topn``.
+
+        Each task's ``predict`` (in the task guides) says what a result holds.
+        """
         single = not isinstance(inputs, (list, tuple))
-        outputs = self.task.predict([inputs] if single else list(inputs), batch_size=batch_size, **kwargs)
+        if batch_size is not None:  # else each task's own default (generation's differs)
+            kwargs["batch_size"] = batch_size
+        outputs = self.task.predict([inputs] if single else list(inputs), **kwargs)
         return outputs[0] if single else outputs
 
     def __repr__(self) -> str:

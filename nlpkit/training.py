@@ -222,8 +222,9 @@ class RunFolder:
             what = "another run" if (path / "config.yaml").is_file() else "files"
             shown = ", ".join(held[:3]) + (f" and {len(held) - 3} more" if len(held) > 3 else "")
             raise ConfigError(f"output_dir={path} already holds {what} ({shown}); a run writes into a new or empty "
-                              f"folder. Set overwrite=true to replace the run there, resume=auto to continue it, "
-                              f"or choose another output_dir.")
+                              f"folder. Set overwrite=true to write this run there (replacing an earlier run's "
+                              f"model, reports and checkpoints), resume=auto to continue the run saved there, or "
+                              f"choose another output_dir.")
         stale = [*list_checkpoints(path), *([path / BEST_DIR] if (path / BEST_DIR).is_dir() else [])]
         for old in stale:
             shutil.rmtree(old)

@@ -1,4 +1,4 @@
-"""The translation task: a from-scratch Marian-style model, a pretrained seq2seq model, or a causal LM."""
+"""The translation task: a small Transformer trained from scratch, a pretrained seq2seq model, or a causal LM."""
 
 from nlpkit.plugins.translation.config import TranslationConfig
 from nlpkit.plugins.translation.data import read_aligned_texts

@@ -1,7 +1,7 @@
-"""Translation: train a Marian-style model from scratch, or fine-tune any seq2seq (or causal) model.
+"""Translation: train a small Transformer from scratch, or fine-tune any seq2seq (or causal) model.
 
-* ``model=scratch`` (default): a shared subword tokenizer trained on the training split + a small Marian-style
-  Transformer built from ``translation.scratch.*``: pre-layer-norm (saved as a standard ``M2M100`` model) by
+* ``model=scratch`` (default): a shared subword tokenizer trained on the training split + a small encoder-decoder
+  Transformer built from ``translation.scratch.*``: pre-layer-norm (an ``M2M100ForConditionalGeneration``) by
   default, or the post-layer-norm ``MarianMTModel`` (``translation.scratch.architecture=post_norm``).
 * ``model=<seq2seq id or folder>``: Marian (opus-mt), T5 (``translation.source_prefix``, defaulted for T5),
   mBART / NLLB (``translation.source_lang_code`` / ``target_lang_code``, forced BOS) fine-tuned as is.
