@@ -326,6 +326,34 @@ def test_health_ready_metrics_models_and_docs(sentiment_server: Running) -> None
         assert "/v1/classify" in c.get("/openapi.json").json()["paths"]
 
 
+def test_an_int8_export_is_served_with_the_answers_its_pipeline_gives(sentiment_run: Path, tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    from nlpkit import export
+
+    out = tmp_path / "int8"
+    export.export_model(str(sentiment_run), out, quantize="int8")  # the fast CPU path, fp32 fallback included
+    with serving(out) as running, running.client() as c:
+        assert type(running.pipe.model).__name__ == "OnnxModel"
+        got = c.post("/v1/classify", json={"inputs": TEXTS})
+        assert got.status_code == 200, got.text
+        want = nlpkit.pipeline(str(out))(TEXTS)
+        assert [p["label"] for p in got.json()["predictions"]] == [p["label"] for p in want]
+        for g, w in zip(got.json()["predictions"], want):
+            assert g["score"] == pytest.approx(w["score"], abs=1e-6) if w["score"] is not None else g["score"] is None
+
+
+def test_cors_is_off_unless_an_origin_is_given(sentiment_run: Path) -> None:
+    preflight = {"Origin": "https://app.example.com", "Access-Control-Request-Method": "POST"}
+    with serving(sentiment_run) as running, running.client() as c:
+        r = c.options("/v1/classify", headers=preflight)
+        assert "access-control-allow-origin" not in r.headers
+    with serving(sentiment_run, cors_origins=["https://app.example.com"]) as running, running.client() as c:
+        r = c.options("/v1/classify", headers=preflight)
+        assert r.headers["access-control-allow-origin"] == "https://app.example.com"
+        r = c.post("/v1/classify", json={"inputs": "x"}, headers={"Origin": "https://app.example.com"})
+        assert r.headers["access-control-allow-origin"] == "https://app.example.com" and "x-request-id" in r.headers
+
+
 # --------------------------------------------------------------------------------------------- other tasks
 
 

@@ -168,10 +168,11 @@ class MicroBatcher:
         if self.metrics is not None:
             self.metrics.batch_size.observe(len(items))
             self.metrics.batch_requests.observe(len(batch))
-        logger.debug("model call: %d input(s) from %d request(s) [%s]", len(items), len(batch),
-                     " ".join(j.request_id for j in batch))
+        started = time.perf_counter()
         try:
             results = await loop.run_in_executor(self._executor, batch[0].call, items)
+            logger.debug("model call: %d input(s) from %d request(s) in %.1f ms [%s]", len(items), len(batch),
+                         (time.perf_counter() - started) * 1000, " ".join(j.request_id for j in batch))
             if len(results) != len(items):
                 raise RuntimeError(f"The model call gave {len(results)} results for {len(items)} inputs.")
         except Exception as err:  # handed to the waiting requests, never lost

@@ -1,0 +1,251 @@
+"""Load test of ``nlpkit serve`` on loopback: many concurrent clients, one text per request.
+
+    python benchmarks/serve_load.py --smoke          # a few seconds on a tiny untrained classifier: the script works
+    python benchmarks/serve_load.py --run outputs/sentiment-<ts> --export exports/sentiment-int8 \\
+        --clients 64 --requests 2000
+
+Targets, each started as its own process on 127.0.0.1 and stopped (SIGTERM) after its turn:
+
+* ``serve``: ``nlpkit serve RUN`` (PyTorch), with its dynamic batching;
+* ``serve-export``: ``nlpkit serve EXPORT`` (an ``nlpkit export`` folder, e.g. int8), when ``--export`` is given;
+* ``peer``: what people write by hand: a FastAPI endpoint that calls ``transformers.pipeline(
+  "text-classification")`` once per request, on the same model, with the same torch threads.
+
+Every target gets the same requests (rotten_tomatoes test texts; synthetic texts with ``--smoke``) from
+``--clients`` concurrent clients. Columns: requests/s, p50 and p99 latency, errors (non-200 or no answer),
+agreement of the labels with ``nlpkit.pipeline`` on the same model (row by row), and the ratios to the peer.
+Bounded: each target stops after ``--max-seconds``, each request after ``--request-timeout``; nothing
+listens beyond loopback. Run it on an otherwise idle machine; numbers from a shared machine mean little.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+#: The hand-written peer: one transformers.pipeline call per request, FastAPI's thread pool around it.
+PEER = textwrap.dedent('''
+    import os, torch
+    from fastapi import FastAPI
+    from pydantic import BaseModel
+    from transformers import pipeline
+
+    torch.set_num_threads(int(os.environ["PEER_THREADS"]))
+    clf = pipeline("text-classification", model=os.environ["PEER_MODEL"], device="cpu")
+    app = FastAPI()
+
+    class Body(BaseModel):
+        inputs: str
+
+    @app.post("/v1/classify")
+    def classify(body: Body):
+        out = clf(body.inputs, truncation=True, max_length=int(os.environ["PEER_MAX_LENGTH"]))[0]
+        return {"predictions": {"label": out["label"], "score": out["score"]}}
+''')
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(url: str, proc: subprocess.Popen, seconds: float) -> None:
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the server at {url} exited with {proc.returncode} before it was ready")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"the server at {url} was not ready within {seconds:.0f} s")
+
+
+def start(kind: str, model: str, port: int, args: argparse.Namespace, workdir: Path) -> subprocess.Popen:
+    """The target's server process (its output goes to a log file in ``workdir``)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    log = open(workdir / f"{kind}.log", "w")  # noqa: SIM115 - closed with the process
+    if kind == "peer":
+        (workdir / "peer.py").write_text(PEER)
+        folder = Path(model) / "model" if (Path(model) / "model").is_dir() else Path(model)
+        env |= {"PEER_MODEL": str(folder), "PEER_THREADS": str(args.threads), "PEER_MAX_LENGTH": str(args.max_length),
+                "PYTHONPATH": str(workdir)}
+        cmd = [sys.executable, "-m", "uvicorn", "peer:app", "--host", "127.0.0.1", "--port", str(port),
+               "--log-level", "warning"]
+    else:
+        env["OMP_NUM_THREADS"] = str(args.threads)
+        cmd = [sys.executable, "-m", "nlpkit.cli", "serve", model, "--port", str(port), "--log-level", "warning",
+               "--max-wait-ms", str(args.max_wait_ms), "--max-concurrency", str(max(256, args.clients * 2)),
+               "--threads", str(args.threads)]
+        if args.task:
+            cmd += ["--task", args.task]
+    return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+async def load(url: str, texts: list[str], clients: int, request_timeout: float, max_seconds: float) -> dict:
+    """Send every text as one request from ``clients`` concurrent clients; latencies, statuses, answers."""
+    import httpx
+
+    answers: list = [None] * len(texts)
+    latencies: list[float] = []
+    errors = 0
+    next_index = 0
+    deadline = time.monotonic() + max_seconds
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+
+    async with httpx.AsyncClient(base_url=url, timeout=request_timeout, limits=limits) as client:
+        async def worker() -> None:
+            nonlocal next_index, errors
+            while next_index < len(texts) and time.monotonic() < deadline:
+                i = next_index
+                next_index += 1
+                t0 = time.perf_counter()
+                try:
+                    r = await client.post("/v1/classify", json={"inputs": texts[i]})
+                    ok = r.status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                latencies.append(time.perf_counter() - t0)
+                if ok:
+                    answers[i] = r.json()["predictions"]["label"]
+                else:
+                    errors += 1
+
+        start = time.perf_counter()
+        await asyncio.gather(*[worker() for _ in range(clients)])
+        wall = time.perf_counter() - start
+    done = len(latencies)
+    latencies.sort()
+    return {"requests": done, "errors": errors + (len(texts) - done), "seconds": wall,
+            "rps": done / wall if wall else 0.0,
+            "p50": statistics.median(latencies) if latencies else float("nan"),
+            "p99": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))] if latencies else float("nan"),
+            "answers": answers}
+
+
+def tiny_classifier(folder: Path) -> Path:
+    """An untrained 2-layer, width-32 BERT classifier with a word-level tokenizer (for --smoke)."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
+
+    words = "the a film movie was is great dull moving boring plot acting and very".split()
+    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", *words])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                                   sep_token="[SEP]", model_max_length=128)
+    fast.save_pretrained(folder)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128, num_labels=2,
+                        id2label={0: "neg", 1: "pos"}, label2id={"neg": 0, "pos": 1})
+    BertForSequenceClassification(config).save_pretrained(folder)
+    return folder
+
+
+def texts_for(args: argparse.Namespace) -> list[str]:
+    if args.smoke:
+        import random
+
+        rng = random.Random(0)
+        words = "the a film movie was is great dull moving boring plot acting and very".split()
+        return [" ".join(rng.choice(words) for _ in range(rng.randint(3, 30))) for _ in range(args.requests)]
+    from nlpkit.data import load_source
+
+    ds, _ = load_source("rotten_tomatoes")
+    texts = list(ds["test"]["text"]) + list(ds["validation"]["text"]) + list(ds["train"]["text"])
+    return texts[:args.requests]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", help="A sentiment run folder (required unless --smoke).")
+    parser.add_argument("--export", help="Its `nlpkit export` folder (e.g. int8), served as a second target.")
+    parser.add_argument("--clients", type=int, default=64, help="Concurrent clients (default 64).")
+    parser.add_argument("--requests", type=int, default=2000, help="Requests per target, one text each.")
+    parser.add_argument("--threads", type=int, default=2, help="torch / ONNX Runtime threads of every server.")
+    parser.add_argument("--max-length", type=int, default=128, help="The peer's truncation (nlpkit uses the run's).")
+    parser.add_argument("--max-wait-ms", type=float, default=5.0, help="nlpkit serve --max-wait-ms.")
+    parser.add_argument("--max-seconds", type=float, default=600.0, help="Stop a target's load after this long.")
+    parser.add_argument("--request-timeout", type=float, default=60.0)
+    parser.add_argument("--skip-peer", action="store_true", help="Only the nlpkit targets.")
+    parser.add_argument("--json", help="Also write the results to this JSON file.")
+    parser.add_argument("--smoke", action="store_true",
+                        help="A tiny untrained classifier, 8 clients, 64 requests: checks the script in seconds.")
+    args = parser.parse_args()
+    args.task = None
+    workdir = Path(tempfile.mkdtemp(prefix="serve-load-"))
+    if args.smoke:
+        args.run = str(tiny_classifier(workdir / "tiny"))
+        args.task = "sentiment"
+        args.clients, args.requests, args.max_seconds = min(args.clients, 8), min(args.requests, 64), 60.0
+    elif not args.run:
+        parser.error("--run is required (or --smoke)")
+
+    import nlpkit
+
+    texts = texts_for(args)
+    reference = nlpkit.pipeline(args.task, model=args.run, device="cpu") if args.task else \
+        nlpkit.pipeline(args.run, device="cpu")
+    expected = [p["label"] for p in reference(texts)]
+    del reference
+
+    targets = [("serve", args.run)] + ([("serve-export", args.export)] if args.export else [])
+    if not args.skip_peer:
+        targets.append(("peer", args.run))
+    results: dict[str, dict] = {}
+    for kind, model in targets:
+        port = free_port()
+        proc = start(kind, model, port, args, workdir)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_ready(url + ("/ready" if kind != "peer" else "/docs"), proc, 300)
+            asyncio.run(load(url, texts[:min(len(texts), 2 * args.clients)], args.clients, args.request_timeout,
+                             30.0))  # warm-up, not counted
+            result = asyncio.run(load(url, texts, args.clients, args.request_timeout, args.max_seconds))
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+        # the peer's labels are the model's own names, as nlpkit's are
+        answered = [(a, e) for a, e in zip(result.pop("answers"), expected) if a is not None]
+        result["agreement"] = sum(a == e for a, e in answered) / len(answered) if answered else 0.0
+        result["exit_code"] = proc.returncode
+        results[kind] = result
+
+    peer = results.get("peer")
+    print(f"\n{args.clients} clients, {len(texts)} requests of one text each, {args.threads} threads per server"
+          f"{' (smoke: tiny untrained model)' if args.smoke else ''}\n")
+    print(f"{'target':14s} {'req/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s} {'errors':>7s} {'agree':>8s} "
+          f"{'x peer':>7s} {'exit':>5s}")
+    for kind, r in results.items():
+        ratio = f"{r['rps'] / peer['rps']:.2f}" if peer and peer["rps"] else "-"
+        print(f"{kind:14s} {r['rps']:8.1f} {r['p50'] * 1000:8.0f} {r['p99'] * 1000:8.0f} {r['errors']:7d} "
+              f"{r['agreement'] * 100:7.2f}% {ratio:>7s} {r['exit_code']:5d}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"clients": args.clients, "requests": len(texts),
+                                               "threads": args.threads, "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
