@@ -213,6 +213,10 @@ class RunFolder:
             return cls(path, made=True, owned=True)
         except FileExistsError:
             pass
+        except NotADirectoryError as err:
+            file = next((p for p in path.parents if p.exists() and not p.is_dir()), path.parent)
+            raise ConfigError(f"output_dir={path}: {file} is a file, not a folder; choose another "
+                              f"output_dir.") from err
         held = sorted(p.name for p in path.iterdir())
         if not held:
             return cls(path, made=False, owned=True)

@@ -61,6 +61,9 @@ def test_a_run_refuses_a_users_folder_and_writes_nothing_into_it(tiny_bert: Path
                                    *_args(sentiment_overrides(tiny_bert, sentiment_data, mine))])
     assert f"output_dir={mine}" in err and "overwrite=true" in err and "resume=auto" in err
     assert _files(mine) == before, "nothing may be written (not even config.yaml) into a refused folder"
+    err = _one_line_error(capsys, ["train", "sentiment", *_args(sentiment_overrides(
+        tiny_bert, sentiment_data, mine / "report.md" / "run"))])
+    assert f"{mine / 'report.md'} is a file" in err
 
 
 def test_another_run_is_replaced_only_with_overwrite(tiny_bert: Path, sentiment_data: Path, tmp_path: Path) -> None:
