@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from nlpkit.artifacts import TASK_FILE
+from nlpkit.artifacts import TASK_FILE, check_links_inside
 from nlpkit.config import ModelConfig, check_quantization
 from nlpkit.errors import ModelNotFoundError, UnsafeFileError
 
@@ -115,7 +115,8 @@ def check_remote_code(name: str, trust_remote_code: bool) -> None:
 
 def pretrained(cls: Any, path: str | Path, *, trust_remote_code: bool = False, **kwargs: Any) -> Any:
     """``cls.from_pretrained(path, **kwargs)``, the only way nlpkit opens a tokenizer, config, model or generation
-    config (a LoRA adapter's base included: pass its folder here).
+    config (a LoRA adapter's base included: pass its folder here). In an nlpkit run's or export's folder, a
+    link that leads out of it is refused (:func:`nlpkit.artifacts.check_links_inside`).
 
     :func:`check_remote_code` runs on ``path`` first, and transformers' ``Auto*`` classes (the ones that can
     import a folder's or a hub repository's own modules) always get ``trust_remote_code`` as an explicit bool:
@@ -125,9 +126,20 @@ def pretrained(cls: Any, path: str | Path, *, trust_remote_code: bool = False, *
     """
     trust = bool(trust_remote_code)
     check_remote_code(str(path), trust)
-    if _imports_remote_code(cls):
-        kwargs["trust_remote_code"] = trust
-    return cls.from_pretrained(path, **kwargs)
+    if (Path(path) / TASK_FILE).is_file():  # an nlpkit run's model/ or an export: it reads only what it holds
+        check_links_inside(path)
+    if not _imports_remote_code(cls):
+        return cls.from_pretrained(path, **kwargs)
+    try:
+        return cls.from_pretrained(path, trust_remote_code=trust, **kwargs)
+    except ValueError as err:
+        if "trust_remote_code" not in str(err):
+            raise
+        # a hub repository with its own code (local folders were refused above): one line, not a traceback
+        raise UnsafeFileError(
+            f"{path} ships its own Python code, and loading it would import and run that code. nlpkit does not "
+            f"run a model's code unless asked: read the repository's files, and if you trust them set "
+            f"model.trust_remote_code=true.") from err
 
 
 def _imports_remote_code(cls: Any) -> bool:

@@ -121,7 +121,6 @@ def plot_learning_curve(history: list[dict[str, Any]], path: Path, metric: str) 
     ax.legend(loc="upper left")
     ax.set_title("Learning curve")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
     save_figure(fig, path)
     return True
 

@@ -258,6 +258,16 @@ def test_a_graph_linked_from_outside_the_export_is_refused(export: Path, tmp_pat
     assert nlpkit.pipeline(str(crafted))(["a great film"])[0]["label"] in ("positive", "negative")
 
 
+def test_run_weights_linked_from_outside_the_run_are_refused(run: Path, tmp_path: Path) -> None:
+    crafted = copy(run, tmp_path / "crafted")
+    outside = tmp_path / "elsewhere" / "model.safetensors"
+    outside.parent.mkdir()
+    (crafted / "model" / "model.safetensors").rename(outside)
+    (crafted / "model" / "model.safetensors").symlink_to(outside)
+    with pytest.raises(UnsafeFileError, match="model.safetensors"):
+        nlpkit.pipeline(str(crafted))
+
+
 def test_word2vec_vectors_linked_from_outside_the_run_are_refused(tmp_path: Path) -> None:
     from gensim.models import KeyedVectors
 
