@@ -62,6 +62,7 @@ __all__ = [
     "pack_examples",
     "pack_texts",
     "stream_generate",
+    "stream_generate_batch",
     "token_nll",
     "truncate_at_stop",
 ]
@@ -598,3 +599,90 @@ def stream_generate(model: Any, tokenizer: Any, prompt: str | Sequence[dict[str,
         thread.join()
     if errors:
         raise errors[0]
+
+
+def stream_generate_batch(model: Any, tokenizer: Any, prompts: Sequence[str | Sequence[dict[str, str]]], *,
+                          on_text: Any, gen: GenerateConfig | None = None, stop: Sequence[str] | None = None,
+                          seed: int | None = None, chat_template: bool = False, cancelled: Any = None,
+                          **options: Any) -> list[str]:
+    """Continue every prompt in one batched ``generate()``, calling ``on_text(i, piece)`` as prompt ``i``'s text
+    grows; return the whole texts, which are what :func:`generate` returns for these prompts (greedy: the same
+    tokens, left-padded as there; a prompt's output does not depend on its batch mates).
+
+    Each prompt's pieces add up to its text: text that could start a stop string, or an incomplete character,
+    is held back until it is clear. ``cancelled()`` (checked at every step) stops the generation, e.g. when
+    every reader has gone. One sequence per prompt and no beam search: beams cannot stream.
+    """
+    from transformers import StoppingCriteria, StoppingCriteriaList
+    from transformers.generation.streamers import BaseStreamer
+
+    gc = generation_config(model, tokenizer, gen, stop=stop, **options)
+    if gc.num_return_sequences != 1 or gc.num_beams != 1:
+        raise UsageError("Streaming shows one sequence per prompt and cannot use beam search: use "
+                         "num_return_sequences=1 and num_beams=1.")
+    ids = _prompt_ids(tokenizer, prompts, chat_template)
+    eos = gc.eos_token_id
+    ends = set(eos if isinstance(eos, (list, tuple)) else [eos]) - {None}
+    hold = max((len(s) for s in stop or () if s), default=1) - 1
+    n = len(ids)
+    tokens: list[list[int]] = [[] for _ in range(n)]
+    finished, shown = [False] * n, [0] * n
+
+    def emit(i: int, last: bool) -> None:
+        if shown[i] < 0:  # its stop string was found: nothing more to show
+            return
+        text = tokenizer.decode(tokens[i], skip_special_tokens=True)
+        cut, found = truncate_at_stop(text, stop)
+        if found:
+            end, finished[i] = len(cut), True
+        else:
+            end = len(text) if last else len(text) - hold
+            if not last and text.endswith("\ufffd"):  # the first bytes of a character split across tokens
+                end = min(end, len(text) - 1)
+        if end > shown[i]:
+            on_text(i, text[shown[i]:end])
+            shown[i] = end
+        if found:
+            shown[i] = -1
+
+    class Rows(BaseStreamer):
+        """Receives the prompt, then one new token per row at each step (generate's streamer protocol)."""
+
+        prompt_seen = False
+
+        def put(self, value: torch.Tensor) -> None:
+            if not self.prompt_seen:
+                self.prompt_seen = True
+                return
+            for i, token in enumerate(value.reshape(-1).tolist()):
+                if finished[i]:
+                    continue
+                if token in ends:
+                    finished[i] = True
+                    continue
+                tokens[i].append(token)
+                emit(i, last=False)
+
+        def end(self) -> None:
+            for i in range(n):
+                emit(i, last=True)
+
+    class Cancelled(StoppingCriteria):
+        def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+            stop_all = bool(cancelled is not None and cancelled())
+            return torch.full((input_ids.shape[0],), stop_all, dtype=torch.bool, device=input_ids.device)
+
+    if seed is not None:
+        torch.manual_seed(seed)
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    kwargs: dict[str, Any] = {"tokenizer": tokenizer} if gc.stop_strings else {}
+    input_ids, mask = pad(ids, tokenizer.pad_token_id, side="left")
+    try:
+        with torch.inference_mode():
+            model.generate(input_ids=input_ids.to(device), attention_mask=mask.to(device), generation_config=gc,
+                           streamer=Rows(), stopping_criteria=StoppingCriteriaList([Cancelled()]), **kwargs)
+    finally:
+        model.train(was_training)
+    return [truncate_at_stop(tokenizer.decode(t, skip_special_tokens=True), stop)[0] for t in tokens]

@@ -385,9 +385,10 @@ class Task:
     def serve_routes(self, server: Server) -> fastapi.APIRouter:
         """The HTTP routes of ``nlpkit serve``: a ``fastapi.APIRouter`` whose endpoints answer through ``server``
         (a :class:`nlpkit.serve.Server`: ``await server.predict(inputs, options)`` runs the task's batched
-        :meth:`predict`, merged with concurrent requests; ``server.stream(...)`` streams; ``server.error(...)``
-        answers 4xx). Request and response schemas are pydantic models that refuse unknown fields. Plugins
-        implement it in their ``serve.py``, importing FastAPI inside the call so that nlpkit runs without it;
-        :mod:`nlpkit.serve` adds /health, /ready, /metrics, /v1/models, the limits and the metrics."""
+        :meth:`predict`, merged with concurrent requests; ``server.batched(call, items, key=...)`` merges any other
+        call; ``server.error(...)`` answers 4xx). Request and response schemas are pydantic models that refuse
+        unknown fields. Plugins implement it in their ``serve.py``, imported inside the call so that nlpkit runs
+        without FastAPI; :mod:`nlpkit.serve` adds /health, /ready, /metrics, /v1/models, the limits and the
+        metrics."""
         raise UsageError(f"The {self.name or type(self).__name__} task cannot be served (its plugin does not "
                          f"implement Task.serve_routes).")

@@ -471,12 +471,40 @@ def test_streaming_chat_through_the_openai_client(generation_run: Path) -> None:
         streamed = "".join(c.choices[0].text for c in client.completions.create(
             model="tiny", prompt=PROMPTS[0], max_tokens=8, stream=True))
         assert streamed == pipe(PROMPTS[0], max_new_tokens=8)
+        cut = "".join(c.choices[0].text for c in client.completions.create(
+            model="tiny", prompt=PROMPTS[0], max_tokens=12, stop=["\n", "lord"], stream=True))
+        assert cut == pipe(PROMPTS[0], max_new_tokens=12, stop=["\n", "lord"])  # no stop string shown
         # the raw events end with [DONE]
         with httpx.stream("POST", running.url + "/v1/chat/completions", timeout=CALL_TIMEOUT,
                           json={"messages": messages, "max_tokens": 4, "stream": True}) as r:
             assert r.headers["content-type"].startswith("text/event-stream")
             lines = [line for line in r.iter_lines() if line]
         assert lines[-1] == "data: [DONE]"
+
+
+def test_concurrent_streams_are_decoded_in_one_batch_each_with_its_own_text(generation_run: Path) -> None:
+    """16 streaming chats at once through the official async client: merged into batched generations (the batch
+    metric shows a call of several requests), each stream's text the pipeline's greedy answer for its messages."""
+    openai = pytest.importorskip("openai")
+    conversations = [[{"role": "user", "content": f"{w} my lord"}] for w in ["Good", "Sweet", "Fair", "Noble"] * 4]
+    with serving(generation_run, max_wait_ms=100) as running:
+        client = openai.AsyncOpenAI(base_url=running.url + "/v1", api_key="unused", timeout=CALL_TIMEOUT,
+                                    max_retries=0)
+
+        async def one(messages: list) -> str:
+            stream = await client.chat.completions.create(model="tiny", messages=messages, max_tokens=8, stream=True)
+            return "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+
+        async def every() -> list[str]:
+            try:
+                return await asyncio.gather(*[one(m) for m in conversations])
+            finally:
+                await client.close()
+
+        texts = asyncio.run(every())
+        assert texts == running.pipe(conversations, max_new_tokens=8)
+        calls = running.metric("nlpkit_batch_requests_count")
+        assert running.metric("nlpkit_batch_requests_bucket", le="1.0") < calls, "no two streams shared a call"
 
 
 def test_a_client_that_leaves_a_stream_frees_its_slot(generation_run: Path) -> None:

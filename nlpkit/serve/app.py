@@ -5,8 +5,7 @@ prediction ran at startup), ``GET /metrics`` (Prometheus), ``GET /v1/models``, `
 OpenAPI page (``/docs``); and every request goes through :class:`~nlpkit.serve.limits.Guard` (request id, API
 key, in-flight cap, body size). A task's routes answer through a :class:`Server`: its :meth:`Server.predict`
 checks the size limits, queues the inputs for the batcher (:mod:`nlpkit.serve.batching`) and waits at most
-``--timeout``; :meth:`Server.stream` runs a generator on the model thread and hands its pieces to an SSE
-response.
+``--timeout``; :meth:`Server.batched` does the same for any call (generation's batched streams).
 """
 
 from __future__ import annotations
@@ -17,9 +16,8 @@ import json
 import logging
 import os
 import re
-import threading
 import time
-from collections.abc import AsyncIterator, Callable, Hashable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,17 +43,9 @@ logger = logging.getLogger("nlpkit.serve")
 #: Environment variables through which ``nlpkit serve --workers N`` tells each worker what to load.
 MODEL_ENV, SETTINGS_ENV = "NLPKIT_SERVE_MODEL", "NLPKIT_SERVE_SETTINGS"
 
-_END = object()
-
-
-class _Failed:
-    def __init__(self, error: BaseException):
-        self.error = error
-
-
 class Server:
-    """What a task's routes work with: the pipeline, the settings, the batched :meth:`predict`, :meth:`stream`,
-    the size limits and the errors (:meth:`error`). One per app."""
+    """What a task's routes work with: the pipeline, the settings, the batched :meth:`predict` and
+    :meth:`batched`, the size limits and the errors (:meth:`error`). One per app."""
 
     def __init__(self, pipe: Pipeline, settings: ServeSettings, metrics: ServeMetrics, model_name: str):
         self.pipe, self.task, self.settings, self.metrics = pipe, pipe.task, settings, metrics
@@ -118,20 +108,30 @@ class Server:
         message), 503 while shutting down, 504 after ``--timeout``.
         """
         options = dict(options or {})
-        texts = list(texts) if texts is not None else [x if isinstance(x, str) else json.dumps(x) for x in inputs]
-        self.check_size(texts, field)
-        if not inputs:
-            return []
-        tokens = sum(self.count_tokens(texts))
-        self.metrics.tokens.labels("input").inc(tokens)
-        key: Hashable | None = json.dumps(options, sort_keys=True, default=str) if batchable else None
         pipe = self.pipe
 
         def call(items: list[Any]) -> list[Any]:
             return pipe(items, **options)
 
+        return await self.batched(call, inputs, key=("predict", json.dumps(options, sort_keys=True, default=str)),
+                                  field=field, texts=texts, batchable=batchable)
+
+    async def batched(self, call: Callable[[list[Any]], Sequence[Any]], items: list[Any], *, key: Hashable,
+                      field: str = "inputs", texts: Sequence[str] | None = None, batchable: bool = True
+                      ) -> list[Any]:
+        """``call(items)``'s results, the items merged with those of concurrent requests of the same ``key``
+        into one call on the model thread (``key`` must name the computation: requests with one key share the
+        ``call`` of the first of them). :meth:`predict` is this with the pipeline; generation's streams use it
+        with a call that streams every row. Limits, timeout and errors as in :meth:`predict`."""
+        texts = list(texts) if texts is not None else [x if isinstance(x, str) else json.dumps(x) for x in items]
+        self.check_size(texts, field)
+        if not items:
+            return []
+        tokens = sum(self.count_tokens(texts))
+        self.metrics.tokens.labels("input").inc(tokens)
         try:
-            return await asyncio.wait_for(self.batcher.submit(call, inputs, tokens=tokens, key=key,
+            return await asyncio.wait_for(self.batcher.submit(call, items, tokens=tokens,
+                                                              key=key if batchable else None,
                                                               request_id=request_id()),
                                           timeout=self.settings.timeout)
         except TimeoutError:
@@ -141,60 +141,6 @@ class Server:
             raise ServeError(503, f"{err} Retry on another instance.") from None
         except NlpkitError as err:
             raise ServeError(422, str(err), field) from None
-
-    async def stream(self, make: Callable[[], Iterator[str]]) -> AsyncIterator[str]:
-        """The pieces of ``make()`` (a generator, run on the model thread) as they come.
-
-        When the consumer stops early (the client went away, the response was cancelled) the generator is
-        closed after its next piece, which stops a streamed generation (see ``causal_lm.stream_generate``).
-        The whole stream, queueing included, must end within ``--timeout`` (else :class:`ServeError` 504).
-        """
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        stop = threading.Event()
-
-        def put(item: Any) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
-
-        def produce() -> None:
-            if stop.is_set():  # gone before its turn came
-                return
-            pieces = make()
-            try:
-                for piece in pieces:
-                    put(piece)
-                    if stop.is_set():
-                        break
-            except Exception as err:  # noqa: BLE001 - handed to the consumer
-                put(_Failed(err))
-            finally:
-                close = getattr(pieces, "close", None)
-                if close is not None:
-                    close()
-                put(_END)
-
-        try:
-            running = asyncio.ensure_future(self.batcher.run(produce))
-        except BatcherClosed as err:
-            raise ServeError(503, f"{err} Retry on another instance.") from None
-        deadline = loop.time() + self.settings.timeout
-        try:
-            while True:
-                try:
-                    item = await asyncio.wait_for(queue.get(), timeout=max(deadline - loop.time(), 0.001))
-                except TimeoutError:
-                    raise ServeError(504, f"The stream did not end within {self.settings.timeout:g} s "
-                                          f"(--timeout).") from None
-                if item is _END:
-                    break
-                if isinstance(item, _Failed):
-                    if isinstance(item.error, NlpkitError):
-                        raise ServeError(422, str(item.error)) from None
-                    raise item.error
-                yield item
-            await running
-        finally:
-            stop.set()
 
     # ------------------------------------------------------------------ life cycle
     async def start(self) -> None:
@@ -357,6 +303,9 @@ def validation_message(errors: Sequence[dict[str, Any]]) -> tuple[int, str, str 
 
 def create_app_from_env() -> FastAPI:
     """The app of one ``--workers`` process: the model and settings named in the environment, loaded here."""
+    from nlpkit.serve.command import configure_logging
+
     settings = ServeSettings.from_json(os.environ[SETTINGS_ENV])
+    configure_logging(settings.log_level)  # a new process: the parent's logging set-up is not inherited
     model = os.environ[MODEL_ENV]
     return build_app(load_pipeline(model, settings), settings, served_name(model))

@@ -15,17 +15,21 @@ The official ``openai`` client (and anything written against OpenAI's API) works
 * ``presence_penalty`` / ``frequency_penalty`` / ``logprobs`` are accepted only at their "off" values (some
   clients always send them); any other unknown field is refused (422, naming it).
 
-Concurrent non-streaming requests with the same decoding settings are merged into one batched ``generate``
-(left-padded, length-sorted: a greedy output does not depend on its batch mates). A seeded sampling request
-runs alone (its output must not depend on its batch mates either). A streamed request runs one ``generate``
-of its own on the model thread, after the calls before it: streams are served one at a time in this version.
+Concurrent requests with the same decoding settings are merged into one batched ``generate`` (left-padded: a
+greedy output does not depend on its batch mates); streamed requests too, each row's text sent to its own
+client as it is decoded (:func:`nlpkit.causal_lm.stream_generate_batch`). A request that joins while a batch
+decodes waits for the next one (no continuous batching: see docs/serving.md). A seeded sampling request runs
+alone (its output must not depend on its batch mates either).
 Usage counts: prompt tokens as the model reads them, completion tokens by tokenizing the returned text again
 (the text is cut at a stop string); ``finish_reason`` is ``length`` when the completion used ``max_tokens``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import threading
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Literal, Optional, Union
@@ -38,6 +42,23 @@ from nlpkit.errors import NlpkitError
 
 if TYPE_CHECKING:
     from nlpkit.serve.app import Server
+
+
+logger = logging.getLogger("nlpkit.serve")
+
+
+class _Sink:
+    """Where the model thread puts one streamed request's pieces, for its response on the event loop; ``gone``
+    says the client has left."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.queue: asyncio.Queue[str] = asyncio.Queue()
+        self.gone = threading.Event()
+
+    def put(self, piece: str) -> None:
+        if not self.gone.is_set():
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, piece)
 
 
 class StreamOptions(BaseModel):
@@ -213,13 +234,22 @@ def routes(server: Server) -> APIRouter:
     def sse(chunk: dict[str, Any] | str) -> str:
         return f"data: {chunk if isinstance(chunk, str) else json.dumps(chunk)}\n\n"
 
-    def streamed(prompt: Any, text_prefix: str, options: dict[str, Any], limit: int, chat: bool,
+    def stream_call(items: list[tuple[Any, _Sink, dict[str, Any]]]) -> list[str]:
+        """One batched generation for the merged streamed requests (same options: the first one's), each row's
+        pieces sent to its own request as they are decoded."""
+        sinks = [sink for _, sink, _ in items]
+        return task.stream_batch([prompt for prompt, _, _ in items], lambda i, piece: sinks[i].put(piece),
+                                 cancelled=lambda: all(s.gone.is_set() for s in sinks), **items[0][2])
+
+    def streamed(prompt: Any, texts: list[str], text_prefix: str, options: dict[str, Any], limit: int, chat: bool,
                  req: _Decoding) -> StreamingResponse:
         if req.n > 1:
             raise server.error(422, "stream: true gives one completion: leave n out (or 1).", "n")
         ident, created = f"{'chatcmpl' if chat else 'cmpl'}-{request_id()}", int(time.time())
         kind = "chat.completion.chunk" if chat else "text_completion"
-        stream_options = {k: v for k, v in options.items() if k not in ("num_return_sequences",)}
+        options = {k: v for k, v in options.items() if k != "return_full_text"}
+        sampled_alone = options.get("seed") is not None and options.get("do_sample", task.cfg.generate.do_sample)
+        field = "messages" if chat else "prompt"
 
         def chunk(piece: str | None, reason: str | None, first: bool = False) -> dict[str, Any]:
             if chat:
@@ -231,16 +261,25 @@ def routes(server: Server) -> APIRouter:
             return {"id": ident, "object": kind, "created": created, "model": server.model_name, "choices": [choice]}
 
         async def events() -> AsyncIterator[str]:
-            text = ""
+            sink = _Sink()
+            job = asyncio.ensure_future(server.batched(
+                stream_call, [(prompt, sink, options)], texts=texts, field=field, batchable=not sampled_alone,
+                key=("stream", json.dumps(options, sort_keys=True))))
             try:
                 if chat:
                     yield sse(chunk(None, None, first=True))
                 elif text_prefix:
                     yield sse(chunk(text_prefix, None))
-                async for piece in server.stream(lambda: task.stream(prompt, **stream_options)):
-                    if piece:
-                        text += piece
-                        yield sse(chunk(piece, None))
+                while True:
+                    piece = asyncio.ensure_future(sink.queue.get())
+                    await asyncio.wait({piece, job}, return_when=asyncio.FIRST_COMPLETED)
+                    if not piece.done():  # the generation ended: what it sent is already queued
+                        piece.cancel()
+                        break
+                    yield sse(chunk(piece.result(), None))
+                while not sink.queue.empty():
+                    yield sse(chunk(sink.queue.get_nowait(), None))
+                text = job.result()[0]
                 yield sse(chunk(None, finish(text, limit)))
                 if req.stream_options is not None and req.stream_options.include_usage:
                     yield sse({"id": ident, "object": kind, "created": created, "model": server.model_name,
@@ -248,13 +287,16 @@ def routes(server: Server) -> APIRouter:
                 else:
                     server.metrics.tokens.labels("output").inc(completion_tokens(text))
             except Exception as err:  # noqa: BLE001 - the status line is sent: the error goes in the stream
-                status, message = getattr(err, "status", 500), getattr(err, "message", None) or \
-                    f"Internal error while generating (request id {request_id()})."
+                status = getattr(err, "status", 500)
+                message = getattr(err, "message", None) or f"Internal error while generating (request id " \
+                                                            f"{request_id()})."
                 if status == 500:
-                    import logging
-
-                    logging.getLogger("nlpkit.serve").exception("stream failed")
+                    logger.exception("stream failed")
                 yield sse({"error": {"message": message, "type": "server_error", "param": None, "code": status}})
+            finally:  # also when the client went away: its row stops being read; all gone -> generation stops
+                sink.gone.set()
+                if not job.done():
+                    job.cancel()
             yield sse("[DONE]")
 
         return StreamingResponse(events(), media_type="text/event-stream",
@@ -271,9 +313,7 @@ def routes(server: Server) -> APIRouter:
         if req.stream:
             if len(prompts) != 1:
                 raise server.error(422, "stream: true takes one prompt.", "prompt")
-            server.check_size(prompts, "prompt")
-            server.metrics.tokens.labels("input").inc(prompt_tokens(prompts[0]))
-            return streamed(prompts[0], prompts[0] if req.echo else "", options, limit, False, req)
+            return streamed(prompts[0], prompts, prompts[0] if req.echo else "", options, limit, False, req)
         outputs = await generate(prompts, prompts, options, req)
         choices = [{"index": i * req.n + j, "text": text, "logprobs": None,
                     "finish_reason": finish(text[len(prompts[i]):] if req.echo else text, limit)}
@@ -289,9 +329,7 @@ def routes(server: Server) -> APIRouter:
         options, limit = decoding(req)
         texts = [m["content"] for m in messages]
         if req.stream:
-            server.check_size(texts, "messages")
-            server.metrics.tokens.labels("input").inc(prompt_tokens(messages))
-            return streamed(messages, "", options, limit, True, req)
+            return streamed(messages, texts, "", options, limit, True, req)
         outputs = await generate([messages], texts, options, req)
         choices = [{"index": j, "message": {"role": "assistant", "content": text}, "logprobs": None,
                     "finish_reason": finish(text, limit)} for j, text in enumerate(outputs[0])]

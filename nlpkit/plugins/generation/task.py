@@ -8,7 +8,7 @@ template) with the loss on response tokens only. The reusable pieces live in :mo
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
@@ -173,13 +173,22 @@ class GenerationTask(Task):
         return causal_lm.stream_generate(self.model, self.tokenizer, prompt, gen=gen, stop=gen.stop, seed=gen.seed,
                                          chat_template=gen.chat_template)
 
+    def stream_batch(self, prompts: list[Any], on_text: Callable[[int, str], None],
+                     cancelled: Callable[[], bool] | None = None, **kwargs: Any) -> list[str]:
+        """Continue ``prompts`` in one batched generation, calling ``on_text(i, piece)`` as prompt ``i``'s text
+        grows (``nlpkit serve`` streams concurrent requests this way); returns the texts :meth:`predict` gives
+        (see :func:`causal_lm.stream_generate_batch`). ``cancelled()`` stops the generation."""
+        gen, _call = self.decoding(**kwargs)
+        return causal_lm.stream_generate_batch(self.model, self.tokenizer, prompts, on_text=on_text, gen=gen,
+                                               stop=gen.stop, seed=gen.seed, chat_template=gen.chat_template,
+                                               cancelled=cancelled)
+
     def build_demo(self, pipe: Any) -> Any:
         """``nlpkit demo``: a prompt -> its continuation, streamed (:mod:`nlpkit.plugins.generation.demo`)."""
         from nlpkit.plugins.generation.demo import build_demo
 
         return build_demo(pipe)
 
-    # ------------------------------------------------------------------ persistence
     def serve_routes(self, server: Any) -> Any:
         """``nlpkit serve``: OpenAI's ``/v1/completions`` and ``/v1/chat/completions``, streaming included
         (:mod:`nlpkit.plugins.generation.serve`)."""
@@ -187,6 +196,7 @@ class GenerationTask(Task):
 
         return routes(server)
 
+    # ------------------------------------------------------------------ persistence
     def save(self, directory: str | Path, state_dict: dict[str, torch.Tensor] | None = None) -> None:
         """Save the model (the LoRA adapter, or with ``lora.merge`` the merged plain model) + tokenizer."""
         if hasattr(self.model, "peft_config") and self.cfg.lora.merge:
