@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -103,9 +104,11 @@ def _cmd_tasks(args: argparse.Namespace) -> None:
     for name in names:
         try:  # the docstring's first paragraph, whole: its first line alone may end mid-sentence
             summary = " ".join((get_task(name).__doc__ or "").strip().split("\n\n")[0].split())
+            summary = re.sub(r"(?<=\w)/ (?=\w)", "/", summary)  # "micro/macro/" + newline + "samples"
         except NlpkitError as err:  # one broken plugin must not hide the others
             summary = f"(cannot be loaded: {err})"
-        print(textwrap.fill(summary, 110, initial_indent=f"{name:{width}s}", subsequent_indent=" " * width))
+        print(textwrap.fill(summary, 110, initial_indent=f"{name:{width}s}", subsequent_indent=" " * width,
+                            break_on_hyphens=False))
 
 
 def _cmd_assets(args: argparse.Namespace) -> None:
