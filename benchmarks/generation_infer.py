@@ -1,6 +1,6 @@
 """Batched generation: nlpkit vs ``transformers.pipeline("text-generation")``, side by side in one process.
 
-    flock /tmp/nlpkit-heavy.lock python benchmarks/generation_infer.py            # smollm2-135m, 256 prompts
+    python benchmarks/generation_infer.py            # smollm2-135m, 256 prompts
     python benchmarks/generation_infer.py --model outputs/<generation run> --max-new-tokens 32
 
 The same model object, the same 256 prompts (opening lines of speeches from the held-out Shakespeare test

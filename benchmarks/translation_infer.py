@@ -1,6 +1,6 @@
 """Translation inference: nlpkit's length-batched generation vs one-sentence-at-a-time ``model.generate``.
 
-    flock /tmp/nlpkit-heavy.lock python benchmarks/translation_infer.py --model outputs/translation-default
+    python benchmarks/translation_infer.py --model outputs/translation-<timestamp>
     python benchmarks/translation_infer.py        # newest translation run in outputs/, else trains a small one
 
 Both translate the same 1,000 sentences of the run's own test split (the split is rebuilt from the run's

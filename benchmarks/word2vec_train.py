@@ -32,8 +32,8 @@ cores do not change that (w2v.workers=4: 1.05x, there is no idle core to use). A
 because the Python work is then a larger share (CBOW, w2v.sg=false: 1.33x), still short of 1.5x. The ratio is
 printed as measured; it is not tuned to meet the target.
 
-    flock /tmp/nlpkit-heavy.lock python benchmarks/word2vec_train.py                   # 5 epochs, 3 rounds
-    flock /tmp/nlpkit-heavy.lock python benchmarks/word2vec_train.py w2v.workers=4     # more threads than cores
+    python benchmarks/word2vec_train.py                   # 5 epochs, 3 rounds
+    python benchmarks/word2vec_train.py w2v.workers=4     # more threads than cores
     python benchmarks/word2vec_train.py --epochs 2 --max-texts 1000 --repeats 1        # a quick look
 """
 
