@@ -94,10 +94,21 @@ def read_descriptor(path: str | Path) -> Descriptor | None:
     if found is None:
         return None
     try:
-        body = json.loads(found.read_text())
-        task, config = body.pop("task"), body.pop("config")
-    except (json.JSONDecodeError, KeyError) as err:
-        raise ModelNotFoundError(f"{found} is not a valid nlpkit model descriptor ({err}).") from err
+        body = json.loads(found.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ModelNotFoundError(f"{found} is not a valid nlpkit model descriptor: not JSON ({err}).") from err
+    if not isinstance(body, dict):
+        raise ModelNotFoundError(f"{found} is not a valid nlpkit model descriptor: expected a JSON object with "
+                                 f"`task`, `config` and `info`, found a {type(body).__name__}.")
+    expected = {"task": str, "config": dict, "info": (dict, type(None))}
+    for key, kind in expected.items():
+        if key not in body and key != "info":
+            raise ModelNotFoundError(f"{found} is not a valid nlpkit model descriptor: it has no `{key}` key.")
+        if not isinstance(body.get(key), kind):
+            raise ModelNotFoundError(f"{found} is not a valid nlpkit model descriptor: `{key}` is a "
+                                     f"{type(body.get(key)).__name__}, expected a "
+                                     f"{'string' if kind is str else 'JSON object'}.")
+    task, config = body.pop("task"), body.pop("config")
     info = body.pop("info", None) or {}
     return Descriptor(task=task, config=config, info=info, extra=body, folder=found.parent)
 

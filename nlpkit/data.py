@@ -482,7 +482,7 @@ def label_map(train: Dataset, column: str, labels: Sequence[str] | None = None,
     names = _class_names(train, column)
     if names:
         return names
-    values = _column(train, column)
+    values = _label_values(train, column, source, "train")
     if values.null_count:
         row = _first(pc.is_null(values).to_numpy(zero_copy_only=False))
         raise DataError(f"{origin_of(train, row, source, 'train')} has no label in column {column!r}: give every "
@@ -491,6 +491,25 @@ def label_map(train: Dataset, column: str, labels: Sequence[str] | None = None,
     if all(isinstance(v, int) for v in unique):
         return [str(v) for v in sorted(unique)]
     return sorted(str(v) for v in unique)
+
+
+def _label_values(d: Dataset, column: str, source: str, split: str) -> pa.ChunkedArray:
+    """A single-label column as Arrow, refused with the fix when its values are not one kind of label: numbers
+    and text mixed in one column (``1`` and ``"negative"`` in a jsonl file, which datasets keeps as JSON values
+    that no Arrow kernel compares), or lists and dicts."""
+    col = _column(d, column)
+    kind = col.type
+    if isinstance(kind, pa.BaseExtensionType) or pa.types.is_struct(kind) or pa.types.is_map(kind):
+        values = col.to_pylist()
+        if isinstance(kind, pa.BaseExtensionType):  # datasets' Json feature: each value as its JSON text
+            values = [json.loads(v) if isinstance(v, str) else v for v in values]
+        kinds = sorted({type(v).__name__ for v in values if v is not None})
+        first = next((i for i, v in enumerate(values) if type(v).__name__ != kinds[0]), 0) if kinds else 0
+        raise DataError(f"{source} ({split} split): the label column {column!r} mixes values of different kinds "
+                        f"({', '.join(kinds)}; e.g. {origin_of(d, first, source, split)} holds "
+                        f"{values[first]!r}). Write every label in one form: all names (\"negative\") or all "
+                        f"numbers.")
+    return col
 
 
 def _value_name(value: Any, class_names: list[str] | None) -> str:
@@ -506,7 +525,7 @@ def map_labels(ds: DatasetDict, column: str, names: Sequence[str], source: str) 
     index = {n: i for i, n in enumerate(names)}
     for split, d in ds.items():
         own = _class_names(d, column)
-        col = _column(d, column)
+        col = _label_values(d, column, source, split)
         values = pc.unique(col).to_pylist()  # one Python look-up per distinct value, not per row
         ids = [index.get(_value_name(v, own), -1) for v in values]
         if own == list(names) and -1 not in ids:  # the ids already are the model's: nothing to rewrite

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nlpkit.config import model_name
-from nlpkit.errors import ConfigError
+from nlpkit.errors import ConfigError, ModelNotFoundError
 from nlpkit.report import DISTRIBUTION
 
 if TYPE_CHECKING:
@@ -48,7 +48,17 @@ def run_summary(run: str | Path) -> dict[str, Any]:
     folder = Path(run).expanduser()
     for candidate in (folder / "report.json", folder.parent / "report.json"):
         if folder.is_dir() and candidate.is_file():
-            return json.loads(candidate.read_text())
+            try:
+                report = json.loads(candidate.read_text(encoding="utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as err:
+                raise ModelNotFoundError(f"{candidate} is not valid JSON ({err}): the demo reads the run's test "
+                                         f"metric from it. Restore the file, or remove it (the demo then shows no "
+                                         f"metric).") from err
+            if not isinstance(report, dict):
+                raise ModelNotFoundError(f"{candidate} holds a {type(report).__name__}, not the JSON object of an "
+                                         f"nlpkit report. Restore the file, or remove it "
+                                         f"(the demo then shows no metric).")
+            return report
     return {}
 
 

@@ -28,7 +28,7 @@ import torch
 from nlpkit.artifacts import check_links_inside, inside
 from nlpkit.errors import UsageError
 from nlpkit.modeling import pretrained
-from nlpkit.onnx_runtime import onnx_export_info, require_onnxruntime, session_options
+from nlpkit.onnx_runtime import onnx_export_info, open_session, require_onnxruntime, session_options
 
 __all__ = ["DECODER_FILE", "ENCODER_FILE", "GENERATOR_KINDS", "OnnxCausalLM", "OnnxSeq2SeqLM", "export_generator",
            "export_kind", "generator_kind", "open_generator"]
@@ -243,7 +243,7 @@ class _SessionMixin:
         """The session of graph ``name``, its input specs and its output names (read once, not per step)."""
         sessions = self.__dict__.setdefault("_sessions", {})
         if name not in sessions:
-            ort = require_onnxruntime()
+            require_onnxruntime()  # the install hint first
             path = inside(self.folder, name)
             if not path.is_file():
                 raise UsageError(f"{self.folder} has no {name}: export the run again with `nlpkit export`.")
@@ -251,7 +251,7 @@ class _SessionMixin:
             # Each decoding step alternates a graph run with generate()'s own torch work (logits processors,
             # the next token, the cache): ORT's threads must not spin in between and hold the cores.
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            session = open_session(path, options)
             sessions[name] = (session, session.get_inputs(), [o.name for o in session.get_outputs()])
         return sessions[name]
 

@@ -17,10 +17,10 @@ import numpy as np
 import torch
 
 from nlpkit.artifacts import check_links_inside, inside, read_descriptor
-from nlpkit.errors import ConfigError, UsageError
+from nlpkit.errors import ConfigError, ModelNotFoundError, UnsafeFileError, UsageError
 from nlpkit.modeling import pretrained
 
-__all__ = ["ONNX_FILE", "OnnxModel", "onnx_export_info", "require_onnxruntime", "session_options"]
+__all__ = ["ONNX_FILE", "OnnxModel", "onnx_export_info", "open_session", "require_onnxruntime", "session_options"]
 
 #: The model file inside an exported folder.
 ONNX_FILE = "model.onnx"
@@ -51,6 +51,26 @@ def onnx_export_info(path: str | Path) -> dict[str, Any] | None:
     return entry if isinstance(entry, dict) else None
 
 
+def open_session(path: str | Path, options: Any) -> Any:
+    """An ONNX Runtime CPU session of the graph at ``path``. ONNX Runtime's refusals (external weights that
+    escape the export folder, a file that is not an ONNX graph) become one line naming the file: an
+    :class:`~nlpkit.errors.UnsafeFileError` or a :class:`~nlpkit.errors.ModelNotFoundError`."""
+    ort = require_onnxruntime()
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as err:
+        if not type(err).__module__.startswith("onnxruntime"):
+            raise
+        # "[ONNXRuntimeError] : 1 : FAIL : <what>": keep what ONNX Runtime says, on one line
+        what = " ".join(str(err).split(" : ", 3)[-1].split())
+        if "external data" in what.lower() and ("escape" in what.lower() or "outside" in what.lower()):
+            raise UnsafeFileError(f"Refusing to load {path}: its weights are stored in a file outside the export "
+                                  f"folder, and nlpkit reads only what an export holds (ONNX Runtime: {what}). "
+                                  f"Export the run again with `nlpkit export`.") from err
+        raise ModelNotFoundError(f"{path} cannot be loaded by ONNX Runtime ({type(err).__name__}: {what}). Export "
+                                 f"the run again with `nlpkit export`.") from err
+
+
 def session_options(threads: int | None = None) -> Any:
     """ONNX Runtime session options: ``threads`` intra-op threads (default: torch's, which follows
     ``OMP_NUM_THREADS`` / ``torch.set_num_threads``), one inter-op thread, every graph optimisation."""
@@ -79,7 +99,7 @@ class OnnxModel:
                  trust_remote_code: bool = False):
         from transformers import AutoConfig
 
-        ort = require_onnxruntime()
+        require_onnxruntime()  # the install hint before anything else
         self.folder = Path(folder)
         check_links_inside(self.folder)  # graphs and their external weights: only what the export holds
         path = inside(self.folder, ONNX_FILE)
@@ -93,10 +113,9 @@ class OnnxModel:
         # batch through the int8 graph first and the close calls through the fp32 one afterwards (measured:
         # 1.06x with spinning; only direct calls, which re-score inside each batch, alternate the sessions).
         options = session_options(threads)
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = open_session(path, options)
         #: The fp32 session for close calls and the probability gap below which a row is one (or None).
-        self.fallback = (ort.InferenceSession(str(fallback_path), options,
-                                              providers=["CPUExecutionProvider"]) if fallback else None)
+        self.fallback = open_session(fallback_path, options) if fallback else None
         self.margin = float(fallback["margin"]) if fallback else None
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]

@@ -46,13 +46,24 @@ def count_rows(path: Path) -> int | None:
     """Rows in ``path`` without reading it into memory (parquet metadata, or counting lines), for progress."""
     fmt = _format(path, "Input")
     if fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        return pq.ParquetFile(path).metadata.num_rows
+        return _parquet_file(path).metadata.num_rows
     with path.open("rb") as fh:
         lines = sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b""))
     # a csv/tsv has a header line; quoted fields may hold newlines, so this is an estimate for the bar only
     return max(0, lines - 1) if fmt in ("csv", "tsv") else lines
+
+
+def _parquet_file(path: Path) -> Any:
+    """``pyarrow.parquet.ParquetFile(path)``; an empty or damaged file is a :class:`DataError` naming it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if path.stat().st_size == 0:
+        raise DataError(f"Input file {path} is empty (0 bytes): expected a parquet file with at least a schema.")
+    try:
+        return pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as err:
+        raise DataError(f"Could not read {path} as parquet: {err}") from err
 
 
 def read_chunks(path: str | Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
@@ -63,9 +74,7 @@ def read_chunks(path: str | Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
     fmt = _format(path, "Input")
     try:
         if fmt == "parquet":
-            import pyarrow.parquet as pq
-
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows):
+            for batch in _parquet_file(path).iter_batches(batch_size=chunk_rows):
                 yield batch.to_pandas()
         elif fmt == "jsonl":
             yield from pd.read_json(path, lines=True, chunksize=chunk_rows, dtype=False)
@@ -163,7 +172,11 @@ class _Writer:
             table = pa.Table.from_pandas(df, preserve_index=False)
             if self._parquet is None:
                 self._parquet = pq.ParquetWriter(self.tmp, table.schema)
-            self._parquet.write_table(table.cast(self._parquet.schema))
+            try:
+                table = table.cast(self._parquet.schema)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as err:
+                raise self._type_changed(table) from err
+            self._parquet.write_table(table)
         elif self.fmt == "jsonl":
             with self.tmp.open("a", encoding="utf-8") as fh:
                 df.to_json(fh, orient="records", lines=True, force_ascii=False)
@@ -171,6 +184,17 @@ class _Writer:
             df.to_csv(self.tmp, sep="\t" if self.fmt == "tsv" else ",", index=False, mode="a",
                       header=self.rows == 0)
         self.rows += len(df)
+
+    def _type_changed(self, table: Any) -> DataError:
+        """The error for a chunk whose column types differ from the first chunk's (e.g. ids that are numbers in
+        the first rows of a jsonl file and text later): a parquet file holds one type per column."""
+        schema = self._parquet.schema
+        changed = [f"{f.name!r} ({schema.field(f.name).type} in earlier rows, {f.type} here)" for f in table.schema
+                   if f.name in schema.names and schema.field(f.name).type != f.type]
+        return DataError(f"Input rows {self.rows + 1}-{self.rows + table.num_rows} change the type of column "
+                         f"{', '.join(changed) or '?'}, and a parquet file holds one type per column. Make the "
+                         f"column's values one type (e.g. quote them all as text), or write {self.path.stem}.jsonl "
+                         f"or .csv instead.")
 
     def commit(self) -> None:
         if self._parquet is not None:

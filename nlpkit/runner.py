@@ -94,7 +94,6 @@ def run(cfg: RunConfig, callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
     task_cls = get_task(cfg.task)
     check_trackers(cfg.trackers)  # a tracker that is not installed fails here, before any work
     task_cls.check_config(cfg)  # options only the task can judge (train.metric_for_best), before any work
-    task_cls.check_config(cfg)  # options only the task can judge (train.metric_for_best), before any work
     # Sets up the process group, so the run folder can be agreed on first. `cpu` must be given here as the
     # Accelerator would: without it, CPU-only multi-process launches (ACCELERATE_USE_CPU=1) stay 1 process.
     state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))

@@ -27,15 +27,16 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import torch
 
-from nlpkit.artifacts import Descriptor, read_descriptor, write_descriptor
+from nlpkit.artifacts import TASK_FILE, Descriptor, read_descriptor, write_descriptor
 from nlpkit.config import RunConfig, literal, load_config, to_dict
-from nlpkit.errors import UsageError
+from nlpkit.errors import ConfigError, ModelNotFoundError, UnsafeFileError, UsageError
 
 if TYPE_CHECKING:
     import argparse
@@ -76,9 +77,46 @@ class DataInfo:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None) -> DataInfo:
-        """Rebuild from :meth:`to_dict` output; unknown keys (from another version) are ignored."""
+        """Rebuild from :meth:`to_dict` output; unknown keys (from another version) are ignored. A value of the
+        wrong kind (``labels`` as a string, not a list) raises a ``TypeError`` naming the key."""
+        import typing
+
+        hints = typing.get_type_hints(cls)
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in (values or {}).items() if k in names})
+        kept = {k: v for k, v in (values or {}).items() if k in names}
+        for key, value in kept.items():
+            if not _fits(value, hints.get(key, Any)):
+                raise TypeError(f"`info.{key}` is {value!r}, expected {_describe(hints.get(key, Any))}")
+        return cls(**kept)
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether a JSON value fits a simple annotation (None, str, int, float, bool, list[X], dict, Optional, Union,
+    Any); anything else is not checked."""
+    import types
+    import typing
+
+    if hint is Any:
+        return True
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint in (str, int, bool):
+        return isinstance(value, hint) and (hint is bool or not isinstance(value, bool))
+    if origin in (list, tuple) or hint in (list, tuple):
+        return isinstance(value, list) and (not args or all(_fits(v, args[0]) for v in value))
+    if origin is dict or hint is dict:
+        return isinstance(value, dict)
+    return True
+
+
+def _describe(hint: Any) -> str:
+    """An annotation in words, for the error of :meth:`DataInfo.from_dict`."""
+    return str(hint).replace("typing.", "").replace("NoneType", "None")
 
 
 @dataclass
@@ -144,6 +182,20 @@ class Trainer(Protocol):
         ...
 
 
+def _unsafe_pickle(name: str | None, err: Exception) -> UnsafeFileError:
+    """The one-line refusal of a model folder whose pickled weights (``pytorch_model.bin``, ``*.pt``) hold more
+    than tensors: torch's weights-only loader refused them, and nlpkit never unpickles them any other way."""
+    folder = Path(str(name)).expanduser() if name else None
+    files = sorted(p.name for p in folder.glob("*") if p.suffix in (".bin", ".pt", ".pth", ".pkl")) \
+        if folder is not None and folder.is_dir() else []
+    where = f"{folder}/{files[0]}" if len(files) == 1 else f"{folder} ({', '.join(files)})" if files else str(name)
+    reason = next((ln.strip() for ln in str(err).splitlines() if "GLOBAL" in ln or "Unsupported" in ln),
+                  str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__)
+    return UnsafeFileError(f"Refusing to load {where}: a Python pickle that holds more than tensors, and unpickling "
+                           f"it could run code its author put in it (torch's weights-only loader: {reason}). Load "
+                           f"only models you trust, saved as safetensors (model.safetensors).")
+
+
 # --------------------------------------------------------------------------------------------- the contract
 
 
@@ -178,6 +230,9 @@ class Task:
     architectures: ClassVar[tuple[str, ...]] = ()
     #: File names whose presence in a folder marks a model of this task (for folders without config.json).
     saved_files: ClassVar[tuple[str, ...]] = ()
+    #: The scalar validation metrics :meth:`compute_metrics` returns: ``train.metric_for_best`` must name one
+    #: (checked by :meth:`check_config` before a run starts). Empty: not checked (metrics known only later).
+    metric_names: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, cfg: RunConfig, *, run_dir: str | Path | None = None, saved: DataInfo | None = None):
         """``run_dir``: the run folder while training (None otherwise). ``saved``: the :class:`DataInfo` of a
@@ -198,6 +253,20 @@ class Task:
     @property
     def greater_is_better(self) -> bool:
         return self.cfg.train.greater_is_better
+
+    @classmethod
+    def check_config(cls, cfg: RunConfig) -> None:
+        """Options only the task can judge, checked before a run writes or loads anything: by default that
+        ``train.metric_for_best`` is one of :attr:`metric_names` (a :class:`~nlpkit.errors.ConfigError` listing
+        them), instead of failing at the first evaluation after training."""
+        name = cfg.train.metric_for_best if hasattr(cfg, "train") else None
+        if cls.metric_names and name not in cls.metric_names:
+            import difflib
+
+            close = difflib.get_close_matches(str(name), cls.metric_names, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"train.metric_for_best={name!r} is not a validation metric of the "
+                              f"{cls.name or cls.__name__} task.{hint} Choose one of {', '.join(cls.metric_names)}.")
 
     # ------------------------------------------------------------------ data
     def load_data(self) -> Data:
@@ -239,7 +308,10 @@ class Task:
 
             # a clear error before transformers would import a folder's own modules (see check_remote_code)
             check_remote_code(model.name, model.trust_remote_code)
-        self.build_model(self.info)
+        try:
+            self.build_model(self.info)
+        except pickle.UnpicklingError as err:  # torch.load(weights_only=True) refused a pickle's contents
+            raise _unsafe_pickle(getattr(model, "name", None) if model is not None else None, err) from err
 
     def loss_items(self, batch: dict[str, Any]) -> torch.Tensor | None:
         """How many items (target tokens) the loss of ``batch`` sums over, for token-level tasks; None otherwise.
@@ -340,7 +412,12 @@ class Task:
         # the saved config is data: its values as written, no interpolation resolved (literal)
         cfg = load_config(cls.Config, literal(saved_cfg) if saved_cfg else None,
                           {**overrides, "model": path, "task": cls.name})
-        return cls(cfg, saved=cls.Info.from_dict(found.info) if found else None)
+        try:
+            saved = cls.Info.from_dict(found.info) if found else None
+        except TypeError as err:
+            raise ModelNotFoundError(f"{Path(found.folder or path) / TASK_FILE} is not a valid nlpkit model "
+                                     f"descriptor: {err}.") from err
+        return cls(cfg, saved=saved)
 
     @classmethod
     def from_pretrained(cls, model: str, **overrides: Any) -> Task:

@@ -33,8 +33,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("nlpkit.trackers")
 
-__all__ = ["TRACKERS", "check_trackers", "closed_on_error", "flat_hparams", "init_kwargs", "log_run_end",
-           "run_files", "start_trackers"]
+__all__ = ["TRACKERS", "check_mlflow_store", "check_trackers", "closed_on_error", "flat_hparams", "init_kwargs",
+           "log_run_end", "run_files", "start_trackers"]
 
 #: The trackers accelerate knows, and what ``pip install`` makes each available.
 TRACKERS: dict[str, str] = {
@@ -85,6 +85,32 @@ def check_trackers(names: Iterable[str]) -> None:
         install = " ".join(dict.fromkeys(TRACKERS[n] for n in missing))
         raise ConfigError(f"trackers={names} names {', '.join(missing)}, which is not installed: "
                           f"pip install {install} (or leave it out of trackers).")
+    if "mlflow" in names:
+        check_mlflow_store()
+
+
+def check_mlflow_store() -> None:
+    """Raise a :class:`~nlpkit.errors.ConfigError` before a run starts when ``MLFLOW_TRACKING_URI`` (or MLflow's
+    default) is a folder, MLflow's file store, and the installed MLflow refuses it (MLflow 3 does unless
+    ``MLFLOW_ALLOW_FILE_STORE=true``); the message gives the SQLite URL to use instead."""
+    import importlib
+    import os
+    from urllib.parse import urlparse
+
+    import mlflow
+
+    allow = getattr(importlib.import_module("mlflow.environment_variables"), "MLFLOW_ALLOW_FILE_STORE", None)
+    if allow is None or allow.get():  # an MLflow that still takes folders, or the user opted in
+        return
+    uri = mlflow.get_tracking_uri()
+    parsed = urlparse(uri)
+    if parsed.scheme not in ("", "file"):
+        return
+    folder = Path(parsed.path if parsed.scheme == "file" else uri).expanduser()
+    db = os.path.join(os.path.abspath(folder.parent), "mlflow.db")
+    raise ConfigError(f"MLFLOW_TRACKING_URI={uri} is a folder (MLflow's file store), which MLflow "
+                      f"{mlflow.__version__} no longer accepts. Use a database: "
+                      f"MLFLOW_TRACKING_URI=sqlite:///{db} (or set MLFLOW_ALLOW_FILE_STORE=true to keep the folder).")
 
 
 # --------------------------------------------------------------------------------------------- start

@@ -313,14 +313,49 @@ def check_checkpoint(ckpt: Path) -> None:
 
     from accelerate.utils import load as weights_only_load
 
-    for path in sorted(ckpt.glob("custom_checkpoint_*.pkl")) + sorted(ckpt.glob("random_states_*.pkl")):
+    # every pickle accelerate may read: the optimizer's, the scheduler's and the sampler's states (*.bin), the
+    # registered objects' and the RNG states (*.pkl), and pickled model weights (pytorch_model.bin, *.pt)
+    pickles = sorted(p for p in ckpt.rglob("*") if p.suffix in (".pkl", ".bin", ".pt", ".pth") and p.is_file())
+    for path in pickles:
         try:
             weights_only_load(path, map_location="cpu", weights_only=True)
+        except (EOFError, RuntimeError) as err:  # a truncated or damaged file: not a security matter
+            raise ModelNotFoundError(f"Cannot resume from {ckpt}: {path.name} is damaged ({type(err).__name__}: "
+                                     f"{str(err).splitlines()[0] if str(err) else 'truncated'}). Resume from an "
+                                     f"earlier checkpoint (resume=PATH) or start fresh (resume=none).") from err
         except pickle.UnpicklingError as err:
-            raise UnsafeFileError(f"Refusing to resume from {ckpt}: {path.name} holds more than tensors and plain "
-                                  f"values, and unpickling it could run code its author put in it "
-                                  f"(torch.load weights_only=True: {str(err).splitlines()[0]}). Resume only from "
-                                  f"checkpoints your own runs wrote, or start fresh (resume=none).") from err
+            reason = next((ln.strip() for ln in str(err).splitlines() if "GLOBAL" in ln or "Unsupported" in ln),
+                          str(err).splitlines()[0] if str(err) else "refused")
+            raise UnsafeFileError(f"Refusing to resume from {ckpt}: {path.relative_to(ckpt)} holds more than tensors "
+                                  f"and plain values, and unpickling it could run code its author put in it "
+                                  f"(torch.load weights_only=True: {reason}). Resume only from checkpoints your "
+                                  f"own runs wrote, or start fresh (resume=none).") from err
+
+
+#: What a checkpoint's state file must hold, and of what kind, for a run to continue from it.
+_STATE_KEYS = {"global_step": int, "epoch": int, "batches_in_epoch": int, "history": list}
+
+
+def read_state(ckpt: Path) -> dict[str, Any]:
+    """The loop state saved in ``ckpt``'s state file, checked: a :class:`ModelNotFoundError` naming the file and
+    the key when it is not JSON or lacks a counter the loop continues from (instead of a traceback mid-resume)."""
+    path = ckpt / STATE_FILE
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ModelNotFoundError(f"Cannot resume from {ckpt}: {path.name} is not readable JSON ({err}). Resume "
+                                 f"from another checkpoint (resume=PATH) or start fresh (resume=none).") from err
+    if not isinstance(state, dict):
+        raise ModelNotFoundError(f"Cannot resume from {ckpt}: {path.name} holds a {type(state).__name__}, not the "
+                                 f"JSON object nlpkit writes.")
+    for key, kind in _STATE_KEYS.items():
+        value = state.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            which = "no" if key not in state else "a bad"
+            raise ModelNotFoundError(f"Cannot resume from {ckpt}: {path.name} has {which} `{key}` ({value!r}; "
+                                     f"expected {'an integer' if kind is int else 'a list'}). "
+                                     f"Resume from another checkpoint (resume=PATH) or start fresh (resume=none).")
+    return state
 
 
 def save_checkpoint(accelerator: Accelerator, run_dir: Path, state: dict[str, Any], keep: int) -> None:
@@ -442,9 +477,9 @@ class Loop:
         acc.register_for_checkpointing(self.scheduler)
         ckpt = resolve_resume(self.cfg.resume, self.run_dir)
         if ckpt is not None:
+            saved = read_state(ckpt)  # a damaged state file fails before accelerate loads anything
             check_checkpoint(ckpt)  # before accelerate unpickles its extra state without weights_only
             acc.load_state(str(ckpt))
-            saved = json.loads((ckpt / STATE_FILE).read_text())
             # Samples consumed this epoch are what carries over when the number of processes changes.
             saved_world = saved.get("global_batch", tcfg.batch_size * acc.num_processes)
             saved["batches_in_epoch"] = (saved["batches_in_epoch"] * saved_world
@@ -661,4 +696,4 @@ def trainer_for(task_cls: type[Task]) -> Any:
 
 
 __all__ = ["EpochSampler", "Loop", "RunFolder", "check_checkpoint", "encode_splits", "eval_loader",
-           "evaluate_loader", "list_checkpoints", "resolve_resume", "save_checkpoint", "trainer_for"]
+           "evaluate_loader", "list_checkpoints", "read_state", "resolve_resume", "save_checkpoint", "trainer_for"]

@@ -165,9 +165,12 @@ def load_space(path: str | Path, schema: Any) -> dict[str, Param]:
     if not path.is_file():
         raise ConfigError(f"Search space file {path} does not exist.")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"Search space {path} is not text (byte {err.start} is not UTF-8): give a YAML file of "
+                          f"ranges, e.g. `train.lr: {{type: float, low: 1.0e-5, high: 3.0e-4, log: true}}`.") from err
     except yaml.YAMLError as err:
-        raise ConfigError(f"Search space {path} is not valid YAML: {err}") from err
+        raise ConfigError(f"Search space {path} is not valid YAML: {' '.join(str(err).split())}") from err
     if not isinstance(raw, dict) or not raw:
         raise ConfigError(f"Search space {path} must map dotted config keys to ranges, e.g. "
                           f"`train.lr: {{type: float, low: 1.0e-5, high: 3.0e-4, log: true}}`.")
@@ -214,14 +217,39 @@ def open_storage(storage: str | None, study_dir: Path) -> tuple[Any, str]:
         path.parent.mkdir(parents=True, exist_ok=True)
         storage = f"sqlite:///{path}"
     if not storage.startswith("sqlite:"):
-        return optuna.storages.RDBStorage(storage), storage
+        return _rdb_storage(optuna, storage), storage
     # Workers on one machine write to one SQLite file: wait for its lock instead of failing at once, and create
     # the tables under a file lock (two workers starting together would both try to).
     from filelock import FileLock
 
     db = storage.split(":///", 1)[-1]
+    if not Path(db).parent.is_dir():
+        raise ConfigError(f"--storage {storage}: the folder {Path(db).parent} does not exist; create it, or give a "
+                          f"SQLite file in an existing folder (e.g. --storage study.db).")
     with FileLock(f"{db}.lock"):
-        return optuna.storages.RDBStorage(storage, engine_kwargs={"connect_args": {"timeout": 600}}), storage
+        return _rdb_storage(optuna, storage, engine_kwargs={"connect_args": {"timeout": 600}}), storage
+
+
+#: The package that gives SQLAlchemy a driver for each database URL scheme (``postgresql://``, ``mysql://``).
+_DRIVERS = {"postgresql": "psycopg2-binary", "mysql": "PyMySQL (and write the URL as mysql+pymysql://...)"}
+
+
+def _rdb_storage(optuna: Any, url: str, **kwargs: Any) -> Any:
+    """``optuna.storages.RDBStorage(url)``, its failures as one :class:`ConfigError` line naming the storage: a
+    missing database driver (what to install), a file that is not a database, a connection refused."""
+    try:
+        return optuna.storages.RDBStorage(url, **kwargs)
+    except ImportError as err:
+        scheme = url.split(":", 1)[0].split("+")[0]
+        install = _DRIVERS.get(scheme, f"the SQLAlchemy driver for {scheme}")
+        raise ConfigError(f"--storage {url}: the Python driver for {scheme} is not installed: pip install {install} "
+                          f"(or keep the study in a SQLite file: --storage study.db).") from err
+    except Exception as err:  # SQLAlchemy's: not a database, no such file or server, refused login
+        if not type(err).__module__.startswith(("sqlalchemy", "optuna")):
+            raise
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"--storage {url} cannot be opened as an Optuna study database: {reason}. Give an "
+                          f"Optuna database URL, a SQLite file (*.db) or a journal file (journal:PATH).") from err
 
 
 # --------------------------------------------------------------------------------------------- pruning

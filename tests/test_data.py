@@ -133,8 +133,9 @@ def test_empty_texts_are_skipped_and_counted_or_rejected(tiny_bert: Path, tmp_pa
         sum(report["data_notes"]["empty texts skipped"].values()) == 3
     assert report["data_sizes"]["test"] == 10
     assert "empty texts skipped" in (Path(report["run_dir"]) / "report.md").read_text()
-    with pytest.raises(DataError, match=r"row \d+ has an empty text.*data\.empty_texts=skip"):
-        _train(tiny_bert, data, tmp_path, **{"data.empty_texts": "error"})
+    with pytest.raises(DataError, match=r"row \d+, (train|validation|test) split\) has an empty text.*"
+                                        r"data\.empty_texts=skip"):
+        _train(tiny_bert, data, tmp_path / "again", **{"data.empty_texts": "error"})  # a new run folder
 
 
 def test_missing_source(tiny_bert: Path, tmp_path: Path) -> None:

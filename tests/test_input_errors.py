@@ -14,7 +14,7 @@ from conftest import sentiment_overrides, sentiment_rows, write_csv
 
 import nlpkit
 from nlpkit.config import load_config, to_dict
-from nlpkit.errors import ConfigError, DataError
+from nlpkit.errors import ConfigError, DataError, ModelNotFoundError
 from nlpkit.plugins.sentiment.task import SentimentConfig, SentimentTask
 
 
@@ -145,3 +145,241 @@ def test_list_labels_are_multi_label_by_default(tmp_path: Path) -> None:
     data = _task(**{"data.source": str(path)}).load_data()
     assert data.info.problem_type == "multi_label" and data.info.labels == ["anger", "joy"]
 
+
+
+# ---------------------------------------------------------------------------------------------- item 9: descriptors
+
+
+@pytest.fixture(scope="module")
+def small_run(tiny_bert: Path, sentiment_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "small"
+    nlpkit.train("sentiment", **sentiment_overrides(tiny_bert, sentiment_data, out, **{"train.max_steps": 2}))
+    return out
+
+
+def _copy_model(run: Path, tmp_path: Path, edit_info: dict | None = None) -> Path:
+    """The run's model folder, copied, with its descriptor's ``info`` changed."""
+    import shutil
+
+    folder = Path(shutil.copytree(run / "model", tmp_path / "model"))
+    if edit_info is not None:
+        descriptor = json.loads((folder / "nlpkit_task.json").read_text())
+        descriptor["info"].update(edit_info)
+        (folder / "nlpkit_task.json").write_text(json.dumps(descriptor))
+    return folder
+
+
+def test_descriptor_labels_that_do_not_fit_the_head_are_refused(small_run: Path, tmp_path: Path) -> None:
+    folder = _copy_model(small_run, tmp_path, {"labels": ["negative", "neutral", "positive"]})
+    with pytest.raises(ModelNotFoundError, match=r"nlpkit_task\.json lists 3 labels .*classification head .*has 2 "
+                                                 r"outputs"):
+        nlpkit.pipeline(str(folder), device="cpu")
+
+
+def test_a_label_string_in_the_descriptor_is_refused(small_run: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture) -> None:
+    folder = _copy_model(small_run, tmp_path, {"labels": "positive"})
+    err = _one_line_error(capsys, ["predict", str(folder), "a fine film"])
+    assert "nlpkit_task.json is not a valid nlpkit model descriptor: `info.labels` is 'positive', expected list" in err
+
+
+# ---------------------------------------------------------------------------------------------- item 12: one line
+
+
+def _evil_pickle(path: Path) -> Path:
+    """A torch file whose unpickling would run a shell command."""
+    import os
+
+    import torch
+
+    class Evil:
+        def __reduce__(self) -> tuple:
+            return (os.system, ("echo PWNED",))
+
+    torch.save({"weight": Evil()}, path)
+    return path
+
+
+def test_pickled_bin_weights_are_refused_in_one_line(tiny_bert: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture) -> None:
+    import shutil
+
+    folder = Path(shutil.copytree(tiny_bert, tmp_path / "bin-model"))
+    (folder / "model.safetensors").unlink()
+    _evil_pickle(folder / "pytorch_model.bin")
+    err = _one_line_error(capsys, ["predict", str(folder), "a fine film", "--task", "sentiment"])
+    assert f"Refusing to load {folder}/pytorch_model.bin: a Python pickle that holds more than tensors" in err
+    assert "PWNED" not in capsys.readouterr().out
+
+
+def test_pickled_optimizer_state_is_refused_naming_the_file(tmp_path: Path) -> None:
+    from nlpkit.errors import UnsafeFileError
+    from nlpkit.training import check_checkpoint
+
+    ckpt = tmp_path / "checkpoint-4"
+    ckpt.mkdir()
+    _evil_pickle(ckpt / "optimizer.bin")
+    with pytest.raises(UnsafeFileError, match=r"Refusing to resume from .*checkpoint-4: optimizer\.bin holds more "
+                                              r"than tensors"):
+        check_checkpoint(ckpt)
+
+
+def test_a_malformed_checkpoint_state_is_one_error(tiny_bert: Path, sentiment_data: Path, tmp_path: Path) -> None:
+    ckpt = tmp_path / "checkpoint-3"
+    ckpt.mkdir()
+    (ckpt / "trainer_state.json").write_text('{"global_step": 3, "epoch": 0}')
+    with pytest.raises(ModelNotFoundError, match=r"Cannot resume from .*checkpoint-3: trainer_state\.json has no "
+                                                 r"`batches_in_epoch`"):
+        nlpkit.train("sentiment", **sentiment_overrides(tiny_bert, sentiment_data, tmp_path / "run",
+                                                        **{"resume": str(ckpt), "train.max_steps": 2}))
+    (ckpt / "trainer_state.json").write_text("{not json")
+    from nlpkit.training import read_state
+
+    with pytest.raises(ModelNotFoundError, match=r"trainer_state\.json is not readable JSON"):
+        read_state(ckpt)
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ("{oops", r"not JSON"),
+    ("[1, 2]", r"expected a JSON object with `task`, `config` and `info`, found a list"),
+    ('{"task": "sentiment"}', r"it has no `config` key"),
+    ('{"task": "sentiment", "config": [], "info": {}}', r"`config` is a list, expected a JSON object"),
+])
+def test_a_malformed_descriptor_is_one_line_naming_the_file(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                            body: str, expected: str) -> None:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    (folder / "nlpkit_task.json").write_text(body)
+    err = _one_line_error(capsys, ["predict", str(folder), "a fine film"])
+    assert f"{folder}/nlpkit_task.json is not a valid nlpkit model descriptor" in err
+    assert __import__("re").search(expected, err), err
+
+
+def test_a_malformed_report_in_the_demo_is_one_error(tmp_path: Path) -> None:
+    from nlpkit.demo import run_summary
+
+    (tmp_path / "report.json").write_text('{"task": "sentiment", ')
+    with pytest.raises(ModelNotFoundError, match=r"report\.json is not valid JSON .*Restore the file, or remove it"):
+        run_summary(tmp_path)
+    (tmp_path / "report.json").write_text("[]")
+    with pytest.raises(ModelNotFoundError, match=r"report\.json holds a list"):
+        run_summary(tmp_path)
+
+
+def test_onnx_weights_outside_the_export_are_refused_in_one_line(tmp_path: Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    from nlpkit.errors import UnsafeFileError
+    from nlpkit.onnx_runtime import open_session, session_options
+
+    export = tmp_path / "export"
+    export.mkdir()
+    weight = numpy_helper.from_array(np.ones((4, 4), np.float32), "W")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "W"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], [weight])
+    onnx.save_model(helper.make_model(graph), str(export / "model.onnx"), save_as_external_data=True,
+                    all_tensors_to_one_file=True, location="w.bin", size_threshold=0)
+    model = onnx.load(str(export / "model.onnx"), load_external_data=False)
+    for entry in model.graph.initializer[0].external_data:
+        if entry.key == "location":
+            entry.value = "../outside.bin"  # a crafted export naming a file beside it
+    (export / "w.bin").rename(tmp_path / "outside.bin")
+    onnx.save_model(model, str(export / "model.onnx"))
+    with pytest.raises(UnsafeFileError, match=r"model\.onnx: its weights are stored in a file outside the export"):
+        open_session(export / "model.onnx", session_options(1))
+    (export / "model.onnx").write_bytes(b"not a graph")
+    with pytest.raises(ModelNotFoundError, match=r"model\.onnx cannot be loaded by ONNX Runtime"):
+        open_session(export / "model.onnx", session_options(1))
+
+
+@pytest.mark.parametrize("kind", ["driver", "not a database", "missing folder"])
+def test_optuna_storages_that_cannot_be_opened_are_one_error(tmp_path: Path, kind: str) -> None:
+    pytest.importorskip("optuna")
+    from nlpkit.tune import open_storage
+
+    if kind == "driver":
+        storage, expected = "postgresql://nobody@localhost/study", r"the Python driver for postgresql is not " \
+                                                                   r"installed: pip install psycopg2-binary"
+        pytest.importorskip("sqlalchemy")
+        if __import__("importlib").util.find_spec("psycopg2") is not None:
+            pytest.skip("a PostgreSQL driver is installed here")
+    elif kind == "not a database":
+        (tmp_path / "notes.db").write_text("my notes, not a database\n" * 50)
+        storage = str(tmp_path / "notes.db")
+        expected = r"cannot be opened as an Optuna study database: .*not a database"
+    else:
+        storage, expected = f"sqlite:///{tmp_path}/missing/study.db", r"the folder .*missing does not exist"
+    with pytest.raises(ConfigError, match=expected):
+        open_storage(storage, tmp_path)
+
+
+def test_a_binary_search_space_file_is_one_error(tmp_path: Path) -> None:
+    from nlpkit.tune import load_space
+
+    space = tmp_path / "space.yaml"
+    space.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(ConfigError, match=r"Search space .*space\.yaml is not text"):
+        load_space(space, SentimentConfig)
+
+
+class _EchoTask:
+    """Just enough of a task for :func:`nlpkit.predict_file.predict_file`."""
+
+    def prediction_input_column(self) -> str:
+        return "text"
+
+    def prediction_columns(self, inputs: list, outputs: list) -> dict:
+        return {"prediction": outputs}
+
+
+class _EchoPipe:
+    task = _EchoTask()
+
+    def __call__(self, texts: list, batch_size: int = 64) -> list:
+        return [t.upper() for t in texts]
+
+
+def test_predict_refuses_an_empty_parquet_in_one_line(tmp_path: Path) -> None:
+    from nlpkit.predict_file import predict_file
+
+    (tmp_path / "in.parquet").write_bytes(b"")
+    with pytest.raises(DataError, match=r"in\.parquet is empty \(0 bytes\)"):
+        predict_file(_EchoPipe(), tmp_path / "in.parquet", tmp_path / "out.csv", progress=False)
+
+
+def test_predict_names_the_rows_whose_column_type_changes(tmp_path: Path) -> None:
+    from nlpkit.predict_file import predict_file
+
+    rows = [{"id": i, "text": f"row {i}"} for i in range(3)] + [{"id": f"x{i}", "text": f"row {i}"} for i in range(3)]
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(DataError, match=r"Input rows 4-6 change the type of column 'id' \(int64 in earlier rows, "
+                                        r"(large_)?string here\).*one type per column"):
+        predict_file(_EchoPipe(), tmp_path / "in.jsonl", tmp_path / "out.parquet", chunk_rows=3, progress=False)
+    assert not (tmp_path / "out.parquet").exists()
+
+
+def test_mixed_number_and_text_labels_are_one_error(tmp_path: Path) -> None:
+    rows = [{"text": t, "label": 1 if label == "positive" else "negative"} for t, label in sentiment_rows(60)]
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(DataError, match=r"the label column 'label' mixes values of different kinds \(int, str; "
+                                        r"e\.g\. .*mixed\.jsonl line \d+ .*Write every label in one form"):
+        _task(**{"data.source": str(path)}).load_data()
+
+
+def test_an_mlflow_file_store_is_refused_before_the_run_with_the_sqlite_url(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("mlflow")
+    from nlpkit.trackers import check_trackers
+
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"file://{tmp_path}/mlruns")
+    with pytest.raises(ConfigError, match=rf"MLFLOW_TRACKING_URI=file://{tmp_path}/mlruns is a folder .*Use a "
+                                          rf"database: MLFLOW_TRACKING_URI=sqlite:///{tmp_path}/mlflow\.db"):
+        check_trackers(["tensorboard", "mlflow"])
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    check_trackers(["tensorboard", "mlflow"])

@@ -50,6 +50,7 @@ class GenerationTask(Task):
     hub_task_type = "text-generation"
     usage_example = "Once upon a time"
     architectures = ("ForCausalLM",)
+    metric_names = ("perplexity", "loss", "tokens")
     cfg: GenerationConfig
     info: GenerationInfo
 

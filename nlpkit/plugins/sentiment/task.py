@@ -8,6 +8,7 @@ imbalanced labels; every label's score on request (``top_k``).
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Optional
@@ -18,8 +19,9 @@ import torch
 import torch.nn.functional as F
 
 from nlpkit import lora
+from nlpkit.artifacts import TASK_FILE
 from nlpkit.callbacks import Callback, LoraAdapters
-from nlpkit.config import DataConfig, ModelConfig, RunConfig, TrainConfig, opt
+from nlpkit.config import DataConfig, ModelConfig, RunConfig, TrainConfig, one_of, opt
 from nlpkit.data import (
     drop_empty_texts,
     holds_label_lists,
@@ -29,7 +31,7 @@ from nlpkit.data import (
     multi_hot,
     multi_label_names,
 )
-from nlpkit.errors import ConfigError, UsageError
+from nlpkit.errors import ConfigError, DataError, ModelNotFoundError, UsageError
 from nlpkit.inference import check_texts, pad, run_sorted
 from nlpkit.metrics import compute
 from nlpkit.modeling import load_kwargs, pretrained, resolve_model
@@ -42,6 +44,7 @@ PROBLEM_TYPES = ("single_label", "multi_label", "auto")
 #: transformers' name of each problem type (config.json ``problem_type``: picks the loss and the pipeline's
 #: sigmoid or softmax).
 HF_PROBLEM_TYPES = {"single_label": "single_label_classification", "multi_label": "multi_label_classification"}
+logger = logging.getLogger("nlpkit.sentiment")
 _ALL = object()  # top_k not given: the default output (best label, or the labels above their thresholds)
 
 
@@ -53,20 +56,18 @@ class SentimentConfig(RunConfig):
                              factory=lambda: ModelConfig(name="minilm-l6"))
     labels: Optional[list[str]] = opt(None, "Label names in id order (default: the sorted labels of the "
                                             "training split, or the saved model's).")
-    problem_type: str = opt("single_label", "`single_label` (one label per text), `multi_label` (any number of "
-                                            "labels per text: a list column, data.label_delimiter or "
-                                            "data.label_columns) or `auto` (multi_label when the labels come in "
-                                            "one of those forms).")
+    problem_type: str = opt("auto", "`auto` (multi_label when the labels come in one of the multi-label forms: a "
+                                    "list column, data.label_delimiter or data.label_columns; else single_label), "
+                                    "`single_label` (one label per text) or `multi_label` (any number of labels per "
+                                    "text).", check=one_of(*PROBLEM_TYPES))
     thresholds: str = opt("global", "Multi-label decision thresholds, chosen after training for the best "
                                     "validation F1: `global` (one for every label, best micro-F1), `per_label` "
                                     "(each label's best F1), or a number in (0, 1) (fixed, not tuned).")
     data: DataConfig = opt(help="Data options.", factory=lambda: DataConfig(source="rotten_tomatoes"))
     train: TrainConfig = opt(help="Training options.", factory=lambda: TrainConfig(
-        lr=1e-4, epochs=2.0, batch_size=32, metric_for_best="accuracy", greater_is_better=True))
+        full_lr=1e-4, epochs=2.0, batch_size=32, metric_for_best="accuracy", greater_is_better=True))
 
     def __post_init__(self) -> None:
-        if self.problem_type not in PROBLEM_TYPES:
-            raise ConfigError(f"problem_type={self.problem_type!r}: choose one of {', '.join(PROBLEM_TYPES)}.")
         if self.thresholds not in ("global", "per_label"):
             try:
                 value = float(self.thresholds)
@@ -110,6 +111,24 @@ def class_weights(spec: Any, counts: list[int], rows: int, multi_label: bool) ->
     return [round(float(w), 6) for w in weights]
 
 
+def _check_head(folder: str, labels: list[str]) -> None:
+    """Refuse a saved classifier whose descriptor lists another number of labels than its head has outputs
+    (``config.json``'s ``id2label`` / ``num_labels``): loading it would silently replace the trained head with a
+    random one (random predictions)."""
+    config = Path(folder) / "config.json"
+    try:
+        own = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # transformers reports a missing or unreadable config.json itself
+    outputs = len(own.get("id2label") or {}) or own.get("num_labels") if isinstance(own, dict) else None
+    if isinstance(outputs, int) and outputs != len(labels):
+        raise ModelNotFoundError(
+            f"{Path(folder) / TASK_FILE} lists {len(labels)} labels {labels}, but the model's classification head "
+            f"({config}) has {outputs} outputs: the descriptor does not belong to these weights, and loading them "
+            f"would replace the trained head with a random one. Restore the run's own nlpkit_task.json (or "
+            f"config.json), or train again.")
+
+
 class SentimentTask(Task):
     """Text classification: single-label or multi-label. Metrics: accuracy, balanced accuracy, macro
     precision/recall/F1, per-class table, confusion matrix, precision-recall curves (multi-label: micro/macro/
@@ -120,6 +139,10 @@ class SentimentTask(Task):
     hub_task_type = "text-classification"
     usage_example = ["a gripping, beautifully shot film", "dull and far too long"]
     architectures = ("ForSequenceClassification",)
+    # single-label, then multi-label (``accuracy`` means ``micro_f1`` there: see main_metric)
+    metric_names = ("accuracy", "balanced_accuracy", "macro_precision", "macro_recall", "macro_f1",
+                    "macro_average_precision", "loss", "micro_f1", "micro_precision", "micro_recall", "samples_f1",
+                    "weighted_f1", "subset_accuracy", "hamming_loss")
     cfg: SentimentConfig
     info: SentimentInfo | None
 
@@ -181,10 +204,12 @@ class SentimentTask(Task):
             labels = multi_label_names(ds["train"], labels=known, **where)
             ds = multi_hot(ds, labels, d.source, **where)
         else:
-            labels = label_map(ds["train"], d.label_column, known)
+            labels = label_map(ds["train"], d.label_column, known, d.source)
             ds = map_labels(ds, d.label_column, labels, d.source)
         ds = ds.select_columns([d.text_column, "labels"])
         counts = self._label_counts(ds["train"], len(labels), problem == "multi_label")
+        if problem == "single_label":
+            self._check_classes(ds, labels, counts)
         info = SentimentInfo(labels=labels, problem_type=problem,
                              thresholds=self.saved_info.thresholds if self.saved_info else None,
                              label_counts=counts, train_rows=len(ds["train"]))
@@ -195,6 +220,25 @@ class SentimentTask(Task):
         if info.class_weights:
             notes["class weights"] = dict(zip(labels, info.class_weights))
         return Data(ds, info, notes)
+
+    def _check_classes(self, ds: Any, labels: list[str], train_counts: list[int]) -> None:
+        """A single-label split with one class only: training on it learns nothing (every prediction is that
+        class, and accuracy is 1.0), so a run refuses it; evaluating on it gives metrics that say little about
+        the other classes, so evaluation warns loudly."""
+        source = self.cfg.data.source
+        present = [name for name, n in zip(labels, train_counts) if n]
+        if self.run_dir is not None and len(present) < 2:
+            raise DataError(f"{source}: every training row has the label {present[0]!r} "
+                            f"({train_counts[labels.index(present[0])]} rows), and a classifier needs at least two "
+                            f"classes to learn. Check data.label_column ({self.cfg.data.label_column!r}) and that "
+                            f"the data holds examples of every class.")
+        if self.run_dir is None:  # evaluation and prediction: the data is what the user wants scored
+            for split, d in ds.items():
+                found = np.unique(d.with_format("arrow", columns=["labels"])[:]["labels"].to_numpy())
+                if len(d) and len(found) == 1:
+                    logger.warning("%s (%s split): every row has the label %r: accuracy and the other metrics "
+                                   "say nothing about how the model tells the classes apart.", source, split,
+                                   labels[int(found[0])])
 
     @staticmethod
     def _label_counts(train: Any, n_labels: int, multi_label: bool) -> list[int]:
@@ -241,6 +285,8 @@ class SentimentTask(Task):
         # (bf16 on most hub models); reduced precision comes from the accelerate config's autocast instead.
         kwargs: dict[str, Any] = {**load_kwargs(self.cfg.model), "problem_type": HF_PROBLEM_TYPES[info.problem_type]}
         labels = info.labels or (list(self.cfg.labels) if self.cfg.labels else None)
+        if labels and self.saved_info is not None and self.saved_info.labels and not adapter:
+            _check_head(path, labels)  # a reloaded model keeps its trained head: never a new random one
         if labels:
             kwargs |= {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
                       "label2id": {n: i for i, n in enumerate(labels)},

@@ -54,6 +54,7 @@ class TranslationTask(Task):
     # plain model folders (no nlpkit descriptor) that nlpkit.pipeline(folder) recognises as translators
     architectures = ("MTModel", "M2M100ForConditionalGeneration", "T5ForConditionalGeneration",
                      "MBartForConditionalGeneration")
+    metric_names = ("bleu", "chrf", "loss", "copy_source_bleu", "length_ratio")
     cfg: TranslationConfig
     _backend: Backend | None = None
 
@@ -176,13 +177,13 @@ class TranslationTask(Task):
 
         return build_demo(pipe)
 
-    # ------------------------------------------------------------------ report
     def serve_routes(self, server: Any) -> Any:
         """``nlpkit serve``: ``POST /v1/translate`` (:mod:`nlpkit.plugins.translation.serve`)."""
         from nlpkit.plugins.translation.serve import routes
 
         return routes(server)
 
+    # ------------------------------------------------------------------ report
     def report_extras(self, run_dir: Path, results: RunResults) -> list[tuple[str, str]]:
         test, outputs = results.test or {}, results.test_outputs
         if not test or "hypothesis" not in outputs:
