@@ -197,6 +197,40 @@ def test_classify_answers_what_the_pipeline_answers(sentiment_server: Running) -
         assert every[0]["score"] == pytest.approx(pipe(TEXTS[1], top_k=None)[0]["score"], abs=1e-5)
 
 
+def test_classify_gives_a_multi_label_models_labels_over_their_thresholds(sentiment_run: Path) -> None:
+    pipe = nlpkit.pipeline(str(sentiment_run))
+    pipe.task.info.problem_type = "multi_label"  # the same head read as multi-label, with tuned-like thresholds
+    pipe.task.set_thresholds([0.3, 0.45])
+    want = pipe(TEXTS)
+    assert any(len(w) == 2 for w in want) or any(len(w) == 1 for w in want)  # thresholds really pick labels
+    with serving(sentiment_run, pipe=pipe) as running, running.client() as c:
+        got = c.post("/v1/classify", json={"inputs": TEXTS}).json()["predictions"]
+        assert [[p["label"] for p in g] for g in got] == [[p["label"] for p in w] for w in want]
+        assert got[2] == []  # a blank text: no label
+
+
+def test_a_failing_request_answers_500_alone_and_the_server_goes_on(sentiment_run: Path) -> None:
+    """A bug hit by one input (here a predict that raises on it): that request gets a 500 naming its request id,
+    the requests merged with it get their answers, and the server keeps serving."""
+    pipe = nlpkit.pipeline(str(sentiment_run))
+    predict = pipe.task.predict
+
+    def fragile(inputs, *args, **kwargs):
+        if "boom" in inputs:
+            raise RuntimeError("a bug")
+        return predict(inputs, *args, **kwargs)
+
+    pipe.task.predict = fragile
+    with serving(sentiment_run, pipe=pipe, max_wait_ms=100) as running:
+        responses = asyncio.run(concurrently(running.url, [("/v1/classify", {"inputs": t})
+                                                           for t in ["great", "boom", "dull", "moving"]]))
+        assert [r.status_code for r in responses] == [200, 500, 200, 200]
+        failed = responses[1].json()
+        assert failed["request_id"] in failed["error"]["message"] and "a bug" not in failed["error"]["message"]
+        with running.client() as c:
+            assert c.post("/v1/classify", json={"inputs": "great"}).status_code == 200
+
+
 def test_every_response_carries_a_request_id(sentiment_server: Running) -> None:
     with sentiment_server.client() as c:
         given = c.post("/v1/classify", json={"inputs": "x"}, headers={"X-Request-ID": "abc-123"})
