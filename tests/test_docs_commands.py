@@ -659,3 +659,39 @@ def test_generate_help_states_the_real_default(capsys: pytest.CaptureFixture[str
     with pytest.raises(SystemExit):
         build_parser().parse_args(["generate", "--help"])
     assert "default 64" not in capsys.readouterr().out
+
+
+#: Phrases of the developers' machine and of the project's history, which a user's manual has no use for.
+DEV_HISTORY = ["flock /tmp", "quiet machine", "dev machine", "device call", "30-minute", "in our runs",
+               "per-micro-batch mean", "became a package", "speed drifts", "16 cores", "that machine"]
+
+
+def test_the_manual_speaks_of_the_users_machine_not_the_developers() -> None:
+    """No lock files of a shared dev box, no "quiet machine" or "30-minute budget", no history of the code: not in
+    the pages and presets, and not in what the code prints (help texts, docstrings: the first phrases)."""
+    pages = [*DOCS, *(ROOT / "nlpkit" / "plugins").rglob("*.yaml"), *(ROOT / "accelerate_configs").glob("*.yaml")]
+    code = [*(ROOT / "nlpkit").rglob("*.py"), *(ROOT / "benchmarks").glob("*.py")]
+    found = [f"{p.relative_to(ROOT)}: {phrase!r}" for p in pages for phrase in DEV_HISTORY
+             if phrase in p.read_text().lower()]
+    found += [f"{p.relative_to(ROOT)}: {phrase!r}" for p in code for phrase in DEV_HISTORY[:6]
+              if phrase in p.read_text().lower()]
+    assert not found, found
+
+
+def test_front_pages_link_to_figures_instead_of_repeating_them() -> None:
+    """A figure lives on one page (with its machine and date); the README and the home page link to it."""
+    figure = re.compile(r"\b\d+ min \d+ s\b|\b\d+\.\d+x\b|\b0\.\d{4}\b|\b\d+\.\d+ GiB\b|BLEU \*?\*?\d")
+    for page in (ROOT / "README.md", ROOT / "docs" / "index.md"):
+        assert not figure.findall(page.read_text()), (page.name, figure.findall(page.read_text()))
+
+
+def test_inference_ratios_agree_with_their_own_table() -> None:
+    """The int8 exploration quotes the kept paths' speed from the quiet table: 198/173 and 231/173 texts/s."""
+    rows = {r[0]: float(r[1].strip("*")) for r in _table("docs/inference.md", "| pipeline | texts/s |")}
+    pytorch = rows["nlpkit PyTorch"]
+    page = (ROOT / "docs" / "inference.md").read_text()
+    kept = "nlpkit ONNX int8, output projections kept fp32, no fallback (`--fallback-margin 0`)"
+    for name in ("nlpkit ONNX fp32", kept):
+        assert f"{rows[name] / pytorch:.2f}x nlpkit's PyTorch path" in page or \
+            f"at {rows[name] / pytorch:.2f}x" in page, name
+    assert "1.95x" not in page and "3.43x" not in page
