@@ -2,6 +2,7 @@
 
     python benchmarks/data_scale.py                          # 100k and 1M rows, one process
     python benchmarks/data_scale.py --sizes 20000 --num-proc 2
+    python benchmarks/data_scale.py --sizes 200 --model <tiny model folder> --data rows.csv   # a quick check
 
 Builds csv files of N rows from the catalog's rotten_tomatoes texts (repeated, shuffled), then for each size
 runs the preparation a training run does, in a fresh child process: ``SentimentTask.load_data`` (read the csv,
@@ -36,8 +37,9 @@ from pathlib import Path
 STAGES = ("load_data", "load_model", "encode", "lengths")
 
 
-def build_csv(path: Path, rows: int, seed: int = 0) -> None:
-    """``rows`` rows of rotten_tomatoes texts and labels, repeated and shuffled (written with pyarrow)."""
+def build_csv(path: Path, rows: int, seed: int = 0, source: str = "rotten_tomatoes") -> None:
+    """``rows`` rows of ``source``'s texts and labels (a catalog name, or a csv or parquet file with ``text`` and
+    ``label`` columns), repeated and shuffled (written with pyarrow)."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.csv as pacsv
@@ -45,7 +47,11 @@ def build_csv(path: Path, rows: int, seed: int = 0) -> None:
 
     from nlpkit import assets
 
-    table = pq.read_table(assets.fetch("rotten_tomatoes") / "data.parquet", columns=["text", "label"])
+    if Path(source).is_file():
+        table = pacsv.read_csv(source) if source.endswith(".csv") else pq.read_table(source)
+        table = table.select(["text", "label"])
+    else:
+        table = pq.read_table(assets.fetch(source) / "data.parquet", columns=["text", "label"])
     take = np.random.default_rng(seed).integers(0, table.num_rows, size=rows)
     pacsv.write_csv(table.take(pa.array(take)), path)
 
@@ -156,16 +162,19 @@ def run_child(csv: Path, cache: Path, args: argparse.Namespace, mode: str = "--c
     return result
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """Run the benchmark (``argv``: the command-line options; None: ``sys.argv``)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000], help="Rows per csv file.")
     parser.add_argument("--num-proc", type=int, default=1,
                         help="data.num_proc (tokenizing processes; a fast tokenizer already uses every core).")
     parser.add_argument("--model", default="minilm-l6", help="Tokenizer/model (catalog name, path or hub id).")
     parser.add_argument("--workdir", default=None, help="Folder for the csv files and caches (default: a temp dir).")
+    parser.add_argument("--data", default="rotten_tomatoes",
+                        help="Where the rows come from: a catalog name, or a csv/parquet file with text and label.")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--peer", default=None, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.child:
         child(args)
         return
@@ -180,7 +189,7 @@ def main() -> None:
         for i, size in enumerate(sorted(args.sizes)):
             csv = work / f"sentiment-{size}.csv"
             t = time.perf_counter()
-            build_csv(csv, size)
+            build_csv(csv, size, source=args.data)
             print(f"built {csv.name} ({csv.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - t:.1f} s",
                   flush=True)
             cache = work / f"cache-{size}"

@@ -24,13 +24,14 @@ import time
 import torch
 
 
-def shakespeare_prompts(n: int, seed: int = 42) -> list[str]:
-    """The first few words of speech lines from the default config's held-out test plays."""
+def shakespeare_prompts(n: int, seed: int = 42, source: str | None = None) -> list[str]:
+    """The first few words of speech lines from the default config's held-out test plays (``source``: another
+    corpus of plays in the same layout, split as the default config splits ``shakespeare``)."""
     from nlpkit.config import load_config
     from nlpkit.data import load_splits
     from nlpkit.plugins.generation import GenerationConfig
 
-    cfg = load_config(GenerationConfig)
+    cfg = load_config(GenerationConfig, None, {"data.source": source} if source else None)
     ds, _ = load_splits(cfg.data, cfg.seed)
     prompts: list[str] = []
     import random
@@ -53,10 +54,13 @@ def count_tokens(tok, texts: list[str]) -> int:
     return sum(len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"])
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """Run the benchmark (``argv``: the command-line options; None: ``sys.argv``)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="smollm2-135m", help="Catalog name, run folder, folder or hub id.")
     parser.add_argument("--prompts", type=int, default=256)
+    parser.add_argument("--data", default=None, help="Corpus of plays the prompts come from (default: the generation "
+                                                     "task's, shakespeare; a jsonl of play/text rows works too).")
     parser.add_argument("--max-new-tokens", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--skip-hf-single", action="store_true", help="Skip the (slow) batch_size=1 pipeline.")
@@ -64,7 +68,7 @@ def main() -> None:
                         help="Timed rounds of the batched contenders, order rotated each round; the fastest round "
                              "of each is reported (this VM runs the first heavy minute slowly, whoever goes first). "
                              "The batch_size=1 pass runs once.")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     import transformers
 
@@ -73,7 +77,7 @@ def main() -> None:
     transformers.logging.set_verbosity_error()
     model, tok = load_causal_lm(args.model)
     model.eval()
-    prompts = shakespeare_prompts(args.prompts)
+    prompts = shakespeare_prompts(args.prompts, source=args.data)
     n_new = args.max_new_tokens
     print(f"model={args.model}  prompts={len(prompts)}  greedy  max_new_tokens={n_new}  batch_size={args.batch_size}"
           f"  torch threads={torch.get_num_threads()}  cpus={os.cpu_count()}  {platform.processor() or ''}")

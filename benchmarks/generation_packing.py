@@ -2,6 +2,7 @@
 
     python benchmarks/generation_packing.py               # smollm2-135m, ~8 min
     python benchmarks/generation_packing.py --model <tiny model folder> --train 256    # a quick check
+    python benchmarks/generation_packing.py --model <folder> --data plays.jsonl --train 8 --rounds 1  # own plays
 
 The catalog has no prompt/response or chat data, so the data are made from the ``shakespeare`` corpus, split
 by play as the generation default does: every pair of consecutive speeches becomes one example, prompt = the
@@ -51,13 +52,14 @@ def speech_pairs(texts: list[str]) -> list[dict[str, str]]:
     return pairs
 
 
-def write_data(folder: Path, n_train: int, n_validation: int, seed: int) -> Path:
-    """The benchmark's prompt/response jsonl files, from the default generation config's play split."""
+def write_data(folder: Path, n_train: int, n_validation: int, seed: int, source: str | None = None) -> Path:
+    """The benchmark's prompt/response jsonl files, from the default generation config's play split (of
+    ``source``, a corpus of plays in the same layout, when given)."""
     from nlpkit.config import load_config
     from nlpkit.data import load_splits
     from nlpkit.plugins.generation import GenerationConfig
 
-    cfg = load_config(GenerationConfig)
+    cfg = load_config(GenerationConfig, None, {"data.source": source} if source else None)
     ds, _ = load_splits(cfg.data, cfg.seed)
     rng = random.Random(seed)
     wanted = {"train": n_train, "validation": n_validation, "test": 8}
@@ -121,7 +123,8 @@ def examples_per_row(model: str, data: Path) -> float:
     return len(rows) / len(causal_lm.pack_examples(enc, MAX_LENGTH)["input_ids"])
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """Run the benchmark (``argv``: the command-line options; None: ``sys.argv``)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="smollm2-135m", help="Catalog name, folder or hub id of a causal LM.")
     parser.add_argument("--train", type=int, default=32, help="Training examples (speech pairs).")
@@ -130,7 +133,9 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--rounds", type=int, default=2, help="Rounds over the sides, order rotating.")
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    parser.add_argument("--data", default=None, help="Corpus of plays the pairs come from (default: the generation "
+                                                     "task's, shakespeare; a jsonl of play/text rows works too).")
+    args = parser.parse_args(argv)
 
     import torch
 
@@ -143,7 +148,7 @@ def main() -> None:
     print(f"machine: {cpu}, {os.cpu_count()} CPU cores, torch "
           f"{torch.__version__}, {torch.get_num_threads()} threads; model {args.model}")
     with tempfile.TemporaryDirectory() as tmp:
-        data = write_data(Path(tmp) / "data", args.train, args.validation, args.seed)
+        data = write_data(Path(tmp) / "data", args.train, args.validation, args.seed, args.data)
         per_row = examples_per_row(model, data)
         packed_batch = max(1, round(args.batch / per_row))
         print(f"{args.train} training / {args.validation} validation speech pairs; {per_row:.2f} examples per "

@@ -39,7 +39,8 @@ def inputs_of(task, n: int) -> tuple[list[str], list[str] | None]:
     return prompts, None
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """Run the benchmark (``argv``: the command-line options; None: ``sys.argv``)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="A translation or generation run folder.")
     parser.add_argument("--inputs", type=int, default=256, help="How many test inputs to decode.")
@@ -48,7 +49,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="CPU threads of every path (torch and ORT).")
     parser.add_argument("--rounds", type=int, default=2, help="Timed passes of each, order rotated; best counts.")
     parser.add_argument("--export-dir", default="outputs/exports", help="Where the exports are written (reused).")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     import torch
 

@@ -2,6 +2,8 @@
 
     python benchmarks/gpu_memory.py                          # SmolLM2-1.7B's shape, 20 updates per recipe
     python benchmarks/gpu_memory.py --shape tiny --device cpu --recipes full-fp32,lora   # a quick check
+    python benchmarks/gpu_memory.py --base <tiny causal LM folder> --data plays.jsonl --shape tiny --device cpu \
+        --recipes full-fp32 --steps 2 --block-size 32        # no catalog download
 
 The catalog holds no model of a billion parameters, and peak memory depends on shapes, not on weight values:
 so the model is **SmolLM2-1.7B's architecture** (24 layers, width 2,048, feed-forward 8,192, 32 heads, the
@@ -92,6 +94,7 @@ def run_recipe(recipe: str, model_dir: Path, out: Path, args: argparse.Namespace
                  f"train.stop_after_steps={args.steps}", "train.eval_every=100000", "train.save_every=100000",
                  "train.lr=1e-4", "train.warmup_ratio=0", "train.log_every=1", "data.max_eval_tokens=1024",
                  "generate.max_new_tokens=8", "sample_prompts=[ROMEO.]", "trackers=[]",
+                 *([f"data.source={args.data}"] if args.data else []),
                  f"train.gradient_checkpointing={str(args.gradient_checkpointing).lower()}", *RECIPES[recipe]]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.run([*launch, str(ROOT / "tasks" / "generation.py"), *overrides], env=env, cwd=ROOT,
@@ -105,7 +108,8 @@ def run_recipe(recipe: str, model_dir: Path, out: Path, args: argparse.Namespace
     return training
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """Run the benchmark (``argv``: the command-line options; None: ``sys.argv``)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base", default="smollm2-135m", help="catalog name or folder whose config.json and "
                                                                 "tokenizer the model takes (weights unused)")
@@ -117,7 +121,8 @@ def main() -> None:
     parser.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
     parser.add_argument("--out", default="runs/gpu-memory")
-    args = parser.parse_args()
+    parser.add_argument("--data", default=None, help="Training corpus (default: the generation task's, shakespeare).")
+    args = parser.parse_args(argv)
     recipes = [r.strip() for r in args.recipes.split(",") if r.strip()]
     unknown = [r for r in recipes if r not in RECIPES]
     if unknown:

@@ -18,12 +18,13 @@ import time
 from pathlib import Path
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """Run the benchmark (``argv``: the command-line options; None: ``sys.argv``)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", help="A finished multi-label sentiment run folder (has config.yaml, report.json).")
     parser.add_argument("--c", type=float, default=4.0, help="Inverse regularisation strength of each classifier.")
     parser.add_argument("--ngrams", type=int, default=2, help="Word n-grams up to this length.")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     import numpy as np
     from sklearn.feature_extraction.text import TfidfVectorizer

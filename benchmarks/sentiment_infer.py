@@ -3,7 +3,8 @@
     python benchmarks/sentiment_infer.py --model outputs/<sentiment run>   # a trained run (default: newest)
     python benchmarks/sentiment_infer.py --model RUN --keep-fp32 '' --keep-fp32 'layer\\.\\d/output/dense'
 
-Every pipeline classifies the same rotten_tomatoes texts (5,000 by default) with the same model, batch size,
+Every pipeline classifies the same texts of the run's own data source (rotten_tomatoes for the default run: its
+test, validation and train texts, 5,000 by default, repeated if the data has fewer) with the same model, batch size,
 max length and number of threads, in one process; the timed passes rotate the order of the pipelines and the
 best pass of each counts. Rows: ``transformers.pipeline("text-classification")``; ``nlpkit.pipeline`` on the
 PyTorch run; on its ``nlpkit export`` in fp32 and in int8: the export's default (per-channel int8 weights and
@@ -28,7 +29,8 @@ def newest_run() -> str | None:
     return os.path.dirname(runs[-1]) if runs else None
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """Run the comparison (``argv``: the command-line options; None: ``sys.argv``)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help="A sentiment run folder (default: the newest in outputs/).")
     parser.add_argument("--texts", type=int, default=5000, help="How many texts to classify.")
@@ -49,27 +51,26 @@ def main() -> None:
     parser.add_argument("--no-onnx", action="store_true", help="Only transformers.pipeline and nlpkit PyTorch.")
     parser.add_argument("--only", default=None, metavar="REGEX", help="Time only the ONNX rows whose name matches "
                                                                       "(the two PyTorch rows always run).")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     run = args.model or newest_run()
     if run is None:
         raise SystemExit("No sentiment run found: train one first (accelerate launch tasks/sentiment.py) or pass "
                          "--model.")
 
-    import pandas as pd
     import torch
     import transformers
 
     import nlpkit
-    from nlpkit import assets
     from nlpkit.registry import get_task
 
     torch.set_num_threads(args.threads)
-    texts = pd.read_parquet(assets.fetch("rotten_tomatoes") / "data.parquet")["text"].tolist()
-    texts = (texts * (args.texts // len(texts) + 1))[: args.texts]
     task = get_task("sentiment").from_saved(run)
-    data = task.load_data()  # the run's own splits (same source, seed and options): its test split
+    data = task.load_data()  # the run's own splits (same source, seed and options)
+    column = task.cfg.data.text_column
+    pool = [t for split in ("test", "validation", "train") for t in data.splits[split][column]]
+    texts = (pool * (args.texts // len(pool) + 1))[: args.texts]
     test = data.splits["test"]
-    test_texts = list(test[task.cfg.data.text_column])
+    test_texts = list(test[column])
     test_labels = [data.info.labels[i] for i in list(test["labels"])]
     device = 0 if torch.cuda.is_available() else -1
     model_dir = os.path.join(run, "model")

@@ -2,6 +2,7 @@
 
     python benchmarks/sentiment_train.py                      # full rotten_tomatoes, 1 epoch, batch 32, 3 seeds
     python benchmarks/sentiment_train.py --seeds 42 --max-train-samples 2000
+    python benchmarks/sentiment_train.py --model <tiny model folder> --data <csv folder> --seeds 1   # a quick check
 
 One fine-tuning epoch moves test accuracy by about a point from seed to seed (head initialisation, dropout,
 batch order), so both runners are trained once per seed (each pair with the same seed) and compared on the mean.
@@ -20,7 +21,8 @@ import tempfile
 import numpy as np
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """Run the comparison (``argv``: the command-line options; None: ``sys.argv``)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="minilm-l6", help="Model (catalog name, path or hub id).")
     parser.add_argument("--data", default="rotten_tomatoes", help="Data source (catalog name or path).")
@@ -31,7 +33,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44], help="One Trainer/nlpkit pair per seed.")
     parser.add_argument("--split-seed", type=int, default=42, help="Seed of the train/validation/test split (fixed).")
     parser.add_argument("--max-train-samples", type=int, default=None)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     import torch
     from transformers import AutoTokenizer
@@ -42,19 +44,22 @@ def main() -> None:
 
     common = {"data.source": args.data, "data.max_length": args.max_length, "data.split_seed": args.split_seed,
               "data.max_train_samples": args.max_train_samples}
-    # The exact splits nlpkit trains on, so the Trainer sees the same examples.
-    task = nlpkit.get_task("sentiment")(load_config(nlpkit.get_task("sentiment").Config, None,
-                                                    {**common, "model": args.model}))
-    splits = task.load_data()
+    # The exact splits nlpkit trains on (its Data: cleaned splits with label ids), so the Trainer sees the same
+    # examples with the same labels.
+    cls = nlpkit.get_task("sentiment")
+    task = cls(load_config(cls.Config, None, {**common, "model": args.model}))
+    data = task.load_data()
+    text = task.cfg.data.text_column
     path = resolve_model(args.model)
     tokenizer = AutoTokenizer.from_pretrained(path)
-    enc = splits.map(lambda b: tokenizer(b["text"], truncation=True, max_length=args.max_length), batched=True,
-                     remove_columns=["text"])
+    enc = data.splits.map(lambda b: tokenizer(b[text], truncation=True, max_length=args.max_length), batched=True,
+                          remove_columns=[text])
     n_train = len(enc["train"])
     print(f"{n_train} training texts, {len(enc['test'])} test texts, batch {args.batch_size}, "
           f"{args.epochs} epoch(s), {torch.get_num_threads()} threads")
 
-    rows = [_train_pair(args, {**common, "seed": seed}, task, path, tokenizer, enc, n_train) for seed in args.seeds]
+    labels = list(data.info.labels or [])
+    rows = [_train_pair(args, {**common, "seed": seed}, labels, path, tokenizer, enc, n_train) for seed in args.seeds]
 
     print("\n| seed | HF Trainer samples/s | nlpkit samples/s | ratio | Trainer test acc | nlpkit test acc "
           "| diff (points) |")
@@ -71,7 +76,7 @@ def main() -> None:
           f"{os.cpu_count()} CPU cores{', ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else ''})")
 
 
-def _train_pair(args, common, task, path, tokenizer, enc, n_train) -> tuple[int, float, float, float, float]:
+def _train_pair(args, common, labels, path, tokenizer, enc, n_train) -> tuple[int, float, float, float, float]:
     """Train the Trainer, then nlpkit, with ``common["seed"]``: (seed, Trainer samples/s, acc, nlpkit samples/s,
     acc). ``common`` holds the nlpkit data overrides (the fixed split) and the seed."""
     import torch
@@ -88,7 +93,7 @@ def _train_pair(args, common, task, path, tokenizer, enc, n_train) -> tuple[int,
     seed = common["seed"]
     # ---------------------------------------------------------------- Hugging Face Trainer
     set_seed(seed)
-    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=len(task.labels))
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=len(labels))
     with tempfile.TemporaryDirectory() as out:
         # warmup_steps < 1 is a ratio in transformers 5 (same 6% warmup as nlpkit)
         targs = TrainingArguments(output_dir=out, per_device_train_batch_size=args.batch_size,

@@ -47,7 +47,8 @@ def train_small(out: str) -> str:
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """Run the benchmark (``argv``: the command-line options; None: ``sys.argv``)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--model",
@@ -58,7 +59,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--json", default=None, help="Also write the results to this JSON file.")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     run = args.model or newest_run() or train_small("outputs/translation-bench-small")
 
     import torch

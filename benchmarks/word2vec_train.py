@@ -67,7 +67,8 @@ class _TokenizingCorpus:
                 yield from sentences(text, self.text_cfg)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """Run the benchmark (``argv``: the command-line options; None: ``sys.argv``)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=5, help="Epochs per training (default 5).")
     parser.add_argument("--source", default="news-articles", help="Corpus (catalog name or text file).")
@@ -79,7 +80,7 @@ def main() -> None:
     parser.add_argument("--no-tokenize-row", action="store_true",
                         help="Leave out the extra row (iterable that tokenizes raw text every epoch).")
     parser.add_argument("overrides", nargs="*", help="Word2vec config overrides (w2v.sg=false, w2v.workers=4).")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
     from gensim.models import Word2Vec
