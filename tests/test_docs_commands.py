@@ -695,3 +695,21 @@ def test_inference_ratios_agree_with_their_own_table() -> None:
         assert f"{rows[name] / pytorch:.2f}x nlpkit's PyTorch path" in page or \
             f"at {rows[name] / pytorch:.2f}x" in page, name
     assert "1.95x" not in page and "3.43x" not in page
+
+
+def test_readme_links_point_at_files_and_headings_that_exist() -> None:
+    """The README is not part of the strict mkdocs build, so its links are checked here."""
+    def anchors(page: Path) -> set[str]:  # mkdocs' toc slugs: lowercase, punctuation dropped, spaces -> "-"
+        return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-")
+                for h in re.findall(r"^#+ (.+)$", page.read_text(), re.M)}
+
+    broken = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", (ROOT / "README.md").read_text()):
+        if target.startswith(("http://", "https://")):
+            continue
+        path, _, anchor = target.partition("#")
+        if not (ROOT / path).exists():
+            broken.append(target)
+        elif anchor and path.endswith(".md") and anchor not in anchors(ROOT / path):
+            broken.append(target)
+    assert not broken, broken
