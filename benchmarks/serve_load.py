@@ -79,7 +79,8 @@ def wait_ready(url: str, proc: subprocess.Popen, seconds: float) -> None:
 
 def start(kind: str, model: str, port: int, args: argparse.Namespace, workdir: Path) -> subprocess.Popen:
     """The target's server process (its output goes to a log file in ``workdir``)."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    # OMP_NUM_THREADS for both: an OpenMP thread count set in one thread does not reach the others
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": str(args.threads)}
     log = open(workdir / f"{kind}.log", "w")  # noqa: SIM115 - closed with the process
     if kind == "peer":
         (workdir / "peer.py").write_text(PEER)
@@ -89,7 +90,6 @@ def start(kind: str, model: str, port: int, args: argparse.Namespace, workdir: P
         cmd = [sys.executable, "-m", "uvicorn", "peer:app", "--host", "127.0.0.1", "--port", str(port),
                "--log-level", "warning"]
     else:
-        env["OMP_NUM_THREADS"] = str(args.threads)
         cmd = [sys.executable, "-m", "nlpkit.cli", "serve", model, "--port", str(port), "--log-level", "warning",
                "--max-wait-ms", str(args.max_wait_ms), "--max-concurrency", str(max(256, args.clients * 2)),
                "--threads", str(args.threads)]
@@ -180,7 +180,9 @@ def main() -> None:
     parser.add_argument("--export", help="Its `nlpkit export` folder (e.g. int8), served as a second target.")
     parser.add_argument("--clients", type=int, default=64, help="Concurrent clients (default 64).")
     parser.add_argument("--requests", type=int, default=2000, help="Requests per target, one text each.")
-    parser.add_argument("--threads", type=int, default=2, help="torch / ONNX Runtime threads of every server.")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch / ONNX Runtime threads of every server (default: nlpkit serve's, the physical "
+                             "cores but one).")
     parser.add_argument("--max-length", type=int, default=128, help="The peer's truncation (nlpkit uses the run's).")
     parser.add_argument("--max-wait-ms", type=float, default=5.0, help="nlpkit serve --max-wait-ms.")
     parser.add_argument("--max-seconds", type=float, default=600.0, help="Stop a target's load after this long.")
@@ -191,6 +193,10 @@ def main() -> None:
                         help="A tiny untrained classifier, 8 clients, 64 requests: checks the script in seconds.")
     args = parser.parse_args()
     args.task = None
+    if args.threads is None:
+        from nlpkit.serve.settings import default_threads
+
+        args.threads = default_threads()
     workdir = Path(tempfile.mkdtemp(prefix="serve-load-"))
     if args.smoke:
         args.run = str(tiny_classifier(workdir / "tiny"))

@@ -50,8 +50,16 @@ class Server:
     def __init__(self, pipe: Pipeline, settings: ServeSettings, metrics: ServeMetrics, model_name: str):
         self.pipe, self.task, self.settings, self.metrics = pipe, pipe.task, settings, metrics
         self.model_name = model_name
+        threads = settings.threads
+
+        def model_thread() -> None:
+            import torch
+
+            if threads:
+                torch.set_num_threads(threads)
+
         self.batcher = MicroBatcher(max_batch_tokens=settings.max_batch_tokens, max_wait_ms=settings.max_wait_ms,
-                                    metrics=metrics)
+                                    metrics=metrics, initializer=model_thread)
         tokenizer = getattr(self.task, "tokenizer", None)
         # A copy for counting tokens on the event loop: a fast tokenizer that the model thread is using (and
         # whose truncation settings predict may change) must not be entered from a second thread.
@@ -180,8 +188,12 @@ def served_name(model: str | Path) -> str:
 
 def load_pipeline(model: str, settings: ServeSettings) -> Pipeline:
     """The pipeline ``nlpkit serve`` serves: a run, a model folder or an ``nlpkit export`` folder."""
+    import torch
+
     from nlpkit.pipeline import pipeline
 
+    if settings.threads:
+        torch.set_num_threads(settings.threads)  # this thread's; the model thread sets its own (Server)
     if settings.task:
         return pipeline(settings.task, model=model, threads=settings.threads)
     return pipeline(model, threads=settings.threads)

@@ -49,11 +49,14 @@ class _Job:
 class MicroBatcher:
     """The queue and the worker that merges requests into model calls (see the module docstring)."""
 
-    def __init__(self, *, max_batch_tokens: int, max_wait_ms: float, metrics: ServeMetrics | None = None):
+    def __init__(self, *, max_batch_tokens: int, max_wait_ms: float, metrics: ServeMetrics | None = None,
+                 initializer: Callable[[], None] | None = None):
+        """``initializer`` runs first on the model thread (e.g. its torch thread count: an OpenMP setting is
+        per thread, so setting it in another thread does not reach this one)."""
         self.max_batch_tokens = max_batch_tokens
         self.max_wait = max_wait_ms / 1000.0
         self.metrics = metrics
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nlpkit-model")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nlpkit-model", initializer=initializer)
         self._pending: deque[_Job] = deque()
         self._wake: asyncio.Event | None = None
         self._worker: asyncio.Task | None = None
