@@ -721,3 +721,33 @@ def test_readme_links_point_at_files_and_headings_that_exist() -> None:
         elif anchor and path.endswith(".md") and anchor not in anchors(ROOT / path):
             broken.append(target)
     assert not broken, broken
+
+
+def _python_blocks() -> list[tuple[str, str]]:
+    import textwrap
+
+    found = []
+    for page in DOCS:
+        for m in re.finditer(r"^(\s*)```python\n(.*?)^\s*```", page.read_text(), re.S | re.M):
+            found.append((page.relative_to(ROOT).as_posix(), textwrap.dedent(m.group(2))))
+    return found
+
+
+def test_python_examples_parse_and_name_what_nlpkit_has() -> None:
+    """Every ```python block parses, and what it imports from nlpkit (`from nlpkit.x import y`, `nlpkit.y`)
+    exists."""
+    import ast
+    import importlib
+
+    missing = []
+    for where, code in _python_blocks():
+        tree = ast.parse(code, filename=where)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "nlpkit":
+                module = importlib.import_module(node.module)
+                missing += [f"{where}: {node.module}.{a.name}" for a in node.names if not hasattr(module, a.name)]
+            elif (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "nlpkit"
+                  and not hasattr(importlib.import_module("nlpkit"), node.attr)):
+                missing.append(f"{where}: nlpkit.{node.attr}")
+    assert len(_python_blocks()) > 20
+    assert not missing, missing
