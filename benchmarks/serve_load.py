@@ -3,6 +3,8 @@
     python benchmarks/serve_load.py --smoke          # a few seconds on a tiny untrained classifier: the script works
     python benchmarks/serve_load.py --run outputs/sentiment-<ts> --export exports/sentiment-int8 \\
         --clients 64 --requests 2000
+    python benchmarks/serve_load.py --smoke --generation                # streaming generation, tiny model
+    python benchmarks/serve_load.py --generation outputs/generation-<ts> --streams 16
 
 Targets, each started as its own process on 127.0.0.1 and stopped (SIGTERM) after its turn:
 
@@ -10,6 +12,11 @@ Targets, each started as its own process on 127.0.0.1 and stopped (SIGTERM) afte
 * ``serve-export``: ``nlpkit serve EXPORT`` (an ``nlpkit export`` folder, e.g. int8), when ``--export`` is given;
 * ``peer``: what people write by hand: a FastAPI endpoint that calls ``transformers.pipeline(
   "text-classification")`` once per request, on the same model, with the same torch threads.
+
+With ``--generation RUN`` it measures streaming generation instead: ``--streams`` streaming chat requests at
+once through the official ``openai`` client against ``nlpkit serve RUN`` (batched streams), then the same
+requests one at a time: aggregate completion tokens/s of each, time to first token p50/p99, and whether every
+streamed text equals ``nlpkit.pipeline``'s greedy answer.
 
 Every target gets the same requests (rotten_tomatoes test texts; synthetic texts with ``--smoke``) from
 ``--clients`` concurrent clients. Columns: requests/s, p50 and p99 latency, errors (non-200 or no answer),
@@ -160,6 +167,108 @@ def tiny_classifier(folder: Path) -> Path:
     return folder
 
 
+def tiny_causal_lm(folder: Path) -> Path:
+    """An untrained 2-layer, width-32 Llama with a byte-level BPE tokenizer and a chat template (for --smoke)."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    corpus = ["my good lord, the night is fair and sweet", "what noble friend comes with all speed"] * 50
+    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"],
+                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>",
+                                   pad_token="<|endoftext|>", unk_token="<|endoftext|>", model_max_length=512)
+    fast.chat_template = ("{% for m in messages %}{{ m['role'] + ': ' + m['content'] + '\\n' }}{% endfor %}"
+                          "{% if add_generation_prompt %}{{ 'assistant: ' }}{% endif %}")
+    fast.save_pretrained(folder)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512, bos_token_id=0,
+                         eos_token_id=0, pad_token_id=0, tie_word_embeddings=True)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    return folder
+
+
+async def streams(url: str, conversations: list[list[dict]], max_tokens: int, at_once: bool,
+                  timeout: float) -> dict:
+    """Stream every conversation through the openai client, all at once or one after another: texts, time to
+    first token of each, completion tokens, wall time."""
+    import openai
+
+    client = openai.AsyncOpenAI(base_url=url + "/v1", api_key="unused", timeout=timeout, max_retries=0)
+
+    async def one(messages: list[dict]) -> tuple[str, float, int]:
+        start, first, text, tokens = time.perf_counter(), None, "", 0
+        stream = await client.chat.completions.create(model="served", messages=messages, max_tokens=max_tokens,
+                                                      temperature=0, stream=True,
+                                                      stream_options={"include_usage": True})
+        async for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                first = first or time.perf_counter() - start
+                text += chunk.choices[0].delta.content
+            if chunk.usage is not None:
+                tokens = chunk.usage.completion_tokens
+        return text, first if first is not None else time.perf_counter() - start, tokens
+
+    start = time.perf_counter()
+    try:
+        if at_once:
+            done = await asyncio.gather(*[one(m) for m in conversations])
+        else:
+            done = [await one(m) for m in conversations]
+    finally:
+        await client.close()
+    wall = time.perf_counter() - start
+    ttft = sorted(d[1] for d in done)
+    return {"texts": [d[0] for d in done], "seconds": wall, "tokens": sum(d[2] for d in done),
+            "tokens_per_s": sum(d[2] for d in done) / wall, "ttft_p50": statistics.median(ttft),
+            "ttft_p99": ttft[min(len(ttft) - 1, int(0.99 * len(ttft)))]}
+
+
+def generation_test(args: argparse.Namespace, workdir: Path) -> None:
+    """The streaming generation measurement of ``--generation`` (see the module docstring)."""
+    import nlpkit
+
+    lines = ["My good lord, what news?", "Speak, sweet friend.", "Who comes there?", "What is the hour?",
+             "Tell me of the king.", "Why so sad?", "Where is the queen?", "Fair day, my lord."]
+    conversations = [[{"role": "user", "content": lines[i % len(lines)] + ("" if i < len(lines) else " Pray.")}]
+                     for i in range(args.streams)]
+    pipe = nlpkit.pipeline(args.task, model=args.generation, device="cpu") if args.task else \
+        nlpkit.pipeline(args.generation, device="cpu")
+    expected = pipe(conversations, max_new_tokens=args.max_tokens, do_sample=False)
+    del pipe
+    port = free_port()
+    proc = start("serve", args.generation, port, args, workdir)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url + "/ready", proc, 300)
+        asyncio.run(streams(url, conversations[:2], 4, True, args.request_timeout))  # warm-up
+        alone = asyncio.run(streams(url, conversations, args.max_tokens, False, args.request_timeout))
+        together = asyncio.run(streams(url, conversations, args.max_tokens, True, args.request_timeout))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+    print(f"\n{args.streams} streaming chat requests, {args.max_tokens} new tokens at most, greedy, "
+          f"{args.threads} model threads{' (smoke: tiny untrained model)' if args.smoke else ''}\n")
+    print(f"{'':18s} {'tokens/s':>9s} {'TTFT p50 ms':>12s} {'TTFT p99 ms':>12s} {'seconds':>8s} {'= pipeline':>11s}")
+    for name, r in (("one at a time", alone), (f"{args.streams} at once", together)):
+        same = sum(t == e for t, e in zip(r["texts"], expected))
+        print(f"{name:18s} {r['tokens_per_s']:9.1f} {r['ttft_p50'] * 1000:12.0f} {r['ttft_p99'] * 1000:12.0f} "
+              f"{r['seconds']:8.1f} {same:>5d}/{len(expected)}")
+    print(f"\naggregate speed-up at {args.streams} streams: {together['tokens_per_s'] / alone['tokens_per_s']:.2f}x; "
+          f"server exit code {proc.returncode}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"alone": alone, "together": together, "expected": expected},
+                                              indent=2))
+
+
 def texts_for(args: argparse.Namespace) -> list[str]:
     if args.smoke:
         import random
@@ -189,6 +298,11 @@ def main() -> None:
     parser.add_argument("--request-timeout", type=float, default=60.0)
     parser.add_argument("--skip-peer", action="store_true", help="Only the nlpkit targets.")
     parser.add_argument("--json", help="Also write the results to this JSON file.")
+    parser.add_argument("--generation", metavar="RUN", nargs="?", const="",
+                        help="Measure streaming generation on this run instead (with --smoke: a tiny untrained "
+                             "model).")
+    parser.add_argument("--streams", type=int, default=16, help="Concurrent streams of --generation (default 16).")
+    parser.add_argument("--max-tokens", type=int, default=48, help="New tokens per stream of --generation.")
     parser.add_argument("--smoke", action="store_true",
                         help="A tiny untrained classifier, 8 clients, 64 requests: checks the script in seconds.")
     args = parser.parse_args()
@@ -198,6 +312,12 @@ def main() -> None:
 
         args.threads = default_threads()
     workdir = Path(tempfile.mkdtemp(prefix="serve-load-"))
+    if args.generation is not None:
+        if args.smoke:
+            args.generation, args.task = str(tiny_causal_lm(workdir / "tiny-lm")), "generation"
+            args.streams, args.max_tokens = min(args.streams, 8), min(args.max_tokens, 16)
+        generation_test(args, workdir)
+        return
     if args.smoke:
         args.run = str(tiny_classifier(workdir / "tiny"))
         args.task = "sentiment"
