@@ -89,7 +89,7 @@ class Running:
 
 
 @contextmanager
-def serving(run: Path | str, pipe=None, **settings) -> Iterator[Running]:
+def serving(run: Path | str, pipe=None, wait_ready: bool = True, **settings) -> Iterator[Running]:
     """``nlpkit serve``'s app for ``run`` on a free loopback port while the block runs; waits for /ready."""
     import uvicorn
 
@@ -114,7 +114,7 @@ def serving(run: Path | str, pipe=None, **settings) -> Iterator[Running]:
     running = Running(server, thread, app, pipe)
     running.server_loop = loops[0]
     with running.client(**running.auth()) as c:
-        while c.get("/ready").status_code != 200:
+        while wait_ready and c.get("/ready").status_code != 200:
             assert time.monotonic() < deadline, "the server did not get ready"
             time.sleep(0.05)
     try:
@@ -341,6 +341,29 @@ def test_a_request_past_the_timeout_answers_504_and_the_server_goes_on(sentiment
         release.set()
         assert late.status_code == 504 and "--timeout" in late.json()["error"]["message"]
         assert c.post("/v1/classify", json={"inputs": "great"}).status_code == 200
+
+
+def test_ready_says_503_until_the_warm_up_prediction_has_run(sentiment_run: Path) -> None:
+    pipe = nlpkit.pipeline(str(sentiment_run))
+    predict, release, warming = pipe.task.predict, threading.Event(), threading.Event()
+
+    def slow_first(inputs, *args, **kwargs):
+        warming.set()
+        release.wait(START_TIMEOUT)
+        return predict(inputs, *args, **kwargs)
+
+    pipe.task.predict = slow_first
+    with serving(sentiment_run, pipe=pipe, wait_ready=False) as running, running.client() as c:
+        assert warming.wait(START_TIMEOUT)
+        not_yet = c.get("/ready")
+        assert not_yet.status_code == 503 and not_yet.json() == {"ready": False, "task": "sentiment",
+                                                                 "model": "tiny", "reason": "warming up"}
+        assert c.get("/health").status_code == 200
+        release.set()
+        deadline = time.monotonic() + START_TIMEOUT
+        while c.get("/ready").status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
 
 
 def test_health_ready_metrics_models_and_docs(sentiment_server: Running) -> None:

@@ -302,11 +302,13 @@ def validation_message(errors: Sequence[dict[str, Any]]) -> tuple[int, str, str 
     if first.get("type") == "missing":
         return 422, f"Missing field {field!r}.", field
     same = [e for e in errors if _field(e.get("loc", ())) == field]  # one per member of a union type
-    expected = " or ".join(dict.fromkeys(e.get("msg", "invalid value").removeprefix("Input should be ")
-                                         for e in same))
+    wants = list(dict.fromkeys(e.get("msg", "invalid value") for e in same))
+    prefix = "Input should be "
+    what = f"expected {' or '.join(w.removeprefix(prefix) for w in wants)}" if all(
+        w.startswith(prefix) for w in wants) else "; ".join(wants)
     given = first.get("input")
     shown = json.dumps(given)[:80] if isinstance(given, (str, int, float, bool, type(None))) else type(given).__name__
-    message = f"{field or 'body'}: expected {expected} (got {shown})."
+    message = f"{field or 'body'}: {what} (got {shown})."
     more = len({_field(e.get("loc", ())) for e in errors}) - 1
     if more > 0:
         message += f" ({more} more field{'s' if more > 1 else ''} with problems.)"
