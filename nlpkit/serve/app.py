@@ -125,12 +125,13 @@ class Server:
                                   field=field, texts=texts, batchable=batchable)
 
     async def batched(self, call: Callable[[list[Any]], Sequence[Any]], items: list[Any], *, key: Hashable,
-                      field: str = "inputs", texts: Sequence[str] | None = None, batchable: bool = True
-                      ) -> list[Any]:
+                      field: str = "inputs", texts: Sequence[str] | None = None, batchable: bool = True,
+                      retry: bool = True) -> list[Any]:
         """``call(items)``'s results, the items merged with those of concurrent requests of the same ``key``
         into one call on the model thread (``key`` must name the computation: requests with one key share the
         ``call`` of the first of them). :meth:`predict` is this with the pipeline; generation's streams use it
-        with a call that streams every row. Limits, timeout and errors as in :meth:`predict`."""
+        with a call that streams every row (``retry=False``: a stream that has sent pieces is not run again
+        when its merged call fails). Limits, timeout and errors as in :meth:`predict`."""
         texts = list(texts) if texts is not None else [x if isinstance(x, str) else json.dumps(x) for x in items]
         self.check_size(texts, field)
         if not items:
@@ -140,7 +141,7 @@ class Server:
         try:
             return await asyncio.wait_for(self.batcher.submit(call, items, tokens=tokens,
                                                               key=key if batchable else None,
-                                                              request_id=request_id()),
+                                                              request_id=request_id(), retry=retry),
                                           timeout=self.settings.timeout)
         except TimeoutError:
             raise ServeError(504, f"No answer within {self.settings.timeout:g} s (--timeout); the server is busy or "

@@ -43,6 +43,9 @@ class _Job:
     key: Hashable | None
     future: asyncio.Future
     request_id: str = ""
+    #: Whether the job may run again alone when its merged call fails (not when it has sent part of its
+    #: answer already, as a stream has).
+    retry: bool = True
     arrived: float = field(default_factory=time.monotonic)
 
 
@@ -84,13 +87,15 @@ class MicroBatcher:
 
     # ------------------------------------------------------------------ work
     async def submit(self, call: Callable[[list[Any]], Sequence[Any]], items: list[Any], *, tokens: int,
-                     key: Hashable | None, request_id: str = "") -> list[Any]:
+                     key: Hashable | None, request_id: str = "", retry: bool = True) -> list[Any]:
         """``call(items)``'s results, computed in one model call with other requests of the same ``key``
         (``call`` of the first of them is used for all: requests with one key must mean one computation).
-        ``tokens`` estimates the size of ``items`` for the token budget."""
+        ``tokens`` estimates the size of ``items`` for the token budget. ``retry=False``: when the merged call
+        fails, this request fails with it instead of running again alone (its call has effects, e.g. streams)."""
         if self._closing or self._wake is None:
             raise BatcherClosed("The server is shutting down.")
-        job = _Job(call, list(items), max(1, tokens), key, asyncio.get_running_loop().create_future(), request_id)
+        job = _Job(call, list(items), max(1, tokens), key, asyncio.get_running_loop().create_future(), request_id,
+                   retry)
         self._pending.append(job)
         self._gauge()
         self._wake.set()
@@ -181,7 +186,10 @@ class MicroBatcher:
         except Exception as err:  # handed to the waiting requests, never lost
             if len(batch) > 1:
                 for job in batch:  # one request's bad input must not fail its batch mates
-                    await self._run([job])
+                    if job.retry:
+                        await self._run([job])
+                    elif not job.future.done():
+                        job.future.set_exception(err)
                 return
             if not batch[0].future.done():
                 batch[0].future.set_exception(err)

@@ -264,7 +264,7 @@ def routes(server: Server) -> APIRouter:
             sink = _Sink()
             job = asyncio.ensure_future(server.batched(
                 stream_call, [(prompt, sink, options)], texts=texts, field=field, batchable=not sampled_alone,
-                key=("stream", json.dumps(options, sort_keys=True))))
+                key=("stream", json.dumps(options, sort_keys=True)), retry=False))
             try:
                 if chat:
                     yield sse(chunk(None, None, first=True))
