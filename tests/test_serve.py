@@ -564,6 +564,23 @@ def test_concurrent_streams_are_decoded_in_one_batch_each_with_its_own_text(gene
         assert running.metric("nlpkit_batch_requests_bucket", le="1.0") < calls, "no two streams shared a call"
 
 
+def test_a_generator_export_is_served_and_streams_like_its_pipeline(generation_run: Path, tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    openai = pytest.importorskip("openai")
+    from nlpkit import export
+
+    out = tmp_path / "lm-fp32"
+    export.export_model(str(generation_run), out)
+    with serving(out) as running:
+        pipe = running.pipe
+        client = openai.OpenAI(base_url=running.url + "/v1", api_key="unused", timeout=CALL_TIMEOUT, max_retries=0)
+        got = client.completions.create(model="tiny", prompt=PROMPTS, max_tokens=6)
+        assert [c.text for c in got.choices] == pipe(PROMPTS, max_new_tokens=6)
+        streamed = "".join(c.choices[0].text for c in client.completions.create(
+            model="tiny", prompt=PROMPTS[0], max_tokens=6, stream=True))
+        assert streamed == pipe(PROMPTS[0], max_new_tokens=6)
+
+
 def test_a_client_that_leaves_a_stream_frees_its_slot(generation_run: Path) -> None:
     with serving(generation_run, max_concurrency=1) as running:
         body = {"messages": [{"role": "user", "content": "My lord"}], "max_tokens": 200, "stream": True}
