@@ -129,9 +129,9 @@ def pretrained(cls: Any, path: str | Path, *, trust_remote_code: bool = False, *
     if (Path(path) / TASK_FILE).is_file():  # an nlpkit run's model/ or an export: it reads only what it holds
         check_links_inside(path)
     if not _imports_remote_code(cls):
-        return cls.from_pretrained(path, **kwargs)
+        return _from_hub_or_folder(cls, path, **kwargs)
     try:
-        return cls.from_pretrained(path, trust_remote_code=trust, **kwargs)
+        return _from_hub_or_folder(cls, path, trust_remote_code=trust, **kwargs)
     except ValueError as err:
         if "trust_remote_code" not in str(err):
             raise
@@ -140,6 +140,22 @@ def pretrained(cls: Any, path: str | Path, *, trust_remote_code: bool = False, *
             f"{path} ships its own Python code, and loading it would import and run that code. nlpkit does not "
             f"run a model's code unless asked: read the repository's files, and if you trust them set "
             f"model.trust_remote_code=true.") from err
+
+
+def _from_hub_or_folder(cls: Any, path: str | Path, **kwargs: Any) -> Any:
+    """``cls.from_pretrained``; a hub id that is neither cached nor reachable (offline, a typo, a private repo
+    without a token) is one line naming it and what to do, not transformers' connection traceback."""
+    try:
+        return cls.from_pretrained(path, **kwargs)
+    except OSError as err:
+        said = str(err).lower()
+        unreachable = any(hint in said for hint in ("couldn't connect", "not a valid model identifier", "offline"))
+        if Path(str(path)).expanduser().exists() or not unreachable:
+            raise
+        raise ModelNotFoundError(
+            f"{path!s} is not a local folder, and the Hugging Face Hub could not give it (not cached, and the "
+            f"hub is unreachable or offline, or the id is wrong). Check the id, download it once where the hub "
+            f"is reachable (it is then cached), or pass a local folder or a catalog name (nlpkit assets).") from err
 
 
 def _imports_remote_code(cls: Any) -> bool:

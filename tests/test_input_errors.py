@@ -383,3 +383,10 @@ def test_an_mlflow_file_store_is_refused_before_the_run_with_the_sqlite_url(
         check_trackers(["tensorboard", "mlflow"])
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     check_trackers(["tensorboard", "mlflow"])
+
+
+def test_an_unreachable_hub_id_is_one_line(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Offline (or a wrong id), a hub id gets one line naming it and the ways out, not transformers' traceback."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    err = _one_line_error(capsys, ["predict", "--task", "sentiment", "some-org/no-such-model", "a fine film"])
+    assert "some-org/no-such-model is not a local folder" in err and "catalog name" in err
