@@ -604,7 +604,7 @@ def test_sigterm_answers_the_requests_in_flight_then_exits_0(sentiment_run: Path
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     proc = subprocess.Popen([sys.executable, "-m", "nlpkit.cli", "serve", str(sentiment_run), "--port", str(port),
-                             "--max-wait-ms", "1500", "--log-level", "warning"], env=env,
+                             "--max-wait-ms", "3000", "--log-level", "warning"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -623,7 +623,13 @@ def test_sigterm_answers_the_requests_in_flight_then_exits_0(sentiment_run: Path
             async with httpx.AsyncClient(base_url=url, timeout=CALL_TIMEOUT) as c:
                 pending = [asyncio.ensure_future(c.post("/v1/classify", json={"inputs": f"great {i}"}))
                            for i in range(6)]
-                await asyncio.sleep(0.5)  # all six are queued, waiting for their batch
+                arrived_by = time.monotonic() + START_TIMEOUT
+                while True:  # all six are in, queued for their batch
+                    metrics = (await c.get("/metrics")).text
+                    if "nlpkit_requests_in_flight 6.0" in metrics:
+                        break
+                    assert time.monotonic() < arrived_by, "the requests did not arrive"
+                    await asyncio.sleep(0.05)
                 proc.send_signal(signal.SIGTERM)
                 return await asyncio.gather(*pending)
 
