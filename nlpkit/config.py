@@ -462,18 +462,19 @@ def _wrap_error(err: OmegaConfBaseException, schema: Any, origin: str) -> Config
 
 
 def load_config(schema: type[T], preset: str | Path | dict | None = None,
-                overrides: list[str] | dict | None = None) -> T:
+                overrides: list[str] | dict | None = None, *, origin: str | None = None) -> T:
     """Build a config object: ``schema`` defaults, then ``preset`` (a YAML path or dict), then overrides.
 
     ``overrides`` are ``key=value`` strings (``train.lr=3e-5``) or a nested/dotted dict. Unknown keys and
-    wrong types raise :class:`ConfigError` with a suggestion.
+    wrong types raise :class:`ConfigError` with a suggestion. ``origin`` names a dict ``preset`` in those
+    errors (e.g. the descriptor file a saved config comes from; default "the preset dict").
     """
     cfg: DictConfig = OmegaConf.structured(schema)
     sectioned = _has_model_section(schema)
     layers: list[tuple[str, Any]] = []
     if preset is not None:
         if isinstance(preset, dict):
-            layers.append(("the preset dict", OmegaConf.create(preset)))
+            layers.append((origin or "the preset dict", OmegaConf.create(preset)))
         else:
             path = Path(preset)
             if not path.is_file():

@@ -411,7 +411,8 @@ class Task:
                                                 if k != "trust_remote_code"}}
         # the saved config is data: its values as written, no interpolation resolved (literal)
         cfg = load_config(cls.Config, literal(saved_cfg) if saved_cfg else None,
-                          {**overrides, "model": path, "task": cls.name})
+                          {**overrides, "model": path, "task": cls.name},
+                          origin=f"{Path(found.folder or path) / TASK_FILE}" if found else None)
         try:
             saved = cls.Info.from_dict(found.info) if found else None
         except TypeError as err:

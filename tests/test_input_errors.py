@@ -256,6 +256,16 @@ def test_a_malformed_descriptor_is_one_line_naming_the_file(tmp_path: Path, caps
     assert __import__("re").search(expected, err), err
 
 
+def test_a_bad_value_in_a_descriptor_config_names_the_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    (folder / "nlpkit_task.json").write_text(json.dumps({"task": "sentiment", "config": {"labels": "positive"},
+                                                         "info": {}}))
+    err = _one_line_error(capsys, ["predict", str(folder), "a fine film"])
+    assert f"Bad value for `labels` in {folder}/nlpkit_task.json" in err
+
+
 def test_a_malformed_report_in_the_demo_is_one_error(tmp_path: Path) -> None:
     from nlpkit.demo import run_summary
 
