@@ -48,7 +48,8 @@ def test_bad_model_values_name_the_key_and_the_choices() -> None:
 
 
 def test_load_kwargs() -> None:
-    assert load_kwargs(ModelConfig(name="x")) == {"dtype": torch.float32}  # auto: float32
+    # trust_remote_code is always explicit (False unless asked): left unset, transformers would prompt on stdin
+    assert load_kwargs(ModelConfig(name="x")) == {"dtype": torch.float32, "trust_remote_code": False}
     kw = load_kwargs(ModelConfig(name="x", dtype="float16", trust_remote_code=True, revision="v1",
                                  attn_implementation="eager"))
     assert kw == {"dtype": torch.float16, "trust_remote_code": True, "revision": "v1", "attn_implementation": "eager"}
