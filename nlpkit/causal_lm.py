@@ -32,12 +32,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from nlpkit import lora
+from nlpkit import loader, lora
 from nlpkit.config import GenerateConfig, LoraOptions, ModelConfig
 from nlpkit.errors import ConfigError, DataError, UsageError
 from nlpkit.inference import pad, run_sorted
-from nlpkit.lora import adapter_base, is_adapter_dir
-from nlpkit.onnx_generation import export_kind, open_generator
+from nlpkit.lora import is_adapter_dir
 
 logger = logging.getLogger("nlpkit.causal_lm")
 
@@ -96,9 +95,9 @@ def ensure_pad_token(tokenizer: Any, model: Any = None) -> None:
 
 def _tokenizer_folder(path: str, base_model: str | None) -> str:
     """Where the tokenizer of the model at ``path`` is: its own folder, or an adapter's base model if it has none."""
-    if is_adapter_dir(path) and not (Path(path) / "tokenizer_config.json").exists():
-        return adapter_base(path, base_model)
-    return path
+    if (Path(path) / "tokenizer_config.json").exists():
+        return path
+    return loader.config_folder(path, base_model)
 
 
 def load_tokenizer(name_or_path: str, *, base_model: str | None = None, trust_remote_code: bool = False) -> Any:
@@ -128,31 +127,25 @@ def load_causal_lm(name_or_path: str, *, dtype: torch.dtype | str | None = None,
     """
     from transformers import AutoModelForCausalLM
 
-    from nlpkit.modeling import load_kwargs, pretrained, resolve_model
+    from nlpkit.modeling import load_kwargs, resolve_model
 
     path = resolve_model(name_or_path)
-    kwargs: dict[str, Any] = load_kwargs(model) if model is not None else {"dtype": torch.float32}
-    trust = bool(kwargs.pop("trust_remote_code", False))
-    if export_kind(path) == "causal_lm":  # `nlpkit export`: ONNX Runtime
-        return (open_generator(path, "causal_lm", trust_remote_code=trust),
-                load_tokenizer(path, trust_remote_code=trust))
+    options = load_kwargs(model) if model is not None else {"dtype": torch.float32}
     if dtype is not None:
-        kwargs["dtype"] = dtype
+        options["dtype"] = dtype
     if attn_implementation:
-        kwargs["attn_implementation"] = attn_implementation
-    adapter = is_adapter_dir(path)
+        options["attn_implementation"] = attn_implementation
+    trust = bool(options.get("trust_remote_code", False))
+    tokenizer = load_tokenizer(path, base_model=base_model, trust_remote_code=trust)
     try:
-        lm = pretrained(AutoModelForCausalLM, adapter_base(path, base_model) if adapter else path,
-                        trust_remote_code=trust, **kwargs)
+        # weights, an adapter on its base, or an export; a pad token new to the tokenizer resizes the
+        # embeddings of the PyTorch weights before an adapter goes on top
+        lm = loader.load(AutoModelForCausalLM, path, model, base_model=base_model,
+                         before_adapter=lambda weights: ensure_pad_token(tokenizer, weights),
+                         **{k: v for k, v in options.items() if k != "trust_remote_code"})
     except ValueError as err:  # e.g. an encoder-only checkpoint: say what was expected
         raise ConfigError(f"{name_or_path} is not a causal language model ({err}). Use a decoder-only "
                           f"model (Llama, GPT-2, SmolLM, ...).") from err
-    tokenizer = load_tokenizer(path, base_model=base_model, trust_remote_code=trust)
-    ensure_pad_token(tokenizer, lm)  # before the adapter: a new pad token resizes the base's embeddings
-    if adapter:
-        from peft import PeftModel
-
-        lm = PeftModel.from_pretrained(lm, path)
     if device is not None:
         lm.to(device)
     return lm, tokenizer

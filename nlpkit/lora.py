@@ -1,4 +1,5 @@
-"""LoRA adapters (peft) for every transformer task: wrapping a model, loading and merging saved adapters.
+"""LoRA adapters (peft) for every transformer task: wrapping a model, finding a saved adapter's
+base and merging adapters (a saved adapter is opened by :func:`nlpkit.loader.load`).
 
 A LoRA run saves only the adapter (``adapter_config.json`` + ``adapter_model.safetensors``, plus the tokenizer and
 nlpkit's descriptor) into ``model/``; plain peft loads it with ``AutoPeftModelFor...from_pretrained(run/model)``,
@@ -17,10 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from nlpkit.artifacts import inside, read_descriptor
-from nlpkit.config import LoraOptions, ModelConfig, model_name
+from nlpkit.config import LoraOptions, model_name
 from nlpkit.errors import ConfigError, ModelNotFoundError, UsageError
-from nlpkit.modeling import load_kwargs, pretrained, resolve_model
-from nlpkit.onnx_generation import export_kind, open_generator
+from nlpkit.modeling import resolve_model
 
 __all__ = [
     "TASK_TYPES",
@@ -30,7 +30,6 @@ __all__ = [
     "check_trainable",
     "is_adapter_dir",
     "is_peft_model",
-    "load_pretrained",
     "merge_lora",
     "new_modules",
     "trainable_parameters",
@@ -62,7 +61,7 @@ def adapter_base(path: str | Path, base_model: str | None = None) -> str:
 
     A relative folder the adapter records is read inside the adapter's folder (where a run that ships its base
     keeps it), and must stay there (:func:`nlpkit.artifacts.inside`); it is loaded, like any model folder,
-    through :func:`nlpkit.modeling.pretrained`, which refuses a base that ships its own code."""
+    through :func:`nlpkit.loader.load`, which refuses a base that ships its own code."""
     path = Path(path)
     if base_model:
         return resolve_model(base_model)
@@ -82,26 +81,6 @@ def adapter_base(path: str | Path, base_model: str | None = None) -> str:
         raise ModelNotFoundError(f"The base model of adapter {path} ({recorded}) is not on this machine; pass "
                                  f"base_model=<catalog name | folder | hub id>.")
     return resolve_model(recorded)
-
-
-def load_pretrained(auto_class: Any, path: str, model: ModelConfig | None = None, *, base_model: str | None = None,
-                    **kwargs: Any) -> Any:
-    """``auto_class.from_pretrained`` with the ``model.*`` section's arguments (dtype, quantization, ...), and for
-    an adapter folder its base model first, then the adapter on top (a ``PeftModel``, ready to predict or to
-    train further). ``kwargs`` go to the base model's ``from_pretrained`` (e.g. ``num_labels``). A folder
-    written by ``nlpkit export`` from a causal LM or encoder-decoder opens on ONNX Runtime
-    (:func:`nlpkit.onnx_generation.open_generator`)."""
-    options = {**(load_kwargs(model) if model is not None else {}), **kwargs}
-    kind = export_kind(path)
-    if kind is not None:  # `nlpkit export` of a generator
-        return open_generator(path, kind, trust_remote_code=options.get("trust_remote_code", False))
-    if not is_adapter_dir(path):
-        return pretrained(auto_class, path, **options)
-    from peft import PeftModel
-
-    # the base folder is checked for its own code as any model folder is (it may ship inside the run)
-    base = pretrained(auto_class, adapter_base(path, base_model), **options)
-    return PeftModel.from_pretrained(base, path)  # adapter weights (safetensors) and adapter_config.json only
 
 
 def check_trainable(cfg: Any) -> None:

@@ -108,19 +108,38 @@ class OnnxModel:
                              f"{self.folder}`.")
         self.config = pretrained(AutoConfig, self.folder, trust_remote_code=trust_remote_code)
         fallback = fallback or (onnx_export_info(self.folder) or {}).get("fallback")
-        fallback_path = inside(self.folder, fallback["file"]) if fallback else None
+        self._paths = (path, inside(self.folder, fallback["file"]) if fallback else None)
+        #: The probability gap below which a row is a close call for the fp32 fallback (or None).
+        self.margin = float(fallback["margin"]) if fallback else None
+        self._threads = threads
+        self._open_sessions()
+        #: Where inputs must be: ONNX Runtime's CPU provider reads host memory.
+        self.device = torch.device("cpu")
+
+    def _open_sessions(self) -> None:
         # With a fallback both sessions share the cores, yet their threads may spin: the pipeline runs every
         # batch through the int8 graph first and the close calls through the fp32 one afterwards (measured:
         # 1.06x with spinning; only direct calls, which re-score inside each batch, alternate the sessions).
-        options = session_options(threads)
+        options = session_options(self._threads)
+        path, fallback_path = self._paths
         self.session = open_session(path, options)
-        #: The fp32 session for close calls and the probability gap below which a row is one (or None).
-        self.fallback = open_session(fallback_path, options) if fallback else None
-        self.margin = float(fallback["margin"]) if fallback else None
+        #: The fp32 session for close calls (or None).
+        self.fallback = open_session(fallback_path, options) if fallback_path is not None else None
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
-        #: Where inputs must be: ONNX Runtime's CPU provider reads host memory.
-        self.device = torch.device("cpu")
+
+    @property
+    def threads(self) -> int | None:
+        """ONNX Runtime's intra-op threads (None: torch's). Setting another number opens the sessions again
+        with it (:func:`nlpkit.loader.place`, ``nlpkit.pipeline(..., threads=N)``, ``nlpkit serve``)."""
+        return self._threads
+
+    @threads.setter
+    def threads(self, threads: int | None) -> None:
+        if threads != self._threads:
+            session_options(threads)  # a bad count is refused before the open sessions are dropped
+            self._threads = threads
+            self._open_sessions()
 
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *,
                  fallback: bool = True, **inputs: torch.Tensor) -> SimpleNamespace:
@@ -172,8 +191,18 @@ class OnnxModel:
                 o[close] = r
         return outputs
 
+    #: An ONNX graph has no training mode; read by code written against torch modules (``nlpkit evaluate``).
+    training = False
+
     def eval(self) -> OnnxModel:
         """No-op (an ONNX graph has no training mode); for code written against torch modules."""
+        return self
+
+    def train(self, mode: bool = True) -> OnnxModel:
+        """``train(False)`` is :meth:`eval`; an export cannot train (a :class:`UsageError`)."""
+        if mode:
+            raise UsageError(f"{self.folder} is an ONNX export: it predicts and cannot be trained; train from the "
+                             f"PyTorch run folder it was exported from.")
         return self
 
     def to(self, device: Any) -> OnnxModel:

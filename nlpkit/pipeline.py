@@ -9,12 +9,11 @@ from typing import Any
 from nlpkit.artifacts import saved_task
 from nlpkit.config import model_name
 from nlpkit.errors import UsageError
-from nlpkit.onnx_generation import export_kind
-from nlpkit.onnx_runtime import OnnxModel, onnx_export_info
+from nlpkit.loader import place
 from nlpkit.registry import available_tasks, get_task
 from nlpkit.task import Task
 
-__all__ = ["Pipeline", "guess_task", "load_onnx_task", "pipeline"]
+__all__ = ["Pipeline", "guess_task", "pipeline"]
 
 
 class Pipeline:
@@ -55,29 +54,6 @@ class Pipeline:
 
     def __repr__(self) -> str:
         return f"nlpkit.Pipeline(task={self.task.name!r}, model={model_name(self.task.cfg)!r})"
-
-
-def load_onnx_task(cls: type[Task], folder: str, device: str | None = None, threads: int | None = None,
-                   **overrides: Any) -> Task:
-    """A ``cls`` task configured from the export at ``folder`` whose model runs on ONNX Runtime: a classifier's
-    session (:class:`~nlpkit.onnx_runtime.OnnxModel`; the labels, thresholds and options come from the
-    descriptor), or a generator's (:mod:`nlpkit.onnx_generation`, behind ``generate()``)."""
-    from transformers import AutoTokenizer
-
-    from nlpkit.modeling import pretrained
-
-    if export_kind(folder) is not None:
-        # a causal LM or encoder-decoder: the task's own loaders open its graphs (nlpkit.onnx_generation)
-        task = cls.from_pretrained(folder, **overrides)
-        task.model.threads = threads  # read when the sessions open, at the first call
-        task.model.to(device or "cpu")
-        return task
-    task = cls.from_saved(folder, **overrides)
-    task.info = task.saved_info or cls.Info()
-    trust = bool(getattr(getattr(task.cfg, "model", None), "trust_remote_code", False))  # the caller's opt-in
-    task.tokenizer = pretrained(AutoTokenizer, folder, trust_remote_code=trust)
-    task.model = OnnxModel(folder, threads=threads, trust_remote_code=trust).to(device or "cpu")
-    return task
 
 
 def guess_task(model: str) -> str | None:
@@ -124,16 +100,10 @@ def pipeline(task_or_model: str, model: str | None = None, device: str | None = 
                                  f"nlpkit.pipeline(<task>, model={model!r}) with a task from {available_tasks()}.")
     else:
         task_name = task_or_model
-    if onnx_export_info(model) is not None:  # an `nlpkit export` folder: ONNX Runtime, the task's own predict
-        if dtype is not None:
-            raise UsageError(f"dtype={dtype!r}: {model} is an ONNX export, whose precision was fixed when it was "
-                             f"exported ({onnx_export_info(model)['precision']}); leave dtype out.")
-        return Pipeline(load_onnx_task(get_task(task_name), model, device=device, threads=threads, **overrides))
     if dtype is not None:
         overrides["model.dtype"] = dtype
+    # the task's build_model opens whatever the folder holds (nlpkit.loader.load: weights, an adapter on its
+    # base, an ONNX export); place() puts it on its device, an export with its threads
     task = get_task(task_name).from_pretrained(model, **overrides)
-    if hasattr(task.model, "to") and not getattr(task.model, "is_quantized", False):  # bitsandbytes places itself
-        import torch
-
-        task.model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    place(task.model, device, threads)
     return Pipeline(task)

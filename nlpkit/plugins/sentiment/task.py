@@ -18,7 +18,7 @@ import pyarrow as pa
 import torch
 import torch.nn.functional as F
 
-from nlpkit import lora
+from nlpkit import loader, lora
 from nlpkit.artifacts import TASK_FILE
 from nlpkit.callbacks import Callback, LoraAdapters
 from nlpkit.config import DataConfig, ModelConfig, RunConfig, TrainConfig, one_of, opt
@@ -34,7 +34,7 @@ from nlpkit.data import (
 from nlpkit.errors import ConfigError, DataError, ModelNotFoundError, UsageError
 from nlpkit.inference import check_texts, pad, run_sorted
 from nlpkit.metrics import compute
-from nlpkit.modeling import load_kwargs, pretrained, resolve_model
+from nlpkit.modeling import pretrained, resolve_model
 from nlpkit.plugins.sentiment.report import confusion_section, per_class_section, pr_curve_section
 from nlpkit.plugins.sentiment.thresholds import ThresholdTuning
 from nlpkit.task import Data, DataInfo, RunResults, Task
@@ -273,30 +273,30 @@ class SentimentTask(Task):
 
         assert isinstance(info, SentimentInfo)
         path = resolve_model(self.cfg.model.name)
-        adapter = lora.is_adapter_dir(path)  # a LoRA run's model/: the base model + the adapter and head
+        # a LoRA run's model/ holds no config.json of its own: its base model's says the problem type
+        described_by = loader.config_folder(path)
         trust = self.cfg.model.trust_remote_code
         self.tokenizer = pretrained(AutoTokenizer, path, trust_remote_code=trust)
         if info.problem_type is None:  # no data: what the model says, else the config
-            own = getattr(pretrained(AutoConfig, lora.adapter_base(path) if adapter else path,
-                                     trust_remote_code=trust), "problem_type", None)
+            own = getattr(pretrained(AutoConfig, described_by, trust_remote_code=trust), "problem_type", None)
             multi = own == HF_PROBLEM_TYPES["multi_label"] or self.cfg.problem_type == "multi_label"
             info.problem_type = "multi_label" if multi else "single_label"
         # model.dtype=auto gives fp32 master weights: transformers 5 otherwise keeps a checkpoint's storage dtype
         # (bf16 on most hub models); reduced precision comes from the accelerate config's autocast instead.
-        kwargs: dict[str, Any] = {**load_kwargs(self.cfg.model), "problem_type": HF_PROBLEM_TYPES[info.problem_type]}
+        kwargs: dict[str, Any] = {"problem_type": HF_PROBLEM_TYPES[info.problem_type]}
         labels = info.labels or (list(self.cfg.labels) if self.cfg.labels else None)
-        if labels and self.saved_info is not None and self.saved_info.labels and not adapter:
-            _check_head(path, labels)  # a reloaded model keeps its trained head: never a new random one
+        if labels and self.saved_info is not None and self.saved_info.labels and described_by == path:
+            # a reloaded model keeps its trained head: never a new random one (a LoRA run's head is in its
+            # adapter, and the base's config.json describes the base's)
+            _check_head(path, labels)
         if labels:
             kwargs |= {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
                       "label2id": {n: i for i, n in enumerate(labels)},
                       "ignore_mismatched_sizes": True}  # a new head when the label set differs
-        if adapter:
-            self.model, self.new_modules = lora.load_pretrained(AutoModelForSequenceClassification, path, **kwargs), []
-        else:
-            self.model, loading = pretrained(AutoModelForSequenceClassification, path, output_loading_info=True,
-                                             **kwargs)
-            self.new_modules = lora.new_modules(loading)  # the new head: trained in full under LoRA
+        # weights, a LoRA adapter on its base, or an ONNX export (whose int8 fp32 fallback is inside the model)
+        self.model, loading = loader.load(AutoModelForSequenceClassification, path, self.cfg.model,
+                                          output_loading_info=True, **kwargs)
+        self.new_modules = lora.new_modules(loading)  # the new head: trained in full under LoRA
         info.labels = [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
         self.set_thresholds(info.thresholds)
 

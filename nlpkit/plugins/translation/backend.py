@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from nlpkit.config import GenerateConfig
-from nlpkit.lora import adapter_task_type, is_adapter_dir
+from nlpkit.loader import config_folder
 from nlpkit.modeling import pretrained
 from nlpkit.plugins.translation.config import TranslationConfig
 from nlpkit.plugins.translation.data import Languages
@@ -71,7 +71,6 @@ def is_encoder_decoder(path: str, trust_remote_code: bool = False) -> bool:
 
     if Path(path).is_dir() and any(Path(path).glob("*.gguf")):
         return False
-    if is_adapter_dir(path):  # a LoRA run: the adapter says what it was trained on
-        return adapter_task_type(path) == "SEQ_2_SEQ_LM"
-    return bool(getattr(pretrained(AutoConfig, path, trust_remote_code=trust_remote_code), "is_encoder_decoder",
-                        False))
+    # a LoRA run's adapter is what its base model is
+    config = pretrained(AutoConfig, config_folder(path), trust_remote_code=trust_remote_code)
+    return bool(getattr(config, "is_encoder_decoder", False))

@@ -8,10 +8,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from nlpkit import loader
 from nlpkit.config import GenerateConfig
 from nlpkit.errors import ConfigError, UsageError
 from nlpkit.inference import pad, run_sorted
-from nlpkit.lora import load_pretrained
 from nlpkit.modeling import pretrained
 from nlpkit.plugins.translation.backend import Backend
 from nlpkit.plugins.translation.config import TranslationConfig
@@ -58,7 +58,7 @@ class Seq2SeqBackend(Backend):
         from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
         tokenizer = pretrained(AutoTokenizer, path, trust_remote_code=cfg.model.trust_remote_code)
-        model = load_pretrained(AutoModelForSeq2SeqLM, path, cfg.model)  # a LoRA adapter: its base, then it
+        model = loader.load(AutoModelForSeq2SeqLM, path, cfg.model)  # weights, an adapter on its base, an export
         o, forced_bos = cfg.translation, None
         if o.source_lang_code:  # mBART / NLLB tokenizers put the language code into the encoded source
             tokenizer.src_lang = o.source_lang_code
