@@ -141,7 +141,7 @@ def load_causal_lm(name_or_path: str, *, dtype: torch.dtype | str | None = None,
         # weights, an adapter on its base, or an export; a pad token new to the tokenizer resizes the
         # embeddings of the PyTorch weights before an adapter goes on top
         lm = loader.load(AutoModelForCausalLM, path, model, base_model=base_model,
-                         before_adapter=lambda weights: ensure_pad_token(tokenizer, weights),
+                         on_weights=lambda weights: ensure_pad_token(tokenizer, weights),
                          **{k: v for k, v in options.items() if k != "trust_remote_code"})
     except ValueError as err:  # e.g. an encoder-only checkpoint: say what was expected
         raise ConfigError(f"{name_or_path} is not a causal language model ({err}). Use a decoder-only "

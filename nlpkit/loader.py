@@ -33,7 +33,7 @@ __all__ = ["config_folder", "load", "place", "runs_on_onnx"]
 
 
 def load(auto_class: Any, path: str, model: ModelConfig | None = None, *, base_model: str | None = None,
-         output_loading_info: bool = False, before_adapter: Callable[[Any], None] | None = None,
+         output_loading_info: bool = False, on_weights: Callable[[Any], None] | None = None,
          **kwargs: Any) -> Any:
     """The model at ``path`` (already resolved: :func:`nlpkit.modeling.resolve_model`), opened as what it is.
 
@@ -44,9 +44,9 @@ def load(auto_class: Any, path: str, model: ModelConfig | None = None, *, base_m
     * An ``nlpkit export`` folder opens on ONNX Runtime (the export's own labels and precision: ``kwargs`` that
       would change the weights do not apply, and a ``model.dtype`` other than the exported run's is an error).
     * A LoRA adapter folder loads its base model (``base_model``, else the one the adapter records:
-      :func:`nlpkit.lora.adapter_base`), calls ``before_adapter(base)`` (e.g. to give the tokenizer a pad token
-      and resize the base's embeddings), then puts the adapter on top.
-    * Anything else is ``pretrained(auto_class, path, ...)``; ``before_adapter`` is called on it too.
+      :func:`nlpkit.lora.adapter_base`), calls ``on_weights(base)`` (e.g. to give the tokenizer a pad token
+      and resize the base's embeddings before the adapter, sized for them, goes on), then puts the adapter on top.
+    * Anything else is ``pretrained(auto_class, path, ...)``, then ``on_weights(model)``.
 
     With ``output_loading_info``, ``(model, loading_info)``: transformers' record of the weights it initialised
     afresh (a new classification head), empty for an export or an adapter (nothing new: the adapter holds it).
@@ -64,13 +64,13 @@ def load(auto_class: Any, path: str, model: ModelConfig | None = None, *, base_m
 
         # the base folder is checked for its own code as any model folder is (it may ship inside the run)
         base = pretrained(auto_class, adapter_base(path, base_model), **options)
-        if before_adapter is not None:
-            before_adapter(base)
+        if on_weights is not None:
+            on_weights(base)
         adapted = PeftModel.from_pretrained(base, path)  # adapter weights (safetensors) and adapter_config.json
         return (adapted, {}) if output_loading_info else adapted
     loaded = pretrained(auto_class, path, output_loading_info=output_loading_info, **options)
-    if before_adapter is not None:
-        before_adapter(loaded[0] if output_loading_info else loaded)
+    if on_weights is not None:
+        on_weights(loaded[0] if output_loading_info else loaded)
     return loaded
 
 
@@ -81,7 +81,7 @@ def config_folder(path: str, base_model: str | None = None) -> str:
 
 def runs_on_onnx(model: Any) -> bool:
     """True for a model :func:`load` opened from an ``nlpkit export`` (ONNX Runtime, CPU only)."""
-    return isinstance(model, (OnnxModel, _SessionMixin))
+    return isinstance(model, (OnnxModel, _SessionMixin))  # _SessionMixin: both generator classes (built lazily)
 
 
 def place(model: Any, device: str | None = None, threads: int | None = None) -> Any:

@@ -358,12 +358,26 @@ def _model_classes() -> tuple[type, type]:
         def get_encoder(self, *_: Any) -> Any:
             return self._encoder[0]
 
+        def _shift_right(self, labels: torch.Tensor) -> torch.Tensor:
+            """The decoder inputs of ``labels`` as transformers' encoder-decoders make them: the start token,
+            then the labels but the last, the ignored positions (-100) as padding. The logits are the same as
+            the PyTorch model's; the loss (not computed here) is the caller's."""
+            start = self.config.decoder_start_token_id
+            if start is None:
+                start = self.generation_config.decoder_start_token_id
+            shifted = labels.new_full(labels.shape, start)
+            shifted[:, 1:] = labels[:, :-1]
+            return shifted.masked_fill(shifted == -100, self.config.pad_token_id)
+
         def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
                     decoder_input_ids: torch.Tensor | None = None, encoder_outputs: Any = None,
-                    past_key_values: Any = None, cache: Any = None, **_: Any) -> Any:
+                    past_key_values: Any = None, cache: Any = None, labels: torch.Tensor | None = None,
+                    **_: Any) -> Any:
             from transformers import DynamicCache, EncoderDecoderCache
 
             cache = cache if cache is not None else past_key_values
+            if decoder_input_ids is None and labels is not None:  # teacher forcing (nlpkit evaluate's NLL)
+                decoder_input_ids = self._shift_right(labels)
             if encoder_outputs is None:
                 encoder_outputs = self.get_encoder()(input_ids, attention_mask)
             hidden = encoder_outputs[0]

@@ -21,6 +21,7 @@ pytest.importorskip("onnxruntime")
 export = pytest.importorskip("nlpkit.export")
 
 TEXTS = [t for t, _ in sentiment_rows(40, seed=11)]
+FEW = pairs(8, seed=5)
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +36,22 @@ def run(tiny_bert: Path, sentiment_data: Path, tmp_path_factory: pytest.TempPath
 def scored(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A labelled file of the user's, in the run's columns."""
     return write_csv(tmp_path_factory.mktemp("scored") / "reviews.csv", sentiment_rows(50, seed=21))
+
+
+@pytest.fixture(scope="module")
+def translation_run(tmp_path_factory: pytest.TempPathFactory) -> str:
+    tmp = tmp_path_factory.mktemp("tr")
+    data = write_folder(tmp / "data", FEW, FEW, FEW)
+    return nlpkit.train("translation", **translation_overrides(data, tmp / "run", **{
+        "train.max_steps": 60, "train.eval_every": 60, "train.lr": 1e-2}))["run_dir"]
+
+
+@pytest.fixture(scope="module")
+def generation_run(tmp_path_factory: pytest.TempPathFactory) -> str:
+    tmp = tmp_path_factory.mktemp("gen")
+    return nlpkit.train("generation", **generation_overrides(
+        tiny_llama(tmp_path_factory), play_corpus(tmp / "plays"), tmp / "run",
+        **{"train.max_steps": 10, "train.lr": 1e-2, "generate.max_new_tokens": 12}))["run_dir"]
 
 
 @pytest.fixture
@@ -107,20 +124,13 @@ def _handler(app, name: str):
 
 
 def test_demo_handlers_answer_on_an_export_of_each_exportable_task(
-        run: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, spy: list) -> None:
+        run: str, translation_run: str, generation_run: str, tmp_path: Path, spy: list) -> None:
     """``nlpkit demo EXPORT`` for sentiment, translation and generation: the page's handler gives what the
     PyTorch run's pipeline gives (fp32 export), and the export was opened by the one loader."""
     pytest.importorskip("gradio")
     from nlpkit.demo import build_app
 
-    few = pairs(8, seed=5)
-    data = write_folder(tmp_path / "tr-data", few, few, few)
-    translation = nlpkit.train("translation", **translation_overrides(data, tmp_path / "tr", **{
-        "train.max_steps": 60, "train.eval_every": 60, "train.lr": 1e-2}))["run_dir"]
-    generation = nlpkit.train("generation", **generation_overrides(
-        tiny_llama(tmp_path_factory), play_corpus(tmp_path / "plays"), tmp_path / "gen",
-        **{"train.max_steps": 10, "train.lr": 1e-2, "generate.max_new_tokens": 12}))["run_dir"]
-    for task, source in (("sentiment", run), ("translation", translation), ("generation", generation)):
+    for task, source in (("sentiment", run), ("translation", translation_run), ("generation", generation_run)):
         folder = tmp_path / f"export-{task}"
         export.export_model(source, folder)
         torch_pipe = nlpkit.pipeline(source, device="cpu")
@@ -133,12 +143,29 @@ def test_demo_handlers_answer_on_an_export_of_each_exportable_task(
             assert shown == pytest.approx({p["label"]: p["score"] for p in torch_pipe(TEXTS[0], top_k=None)},
                                           abs=1e-4)
         elif task == "translation":
-            text = few[0][0]
+            text = FEW[0][0]
             got = _handler(app, "translate")(text, 2, 12, False, 1.0, 1.0)
             assert got == torch_pipe(text, num_beams=2, max_new_tokens=12, num_return_sequences=1) and got
         else:
             parts = list(_handler(app, "continue_prompt")("KING:", 12, False, 1.0, 1.0, 50, 1.0, None))
             assert parts and parts[-1] == torch_pipe("KING:", max_new_tokens=12)
+
+
+def test_evaluate_on_a_generator_export_gives_the_runs_metrics(translation_run: str, generation_run: str,
+                                                               tmp_path: Path) -> None:
+    """A translator's export is scored with teacher-forced NLL too (its decoder inputs are the labels shifted
+    right, as transformers makes them) and its BLEU from generate(); a causal LM's perplexity likewise."""
+    for name, source in (("translation", translation_run), ("generation", generation_run)):
+        folder = tmp_path / name
+        export.export_model(source, folder)
+        data = json.loads((Path(source) / "model" / "nlpkit_task.json").read_text())["config"]["data"]["source"]
+        want = nlpkit.evaluate(source)
+        got = nlpkit.evaluate(str(folder), **{"data.source": data})
+        assert want["samples"] == got["samples"] > 0
+        for key, value in want.items():
+            if isinstance(value, (int, float)) and key not in ("runtime_s", "samples_per_s"):
+                assert got[key] == pytest.approx(value, rel=1e-5, abs=1e-5), (name, key)
+    assert want["loss"] > 0 and got["perplexity"] == pytest.approx(want["perplexity"], rel=1e-5)
 
 
 def test_place_keeps_an_export_on_the_cpu_with_its_threads(run: str, tmp_path: Path) -> None:
