@@ -279,7 +279,8 @@ def texts_for(args: argparse.Namespace) -> list[str]:
     from nlpkit.data import load_source
 
     ds, _ = load_source("rotten_tomatoes")
-    texts = list(ds["test"]["text"]) + list(ds["validation"]["text"]) + list(ds["train"]["text"])
+    # the catalog gives the corpus as it comes (one split for rotten_tomatoes): every split's texts, in order
+    texts = [text for split in ds.values() for text in split["text"]]
     return texts[:args.requests]
 
 
