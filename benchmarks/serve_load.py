@@ -249,12 +249,7 @@ def generation_test(args: argparse.Namespace, workdir: Path) -> None:
         alone = asyncio.run(streams(url, conversations, args.max_tokens, False, args.request_timeout))
         together = asyncio.run(streams(url, conversations, args.max_tokens, True, args.request_timeout))
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        stop_server(proc)
     print(f"\n{args.streams} streaming chat requests, {args.max_tokens} new tokens at most, greedy, "
           f"{args.threads} model threads{' (smoke: tiny untrained model)' if args.smoke else ''}\n")
     print(f"{'':18s} {'tokens/s':>9s} {'TTFT p50 ms':>12s} {'TTFT p99 ms':>12s} {'seconds':>8s} {'= pipeline':>11s}")
@@ -267,6 +262,16 @@ def generation_test(args: argparse.Namespace, workdir: Path) -> None:
     if args.json:
         Path(args.json).write_text(json.dumps({"alone": alone, "together": together, "expected": expected},
                                               indent=2))
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    """SIGTERM (the server answers what is in flight), then kill it if it has not exited within a minute."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
 
 
 def texts_for(args: argparse.Namespace) -> list[str]:
@@ -348,12 +353,7 @@ def main() -> None:
                              30.0))  # warm-up, not counted
             result = asyncio.run(load(url, texts, args.clients, args.request_timeout, args.max_seconds))
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+            stop_server(proc)
         # the peer's labels are the model's own names, as nlpkit's are
         answered = [(a, e) for a, e in zip(result.pop("answers"), expected) if a is not None]
         result["agreement"] = sum(a == e for a, e in answered) / len(answered) if answered else 0.0

@@ -527,6 +527,18 @@ def generate(model: Any, tokenizer: Any, prompts: Sequence[str | Sequence[dict[s
         model.train(was_training)
 
 
+def _stop_when(cancelled: Any) -> Any:
+    """Stopping criteria for ``generate()`` that end every row at the next step once ``cancelled()`` is true (a
+    reader that went away)."""
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class Cancelled(StoppingCriteria):
+        def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+            return torch.full((input_ids.shape[0],), bool(cancelled()), dtype=torch.bool, device=input_ids.device)
+
+    return StoppingCriteriaList([Cancelled()])
+
+
 def stream_generate(model: Any, tokenizer: Any, prompt: str | Sequence[dict[str, str]], *,
                     gen: GenerateConfig | None = None, stop: Sequence[str] | None = None,
                     seed: int | None = None, chat_template: bool = False, **options: Any) -> Iterator[str]:
@@ -537,14 +549,9 @@ def stream_generate(model: Any, tokenizer: Any, prompt: str | Sequence[dict[str,
     the decoding controls of :func:`generate` (``max_new_tokens``, ``do_sample``, ``temperature``, ...).
     Closing the generator early (a reader that went away) stops the generation at its next token.
     """
-    from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+    from transformers import TextIteratorStreamer
 
     cancelled = threading.Event()
-
-    class Cancelled(StoppingCriteria):
-        def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-            return torch.full((input_ids.shape[0],), cancelled.is_set(), dtype=torch.bool, device=input_ids.device)
-
     gc = generation_config(model, tokenizer, gen, stop=stop, **options)
     if gc.num_return_sequences != 1:
         raise UsageError("Streaming shows one sequence: use num_return_sequences=1.")
@@ -563,7 +570,7 @@ def stream_generate(model: Any, tokenizer: Any, prompt: str | Sequence[dict[str,
                 model.generate(input_ids=torch.tensor([ids], device=device),
                                attention_mask=torch.ones((1, len(ids)), dtype=torch.long, device=device),
                                generation_config=gc, streamer=streamer,
-                               stopping_criteria=StoppingCriteriaList([Cancelled()]), **kwargs)
+                               stopping_criteria=_stop_when(cancelled.is_set), **kwargs)
         except BaseException as err:  # surfaced in the caller's thread below
             errors.append(err)
             streamer.end()
@@ -606,7 +613,6 @@ def stream_generate_batch(model: Any, tokenizer: Any, prompts: Sequence[str | Se
     is held back until it is clear. ``cancelled()`` (checked at every step) stops the generation, e.g. when
     every reader has gone. One sequence per prompt and no beam search: beams cannot stream.
     """
-    from transformers import StoppingCriteria, StoppingCriteriaList
     from transformers.generation.streamers import BaseStreamer
 
     gc = generation_config(model, tokenizer, gen, stop=stop, **options)
@@ -660,11 +666,6 @@ def stream_generate_batch(model: Any, tokenizer: Any, prompts: Sequence[str | Se
             for i in range(n):
                 emit(i, last=True)
 
-    class Cancelled(StoppingCriteria):
-        def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-            stop_all = bool(cancelled is not None and cancelled())
-            return torch.full((input_ids.shape[0],), stop_all, dtype=torch.bool, device=input_ids.device)
-
     if seed is not None:
         torch.manual_seed(seed)
     was_training = model.training
@@ -675,7 +676,8 @@ def stream_generate_batch(model: Any, tokenizer: Any, prompts: Sequence[str | Se
     try:
         with torch.inference_mode():
             model.generate(input_ids=input_ids.to(device), attention_mask=mask.to(device), generation_config=gc,
-                           streamer=Rows(), stopping_criteria=StoppingCriteriaList([Cancelled()]), **kwargs)
+                           streamer=Rows(),
+                           stopping_criteria=_stop_when(cancelled or (lambda: False)), **kwargs)
     finally:
         model.train(was_training)
     return [truncate_at_stop(tokenizer.decode(t, skip_special_tokens=True), stop)[0] for t in tokens]
