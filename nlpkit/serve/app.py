@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import gc
 import json
 import logging
 import os
@@ -166,6 +167,12 @@ class Server:
             logger.exception("warm-up failed")
             self.not_ready_reason = f"warm-up failed: {type(err).__name__}: {err}"
             return
+        # The loaded model, its library and the warm-up leave ~400k long-lived Python objects; every full garbage
+        # collection walked them all (about a second on 2 cores, holding the GIL, stalling the event loop and the
+        # model thread alike). Measured under load, collections took 60% of the event loop's time. Freezing what
+        # exists now moves it out of the collector's reach; objects made per request are still collected.
+        gc.collect()
+        gc.freeze()
         self.ready, self.not_ready_reason = True, ""
         logger.info("ready: %s (%s)", self.model_name, self.task.name)
 
