@@ -5,6 +5,8 @@
         --clients 64 --requests 2000
     python benchmarks/serve_load.py --smoke --generation                # streaming generation, tiny model
     python benchmarks/serve_load.py --generation outputs/generation-<ts> --streams 16
+    python benchmarks/serve_load.py --translation outputs/translation-<ts> --clients 32 --requests 256
+    python benchmarks/serve_load.py --faults --run outputs/sentiment-<ts>  # soak, SIGTERM under load, 429s
 
 Targets, each started as its own process on 127.0.0.1 and stopped (SIGTERM) after its turn:
 
@@ -18,9 +20,16 @@ once through the official ``openai`` client against ``nlpkit serve RUN`` (batche
 requests one at a time: aggregate completion tokens/s of each, time to first token p50/p99, and whether every
 streamed text equals ``nlpkit.pipeline``'s greedy answer.
 
+With ``--translation RUN``: ``nlpkit serve RUN`` against the peer people write for a translator (FastAPI calling
+the tokenizer and ``model.generate`` once per request, with the run's decoding settings), outputs compared with
+``nlpkit.pipeline``'s. With ``--faults``: a soak of ``--soak-seconds`` at 32 clients (errors, resident memory
+from the first seconds of load to the end), SIGTERM after ``--sigterm-after`` seconds of load at 64 clients (every
+request sent before it must be answered), and 64 clients against ``--max-concurrency 16`` (429s counted).
+
 Every target gets the same requests (rotten_tomatoes test texts; synthetic texts with ``--smoke``) from
 ``--clients`` concurrent clients. Columns: requests/s, p50 and p99 latency, errors (non-200 or no answer),
 agreement of the labels with ``nlpkit.pipeline`` on the same model (row by row), and the ratios to the peer.
+Targets run ``--rounds`` times in rotated order (the machine's speed drifts); requests/s is the median round.
 Bounded: each target stops after ``--max-seconds``, each request after ``--request-timeout``; nothing
 listens beyond loopback. Run it on an otherwise idle machine; numbers from a shared machine mean little.
 """
@@ -29,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -38,8 +48,11 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 #: The hand-written peer: one transformers.pipeline call per request, FastAPI's thread pool around it.
 PEER = textwrap.dedent('''
@@ -59,6 +72,32 @@ PEER = textwrap.dedent('''
     def classify(body: Body):
         out = clf(body.inputs, truncation=True, max_length=int(os.environ["PEER_MAX_LENGTH"]))[0]
         return {"predictions": {"label": out["label"], "score": out["score"]}}
+''')
+
+
+#: The hand-written translation peer: tokenizer + ``model.generate`` once per request (transformers 5 has no
+#: translation pipeline), with the run's decoding settings.
+TRANSLATION_PEER = textwrap.dedent('''
+    import json, os, torch
+    from fastapi import FastAPI
+    from pydantic import BaseModel
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    torch.set_num_threads(int(os.environ["PEER_THREADS"]))
+    tok = AutoTokenizer.from_pretrained(os.environ["PEER_MODEL"])
+    model = AutoModelForSeq2SeqLM.from_pretrained(os.environ["PEER_MODEL"]).eval()
+    kwargs = json.loads(os.environ["PEER_GENERATE"])
+    app = FastAPI()
+
+    class Body(BaseModel):
+        inputs: str
+
+    @app.post("/v1/translate")
+    def translate(body: Body):
+        enc = tok(body.inputs, return_tensors="pt", truncation=True, max_length=int(os.environ["PEER_MAX_LENGTH"]))
+        with torch.inference_mode():
+            out = model.generate(**enc, **kwargs)
+        return {"translations": tok.decode(out[0], skip_special_tokens=True).strip()}
 ''')
 
 
@@ -84,66 +123,88 @@ def wait_ready(url: str, proc: subprocess.Popen, seconds: float) -> None:
     raise SystemExit(f"the server at {url} was not ready within {seconds:.0f} s")
 
 
-def start(kind: str, model: str, port: int, args: argparse.Namespace, workdir: Path) -> subprocess.Popen:
-    """The target's server process (its output goes to a log file in ``workdir``)."""
+def start(kind: str, model: str, port: int, args: argparse.Namespace, workdir: Path,
+          extra: tuple[str, ...] = ()) -> subprocess.Popen:
+    """The target's server process (its output goes to a log file in ``workdir``). ``kind``: ``serve`` /
+    ``serve-export`` (``nlpkit serve``, with ``extra`` options), ``peer`` or ``translation-peer``."""
     # OMP_NUM_THREADS for both: an OpenMP thread count set in one thread does not reach the others
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": str(args.threads)}
-    log = open(workdir / f"{kind}.log", "w")  # noqa: SIM115 - closed with the process
-    if kind == "peer":
-        (workdir / "peer.py").write_text(PEER)
+    log = open(workdir / f"{kind}.log", "a")  # noqa: SIM115 - closed with the process
+    if kind in ("peer", "translation-peer"):
+        script = "peer" if kind == "peer" else "translation_peer"
+        (workdir / f"{script}.py").write_text(PEER if kind == "peer" else TRANSLATION_PEER)
         folder = Path(model) / "model" if (Path(model) / "model").is_dir() else Path(model)
         env |= {"PEER_MODEL": str(folder), "PEER_THREADS": str(args.threads), "PEER_MAX_LENGTH": str(args.max_length),
-                "PYTHONPATH": str(workdir)}
-        cmd = [sys.executable, "-m", "uvicorn", "peer:app", "--host", "127.0.0.1", "--port", str(port),
+                "PEER_GENERATE": json.dumps(getattr(args, "generate_kwargs", {})), "PYTHONPATH": str(workdir)}
+        cmd = [sys.executable, "-m", "uvicorn", f"{script}:app", "--host", "127.0.0.1", "--port", str(port),
                "--log-level", "warning"]
     else:
         cmd = [sys.executable, "-m", "nlpkit.cli", "serve", model, "--port", str(port), "--log-level", "warning",
                "--max-wait-ms", str(args.max_wait_ms), "--max-concurrency", str(max(256, args.clients * 2)),
-               "--threads", str(args.threads)]
+               "--threads", str(args.threads), *extra]
         if args.task:
             cmd += ["--task", args.task]
     return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
-async def load(url: str, texts: list[str], clients: int, request_timeout: float, max_seconds: float) -> dict:
-    """Send every text as one request from ``clients`` concurrent clients; latencies, statuses, answers."""
-    import httpx
+async def load(url: str, texts: list[str], clients: int, request_timeout: float, max_seconds: float, *,
+               route: str = "/v1/classify", body: Callable[[str], dict] = lambda t: {"inputs": t},
+               answer: Callable[[dict], Any] = lambda b: b["predictions"]["label"], repeat: bool = False,
+               stop_on_error: bool = False) -> dict:
+    """Send every text as one request to ``route`` from ``clients`` concurrent clients: latencies, statuses,
+    answers, and each request's (start, end, status) in ``events`` (status 0: no HTTP answer). ``repeat``: cycle
+    through the texts until ``max_seconds`` have passed (a soak), instead of once. ``stop_on_error``: a client
+    stops at its first answer other than 200 (a server shutting down refuses every new connection at once).
+
+    The clients are aiohttp's: the load generator shares the machine's cores with the server, and httpx's
+    AsyncClient spent so much CPU per request that it, not the server, set the pace (measured against one
+    ``nlpkit serve``: 60 requests/s through httpx, 210 through aiohttp, same server, same texts)."""
+    import aiohttp
 
     answers: list = [None] * len(texts)
-    latencies: list[float] = []
-    errors = 0
+    events: list[tuple[float, float, int]] = []
     next_index = 0
     deadline = time.monotonic() + max_seconds
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    connector = aiohttp.TCPConnector(limit=clients)
+    timeout = aiohttp.ClientTimeout(total=request_timeout)
 
-    async with httpx.AsyncClient(base_url=url, timeout=request_timeout, limits=limits) as client:
+    async with aiohttp.ClientSession(base_url=url, connector=connector, timeout=timeout) as client:
         async def worker() -> None:
-            nonlocal next_index, errors
-            while next_index < len(texts) and time.monotonic() < deadline:
-                i = next_index
+            nonlocal next_index
+            while (repeat or next_index < len(texts)) and time.monotonic() < deadline:
+                i = next_index % len(texts)
                 next_index += 1
                 t0 = time.perf_counter()
+                status, got = 0, None
                 try:
-                    r = await client.post("/v1/classify", json={"inputs": texts[i]})
-                    ok = r.status_code == 200
-                except httpx.HTTPError:
-                    ok = False
-                latencies.append(time.perf_counter() - t0)
-                if ok:
-                    answers[i] = r.json()["predictions"]["label"]
-                else:
-                    errors += 1
+                    async with client.post(route, json=body(texts[i])) as r:
+                        status = r.status
+                        if r.status == 200:
+                            got = answer(await r.json())
+                        else:
+                            await r.read()
+                except (aiohttp.ClientError, TimeoutError):
+                    pass
+                events.append((t0, time.perf_counter(), status))
+                if got is not None:
+                    answers[i] = got
+                elif stop_on_error:
+                    return
 
         start = time.perf_counter()
         await asyncio.gather(*[worker() for _ in range(clients)])
         wall = time.perf_counter() - start
-    done = len(latencies)
-    latencies.sort()
-    return {"requests": done, "errors": errors + (len(texts) - done), "seconds": wall,
-            "rps": done / wall if wall else 0.0,
+    latencies = sorted(end - begin for begin, end, _ in events)
+    done = len(events)
+    return {"requests": done, "errors": sum(status != 200 for *_, status in events) + max(0, len(texts) - done),
+            "seconds": wall, "rps": done / wall if wall else 0.0,
             "p50": statistics.median(latencies) if latencies else float("nan"),
-            "p99": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))] if latencies else float("nan"),
-            "answers": answers}
+            "p99": percentile(latencies, 0.99), "answers": answers, "events": events}
+
+
+def percentile(ordered: list[float], q: float) -> float:
+    """The ``q`` quantile of sorted values (nan for none)."""
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
 def tiny_classifier(folder: Path) -> Path:
@@ -164,6 +225,25 @@ def tiny_classifier(folder: Path) -> Path:
                         intermediate_size=64, max_position_embeddings=128, num_labels=2,
                         id2label={0: "neg", 1: "pos"}, label2id={"neg": 0, "pos": 1})
     BertForSequenceClassification(config).save_pretrained(folder)
+    return folder
+
+
+def tiny_translator(folder: Path) -> Path:
+    """An untrained 1+1-layer, width-32 Marian model with nlpkit's shared BPE tokenizer (for --smoke)."""
+    import torch
+    from transformers import MarianConfig, MarianMTModel
+
+    from nlpkit.plugins.translation.tokenizer import train_shared_tokenizer
+
+    words = "in the beginning god created heaven and earth light was good au commencement dieu crea le ciel et la terre"
+    tok = train_shared_tokenizer([words] * 20, vocab_size=80, algorithm="bpe", model_max_length=64)
+    config = MarianConfig(vocab_size=len(tok), d_model=32, encoder_layers=1, decoder_layers=1,
+                          encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
+                          max_position_embeddings=256, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+                          decoder_start_token_id=tok.pad_token_id, forced_eos_token_id=tok.eos_token_id)
+    torch.manual_seed(0)
+    MarianMTModel(config).save_pretrained(folder)
+    tok.save_pretrained(folder)
     return folder
 
 
@@ -289,48 +369,67 @@ def texts_for(args: argparse.Namespace) -> list[str]:
     return texts[:args.requests]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", help="A sentiment run folder (required unless --smoke).")
-    parser.add_argument("--export", help="Its `nlpkit export` folder (e.g. int8), served as a second target.")
-    parser.add_argument("--clients", type=int, default=64, help="Concurrent clients (default 64).")
-    parser.add_argument("--requests", type=int, default=2000, help="Requests per target, one text each.")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch / ONNX Runtime threads of every server (default: nlpkit serve's, the physical "
-                             "cores but one).")
-    parser.add_argument("--max-length", type=int, default=128, help="The peer's truncation (nlpkit uses the run's).")
-    parser.add_argument("--max-wait-ms", type=float, default=5.0, help="nlpkit serve --max-wait-ms.")
-    parser.add_argument("--max-seconds", type=float, default=600.0, help="Stop a target's load after this long.")
-    parser.add_argument("--request-timeout", type=float, default=60.0)
-    parser.add_argument("--skip-peer", action="store_true", help="Only the nlpkit targets.")
-    parser.add_argument("--json", help="Also write the results to this JSON file.")
-    parser.add_argument("--generation", metavar="RUN", nargs="?", const="",
-                        help="Measure streaming generation on this run instead (with --smoke: a tiny untrained "
-                             "model).")
-    parser.add_argument("--streams", type=int, default=16, help="Concurrent streams of --generation (default 16).")
-    parser.add_argument("--max-tokens", type=int, default=48, help="New tokens per stream of --generation.")
-    parser.add_argument("--smoke", action="store_true",
-                        help="A tiny untrained classifier, 8 clients, 64 requests: checks the script in seconds.")
-    args = parser.parse_args()
-    args.task = None
-    if args.threads is None:
-        from nlpkit.serve.settings import default_threads
+@contextlib.contextmanager
+def served(kind: str, model: str, args: argparse.Namespace, workdir: Path,
+           extra: tuple[str, ...] = ()) -> Iterator[tuple[str, subprocess.Popen]]:
+    """A started and ready target (its URL and process), stopped with SIGTERM at the end."""
+    port = free_port()
+    proc = start(kind, model, port, args, workdir, extra)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url + ("/docs" if kind.endswith("peer") else "/ready"), proc, 300)
+        yield url, proc
+    finally:
+        stop_server(proc)
 
-        args.threads = default_threads()
-    workdir = Path(tempfile.mkdtemp(prefix="serve-load-"))
-    if args.generation is not None:
-        if args.smoke:
-            args.generation, args.task = str(tiny_causal_lm(workdir / "tiny-lm")), "generation"
-            args.streams, args.max_tokens = min(args.streams, 8), min(args.max_tokens, 16)
-        generation_test(args, workdir)
-        return
-    if args.smoke:
-        args.run = str(tiny_classifier(workdir / "tiny"))
-        args.task = "sentiment"
-        args.clients, args.requests, args.max_seconds = min(args.clients, 8), min(args.requests, 64), 60.0
-    elif not args.run:
-        parser.error("--run is required (or --smoke)")
 
+def rounds_of(targets: list[tuple[str, str]], rounds: int) -> Iterator[tuple[str, str]]:
+    """Every target once per round, the order rotated each round (the machine's speed drifts within a run)."""
+    for r in range(rounds):
+        k = r % len(targets)
+        yield from targets[k:] + targets[:k]
+
+
+def summary(runs: list[dict], expected: list[Any]) -> dict:
+    """One target's rounds: median requests/s, pooled latencies, all errors, agreement with ``expected``."""
+    latencies = sorted(end - begin for r in runs for begin, end, status in r["events"] if status == 200)
+    answered = [(a, e) for r in runs for a, e in zip(r["answers"], expected) if a is not None]
+    return {"rps": statistics.median(r["rps"] for r in runs), "rps_rounds": [r["rps"] for r in runs],
+            "p50": statistics.median(latencies) if latencies else float("nan"),
+            "p99": percentile(latencies, 0.99), "errors": sum(r["errors"] for r in runs),
+            "requests": sum(r["requests"] for r in runs),
+            "agreement": sum(a == e for a, e in answered) / len(answered) if answered else 0.0,
+            "exit_codes": [r["exit_code"] for r in runs]}
+
+
+def print_table(title: str, results: dict[str, dict], peer: str) -> None:
+    print(f"\n{title}\n")
+    print(f"{'target':17s} {'req/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s} {'errors':>7s} {'agree':>8s} {'x peer':>7s} "
+          f"{'exit':>6s}  req/s by round")
+    base = results.get(peer, {}).get("rps")
+    for kind, r in results.items():
+        ratio = f"{r['rps'] / base:.2f}" if base else "-"
+        print(f"{kind:17s} {r['rps']:8.1f} {r['p50'] * 1000:8.0f} {r['p99'] * 1000:8.0f} {r['errors']:7d} "
+              f"{r['agreement'] * 100:7.2f}% {ratio:>7s} {','.join(map(str, r['exit_codes'])):>6s}  "
+              f"{' '.join(f'{x:.1f}' for x in r['rps_rounds'])}")
+
+
+def measure(targets: list[tuple[str, str]], texts: list[str], expected: list[Any], args: argparse.Namespace,
+            workdir: Path, **request: Any) -> dict[str, dict]:
+    """Each target's load test, ``args.rounds`` rounds in rotated order, summarised."""
+    runs: dict[str, list[dict]] = {kind: [] for kind, _ in targets}
+    for kind, model in rounds_of(targets, args.rounds):
+        with served(kind, model, args, workdir) as (url, proc):
+            asyncio.run(load(url, texts[:min(len(texts), 2 * args.clients)], args.clients, args.request_timeout,
+                             30.0, **request))  # warm-up, not counted
+            result = asyncio.run(load(url, texts, args.clients, args.request_timeout, args.max_seconds, **request))
+        result["exit_code"] = proc.returncode
+        runs[kind].append(result)
+    return {kind: summary(r, expected) for kind, r in runs.items()}
+
+
+def classify_test(args: argparse.Namespace, workdir: Path) -> dict:
+    """(a) ``nlpkit serve`` on the run, (b) on its export, (c) the hand-written peer (see the module docstring)."""
     import nlpkit
 
     texts = texts_for(args)
@@ -338,40 +437,190 @@ def main() -> None:
         nlpkit.pipeline(args.run, device="cpu")
     expected = [p["label"] for p in reference(texts)]
     del reference
-
     targets = [("serve", args.run)] + ([("serve-export", args.export)] if args.export else [])
     if not args.skip_peer:
         targets.append(("peer", args.run))
-    results: dict[str, dict] = {}
-    for kind, model in targets:
-        port = free_port()
-        proc = start(kind, model, port, args, workdir)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            wait_ready(url + ("/ready" if kind != "peer" else "/docs"), proc, 300)
-            asyncio.run(load(url, texts[:min(len(texts), 2 * args.clients)], args.clients, args.request_timeout,
-                             30.0))  # warm-up, not counted
-            result = asyncio.run(load(url, texts, args.clients, args.request_timeout, args.max_seconds))
-        finally:
-            stop_server(proc)
-        # the peer's labels are the model's own names, as nlpkit's are
-        answered = [(a, e) for a, e in zip(result.pop("answers"), expected) if a is not None]
-        result["agreement"] = sum(a == e for a, e in answered) / len(answered) if answered else 0.0
-        result["exit_code"] = proc.returncode
-        results[kind] = result
+    results = measure(targets, texts, expected, args, workdir)
+    print_table(f"{args.clients} clients, {len(texts)} requests of one text each, {args.threads} threads per server, "
+                f"{args.rounds} round(s) in rotated order{' (smoke: tiny untrained model)' if args.smoke else ''}",
+                results, "peer")
+    return results
 
-    peer = results.get("peer")
-    print(f"\n{args.clients} clients, {len(texts)} requests of one text each, {args.threads} threads per server"
-          f"{' (smoke: tiny untrained model)' if args.smoke else ''}\n")
-    print(f"{'target':14s} {'req/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s} {'errors':>7s} {'agree':>8s} "
-          f"{'x peer':>7s} {'exit':>5s}")
-    for kind, r in results.items():
-        ratio = f"{r['rps'] / peer['rps']:.2f}" if peer and peer["rps"] else "-"
-        print(f"{kind:14s} {r['rps']:8.1f} {r['p50'] * 1000:8.0f} {r['p99'] * 1000:8.0f} {r['errors']:7d} "
-              f"{r['agreement'] * 100:7.2f}% {ratio:>7s} {r['exit_code']:5d}")
+
+def translation_test(args: argparse.Namespace, workdir: Path) -> dict:
+    """``nlpkit serve`` on a translation run vs the per-request peer: throughput, latency, identical outputs."""
+    import nlpkit
+
+    pipe = nlpkit.pipeline(args.task, model=args.translation, device="cpu") if args.task else \
+        nlpkit.pipeline(args.translation, device="cpu")
+    texts = translation_sources(args, pipe)
+    expected = pipe(texts)
+    args.generate_kwargs = pipe.task.cfg.generate.generate_kwargs()
+    del pipe
+    route = {"route": "/v1/translate", "answer": lambda b: b["translations"]}
+    results = measure([("serve", args.translation), ("translation-peer", args.translation)], texts, expected, args,
+                      workdir, **route)
+    print_table(f"translation: {args.clients} clients, {len(texts)} requests of one source text each, "
+                f"{args.threads} threads per server, decoding {args.generate_kwargs}, {args.rounds} round(s) "
+                f"({'agree' } = identical to nlpkit.pipeline){' (smoke: tiny untrained model)' if args.smoke else ''}",
+                results, "translation-peer")
+    return results
+
+
+def translation_sources(args: argparse.Namespace, pipe: Any) -> list[str]:
+    """Source sentences: the run's test split (its data source) or synthetic ones with ``--smoke``."""
+    if args.smoke:
+        import random
+
+        rng = random.Random(0)
+        words = "in the beginning god created heaven and earth light was good".split()
+        return [" ".join(rng.choice(words) for _ in range(rng.randint(3, 20))) for _ in range(args.requests)]
+    from nlpkit.data import load_source
+
+    cfg = pipe.task.cfg
+    ds, _ = load_source(cfg.data.source)
+    split = ds["test"] if "test" in ds else next(iter(ds.values()))
+    column = getattr(cfg.data, "text_column", None) or split.column_names[0]
+    return list(split[column][:args.requests])
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process (MiB), from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def faults_test(args: argparse.Namespace, workdir: Path) -> dict:
+    """A soak (``--soak-seconds`` at 32 clients: errors, resident memory growth), SIGTERM under load (every
+    request sent before it answered?), and the in-flight cap (429s with ``--max-concurrency 16`` at 64 clients)."""
+    texts = texts_for(args)
+    out: dict[str, Any] = {}
+
+    # soak: memory measured once the first seconds of load have warmed every path, then every 5 s
+    with served("serve", args.run, args, workdir) as (url, proc):
+        asyncio.run(load(url, texts, 32, args.request_timeout, min(10.0, args.soak_seconds / 6), repeat=True))
+        samples = [rss_mib(proc.pid)]
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.wait(5.0):
+                samples.append(rss_mib(proc.pid))
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        soak = asyncio.run(load(url, texts, 32, args.request_timeout, args.soak_seconds, repeat=True))
+        stop.set()
+        sampler.join()
+        samples.append(rss_mib(proc.pid))
+    growth = (samples[-1] - samples[0]) / samples[0] * 100
+    out["soak"] = {"seconds": soak["seconds"], "requests": soak["requests"], "errors": soak["errors"],
+                   "rps": soak["rps"], "rss_start_mib": samples[0], "rss_end_mib": samples[-1],
+                   "rss_max_mib": max(samples), "rss_growth_pct": growth}
+    print(f"\nsoak: {soak['seconds']:.0f} s at 32 clients: {soak['requests']} requests, {soak['errors']} errors, "
+          f"{soak['rps']:.1f} req/s; resident memory {samples[0]:.0f} -> {samples[-1]:.0f} MiB "
+          f"(max {max(samples):.0f}, growth {growth:+.2f}%)")
+
+    # SIGTERM under load: the requests sent before it must all be answered
+    with served("serve", args.run, args, workdir) as (url, proc):
+        async def terminated() -> tuple[dict, float]:
+            when: list[float] = []
+
+            def term() -> None:
+                when.append(time.perf_counter())
+                proc.send_signal(signal.SIGTERM)
+
+            asyncio.get_running_loop().call_later(args.sigterm_after, term)
+            result = await load(url, texts, 64, args.request_timeout, 60.0, repeat=True, stop_on_error=True)
+            return result, when[0]
+
+        result, at = asyncio.run(terminated())
+        proc.wait(60)
+    before = [e for e in result["events"] if e[0] < at]
+    in_flight = [e for e in before if e[1] >= at]
+    out["sigterm"] = {"sent_before": len(before), "answered_before": sum(e[2] == 200 for e in before),
+                      "in_flight_at_sigterm": len(in_flight), "in_flight_answered": sum(e[2] == 200 for e in in_flight),
+                      "refused_after": sum(e[2] != 200 for e in result["events"] if e[0] >= at),
+                      "exit_code": proc.returncode}
+    s = out["sigterm"]
+    print(f"SIGTERM after {args.sigterm_after:g} s at 64 clients: {s['answered_before']}/{s['sent_before']} "
+          f"requests sent before it answered 200 ({s['in_flight_answered']}/{s['in_flight_at_sigterm']} of those in "
+          f"flight at the signal); {s['refused_after']} sent after it refused; server exit code {s['exit_code']}")
+
+    # the in-flight cap: 64 clients against --max-concurrency 16
+    with served("serve", args.run, args, workdir, ("--max-concurrency", "16")) as (url, proc):
+        cap = asyncio.run(load(url, texts, 64, args.request_timeout, args.max_seconds))
+    statuses = [e[2] for e in cap["events"]]
+    out["cap"] = {"requests": len(statuses), "ok": statuses.count(200), "429": statuses.count(429),
+                  "other": sum(x not in (200, 429) for x in statuses)}
+    c = out["cap"]
+    print(f"--max-concurrency 16 at 64 clients: {c['requests']} requests: {c['ok']} answered, {c['429']} refused "
+          f"with 429, {c['other']} other")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", help="A sentiment run folder (required unless --smoke).")
+    parser.add_argument("--export", help="Its `nlpkit export` folder (e.g. int8), served as a second target.")
+    parser.add_argument("--clients", type=int, default=64, help="Concurrent clients (default 64).")
+    parser.add_argument("--requests", type=int, default=2000, help="Requests per target and round, one text each.")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="Rounds over the targets, in rotated order (default 2); requests/s is their median.")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch / ONNX Runtime threads of every server (default: nlpkit serve's).")
+    parser.add_argument("--max-length", type=int, default=128, help="The peers' truncation (nlpkit uses the run's).")
+    parser.add_argument("--max-wait-ms", type=float, default=5.0, help="nlpkit serve --max-wait-ms.")
+    parser.add_argument("--max-seconds", type=float, default=600.0, help="Stop a target's load after this long.")
+    parser.add_argument("--request-timeout", type=float, default=60.0, help="Per request, seconds.")
+    parser.add_argument("--skip-peer", action="store_true", help="Only the nlpkit targets.")
+    parser.add_argument("--json", help="Also write the results to this JSON file.")
+    parser.add_argument("--translation", metavar="RUN", nargs="?", const="",
+                        help="Measure a translation run instead: nlpkit serve vs a FastAPI endpoint calling "
+                             "model.generate once per request (with --smoke: a tiny untrained model).")
+    parser.add_argument("--faults", action="store_true",
+                        help="On --run: a soak (--soak-seconds at 32 clients: errors, memory growth), SIGTERM under "
+                             "load, and 429s past --max-concurrency 16.")
+    parser.add_argument("--soak-seconds", type=float, default=180.0, help="Length of the --faults soak (default 180).")
+    parser.add_argument("--sigterm-after", type=float, default=3.0, help="Seconds of load before --faults' SIGTERM.")
+    parser.add_argument("--generation", metavar="RUN", nargs="?", const="",
+                        help="Measure streaming generation on this run instead (with --smoke: a tiny untrained "
+                             "model).")
+    parser.add_argument("--streams", type=int, default=16, help="Concurrent streams of --generation (default 16).")
+    parser.add_argument("--max-tokens", type=int, default=48, help="New tokens per stream of --generation.")
+    parser.add_argument("--smoke", action="store_true",
+                        help="A tiny untrained model, 8 clients, 64 requests, one round: checks the script in seconds.")
+    args = parser.parse_args()
+    args.task = None
+    if args.threads is None:
+        from nlpkit.serve.settings import default_threads
+
+        args.threads = default_threads()
+    workdir = Path(tempfile.mkdtemp(prefix="serve-load-"))
+    if args.smoke:
+        args.clients, args.requests, args.rounds = min(args.clients, 8), min(args.requests, 64), 1
+        args.max_seconds, args.soak_seconds, args.sigterm_after = 60.0, min(args.soak_seconds, 6.0), 1.0
+    if args.generation is not None:
+        if args.smoke:
+            args.generation, args.task = str(tiny_causal_lm(workdir / "tiny-lm")), "generation"
+            args.streams, args.max_tokens = min(args.streams, 8), min(args.max_tokens, 16)
+        generation_test(args, workdir)
+        return
+    if args.translation is not None:
+        if args.smoke:
+            args.translation, args.task = str(tiny_translator(workdir / "tiny-mt")), "translation"
+            args.requests = min(args.requests, 16)
+        results = translation_test(args, workdir)
+    else:
+        if args.smoke:
+            args.run, args.task = str(tiny_classifier(workdir / "tiny")), "sentiment"
+        elif not args.run:
+            parser.error("--run is required (or --smoke)")
+        results = faults_test(args, workdir) if args.faults else classify_test(args, workdir)
     if args.json:
-        Path(args.json).write_text(json.dumps({"clients": args.clients, "requests": len(texts),
-                                               "threads": args.threads, "results": results}, indent=2))
+        Path(args.json).write_text(json.dumps({"clients": args.clients, "threads": args.threads, "rounds": args.rounds,
+                                               "results": results}, indent=2, default=str))
 
 
 if __name__ == "__main__":

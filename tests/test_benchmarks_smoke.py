@@ -198,3 +198,28 @@ def test_serve_load(tmp_path: Path) -> None:
     results = json.loads((tmp_path / "r.json").read_text())["results"]
     assert set(results) == {"serve", "peer"}
     assert all(r["errors"] == 0 for r in results.values())
+    assert results["serve"]["agreement"] == 1.0  # the server's labels are the pipeline's
+
+
+def serve_load(tmp_path: Path, *options: str) -> dict:
+    """``serve_load.py --smoke OPTIONS``'s JSON results."""
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "serve_load.py"), "--smoke", "--threads", "1", *options,
+                           "--json", str(tmp_path / "r.json")], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads((tmp_path / "r.json").read_text())["results"]
+
+
+def test_serve_load_translation(tmp_path: Path) -> None:
+    results = serve_load(tmp_path, "--translation")
+    assert set(results) == {"serve", "translation-peer"}
+    assert all(r["errors"] == 0 and r["agreement"] == 1.0 for r in results.values())
+
+
+def test_serve_load_faults(tmp_path: Path) -> None:
+    results = serve_load(tmp_path, "--faults", "--soak-seconds", "4")
+    assert results["soak"]["errors"] == 0 and results["soak"]["requests"] > 0
+    term = results["sigterm"]
+    assert term["sent_before"] > 0 and term["answered_before"] == term["sent_before"]
+    assert term["exit_code"] == 0
+    cap = results["cap"]
+    assert cap["429"] > 0 and cap["ok"] > 0 and cap["other"] == 0  # past the cap: refused, never queued or lost
