@@ -81,8 +81,9 @@ def main(argv: list[str] | None = None) -> None:
     ours = nlpkit.pipeline(run, **max_length)
     pipes["nlpkit PyTorch"] = lambda xs: ours(xs, batch_size=args.batch_size)
     if not args.no_onnx:
-        from nlpkit.export import DEFAULT_FALLBACK_MARGIN, KEEP_FP32, export_model
+        from nlpkit.export import export_model
         from nlpkit.onnx_runtime import onnx_export_info
+        from nlpkit.plugins.sentiment.export import DEFAULT_FALLBACK_MARGIN, KEEP_FP32
 
         variants = [("nlpkit ONNX fp32", None, "", 0.0),
                     (f"nlpkit ONNX int8 (default: every MatMul, fp32 fallback under gap {DEFAULT_FALLBACK_MARGIN})",

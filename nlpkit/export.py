@@ -1,34 +1,31 @@
 """``nlpkit export``: a trained model as ONNX graphs for fast CPU inference with ONNX Runtime.
 
-A text generator (translation, generation: a causal LM or an encoder-decoder) exports as a KV-cache decoding
-step plus, for an encoder-decoder, its encoder (:mod:`nlpkit.onnx_generation`), int8 on request, checked
-against the PyTorch model's logits and greedy outputs. A classifier (sentiment) goes through these steps, each
-with a well-kept tool:
+What differs per task is the task's :meth:`~nlpkit.task.Task.export_spec` (an
+:class:`~nlpkit.onnx_runtime.ExportSpec`): the export kind (:class:`~nlpkit.onnx_runtime.ExportKind`: how the
+graph is traced and opened again: a classifier's fused encoder, a generator's KV-cache decoding step, or a kind a
+plugin defines), the task's own check inputs, and how a prediction of the PyTorch model and of the export are
+compared. This module holds only what every kind shares, each step with a well-kept tool:
 
-1. ``torch.onnx.export`` (TorchScript exporter, dynamic batch and sequence axes) of the model with eager
-   attention, whose plain MatMul/Softmax pattern ONNX Runtime's transformer optimizer recognises;
-2. ``onnxruntime.transformers.optimizer`` fuses embeddings + LayerNorm, attention, bias + GELU and
-   residual + LayerNorm into single kernels (BERT-family encoders; a graph it cannot fuse is kept as exported);
-3. with ``quantize="int8"``, ``onnxruntime.quantization.quantize_dynamic``: int8 weights per output channel,
-   activations quantized per batch at run time (every MatMul by default; without a fallback the nodes matching
-   :data:`KEEP_FP32` stay fp32);
-4. with a fallback (int8 single-label classifiers: gap :data:`DEFAULT_FALLBACK_MARGIN` unless another is given,
-   0 for none), the fused fp32 graph is kept beside the int8 one as ``fallback.onnx``: rows whose int8 scores
-   are a close call (top-two probability gap under the margin) are scored again in fp32
-   (:class:`nlpkit.onnx_runtime.OnnxModel`), so nearly every label is the fp32 model's at close to int8 speed;
-5. a check: the exported model and the PyTorch model score the same texts; the fp32 export must match the
-   logits to 1e-3 or the export fails. The figures go into the descriptor.
+1. the kind's ``export`` (``torch.onnx.export``, TorchScript exporter, dynamic axes; an encoder's graph fused by
+   ``onnxruntime.transformers.optimizer``);
+2. with ``quantize="int8"``, ``onnxruntime.quantization.quantize_dynamic`` on every graph: int8 weights per
+   output channel, activations quantized per batch at run time (the nodes matching ``keep_fp32`` stay fp32);
+3. with a fallback (kinds that support one, e.g. a single-label classifier, whose spec gives the default gap),
+   the fp32 graph is kept beside the int8 one as ``fallback.onnx``: close calls are scored again in fp32 inside
+   the opened model;
+4. a check: the kind compares the outputs of the export and the PyTorch model on the spec's texts (the fp32
+   export must match them to the spec's tolerance or the export fails), and the task's ``predict`` runs the
+   spec's check inputs on both, compared by the spec's agreement function (an int8 export under the spec's
+   minimum is refused). The figures go into the descriptor.
 
-The output folder (``model.onnx``, tokenizer, ``config.json``, ``nlpkit_task.json`` with an ``onnx`` entry) is
-written atomically; ``nlpkit.pipeline(folder)`` runs it through the task's own ``predict``
-(:class:`nlpkit.onnx_runtime.OnnxModel`).
+The output folder (graphs, tokenizer, ``config.json``, ``nlpkit_task.json`` with an ``onnx`` entry naming the
+kind) is written atomically; ``nlpkit.pipeline(folder)`` runs it through the task's own ``predict``.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -36,49 +33,28 @@ import torch
 
 from nlpkit.artifacts import atomic_dir, read_descriptor
 from nlpkit.errors import ModelNotFoundError, UsageError
-from nlpkit.onnx_generation import export_generator, generator_kind, open_generator
 from nlpkit.onnx_runtime import (
     DESCRIPTOR_KEY,
     FALLBACK_FILE,
     ONNX_FILE,
-    OnnxModel,
+    ExportSpec,
     onnx_export_info,
     require_onnxruntime,
 )
 from nlpkit.registry import available_tasks, get_task
+from nlpkit.task import Task
 
-__all__ = ["DEFAULT_FALLBACK_MARGIN", "FORMATS", "KEEP_FP32", "QUANTIZATIONS", "exportable_tasks", "export_model"]
+__all__ = ["FORMATS", "OPSET", "QUANTIZATIONS", "exportable_tasks", "export_model"]
 
 FORMATS = ("onnx",)
 QUANTIZATIONS = ("int8",)
-#: Nodes int8 export keeps in fp32 (a regular expression on ONNX node names, which follow the module paths):
-#: the attention output and feed-forward output projections. Their inputs (the attention context and the GELU
-#: output) have the widest activation ranges, so one dynamic int8 scale per batch loses most there; measured on
-#: the default sentiment model, keeping them in fp32 raises label agreement with PyTorch from 98.9% to 99.5%
-#: (docs/inference.md).
-KEEP_FP32 = r"/output/dense/|/out_lin/|/ffn/lin2/"
-#: The fallback gap of a single-label classifier's int8 export unless one is given: measured on the default
-#: sentiment model (every MatMul int8, close calls in fp32), 3.38x transformers.pipeline at 99.80% label
-#: agreement, test accuracy within 0.1 point (docs/inference.md).
-DEFAULT_FALLBACK_MARGIN = 0.2
 #: The ONNX opset: ORT 1.17+ runs it, and it has LayerNormalization for the exporter.
 OPSET = 17
-#: The largest |logit| difference the fp32 export may have from PyTorch on the check texts.
-FP32_TOLERANCE = 1e-3
-#: The share of the check texts an int8 generator must decode as the PyTorch model does (greedy, 16 tokens).
-INT8_MIN_AGREEMENT = 0.5
-CHECK_TEXTS = [
-    "a gripping, beautifully shot film with a story that never lets go",
-    "dull and far too long",
-    "ok",
-    "the cast tries hard, but the script gives them nothing to do for two hours, and the ending is a mess",
-]
 
 
 def exportable_tasks() -> list[str]:
-    """Tasks whose models export: sequence classifiers, causal LMs and encoder-decoders (``Task.architectures``)."""
-    kinds = ("ForSequenceClassification", "ForCausalLM", "ForConditionalGeneration", "MTModel")
-    return [name for name in available_tasks() if any(k in a for k in kinds for a in get_task(name).architectures)]
+    """Tasks whose models export: those that implement :meth:`~nlpkit.task.Task.export_spec`."""
+    return [name for name in available_tasks() if get_task(name).export_spec is not Task.export_spec]
 
 
 def _check_target(out: Path, force: bool) -> None:
@@ -122,37 +98,6 @@ def _load(run: str | Path) -> Any:
     return task
 
 
-def _export_graph(model: torch.nn.Module, path: Path, opset: int) -> None:
-    """``torch.onnx.export`` with dynamic batch and sequence axes, inputs ``input_ids`` and ``attention_mask``."""
-    # Eager attention exports as MatMul/Softmax, the pattern ONNX Runtime fuses into its Attention kernel; the
-    # SDPA path exports to a graph it does not fuse (about 25% slower here).
-    model.set_attn_implementation("eager")
-    ids = torch.ones((2, 8), dtype=torch.long)
-    dynamic = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
-               "logits": {0: "batch"}}
-    with warnings.catch_warnings(), torch.no_grad():
-        # The TorchScript exporter warns that it is deprecated in favour of dynamo=True, which needs onnxscript and
-        # gives a graph the transformer optimizer does not fuse yet.
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (ids, torch.ones_like(ids)), str(path), input_names=["input_ids", "attention_mask"],
-                          output_names=["logits"], dynamic_axes=dynamic, opset_version=opset, dynamo=False)
-
-
-def _fuse(path: Path, config: Any) -> bool:
-    """Fuse the transformer blocks of the graph at ``path`` in place (ONNX Runtime's optimizer); False when the
-    graph has no fusable attention (it is then kept as exported)."""
-    from onnxruntime.transformers.optimizer import optimize_model
-
-    heads, hidden = getattr(config, "num_attention_heads", 0), getattr(config, "hidden_size", 0)
-    if not heads or not hidden:
-        return False
-    optimized = optimize_model(str(path), model_type="bert", num_heads=heads, hidden_size=hidden, opt_level=0)
-    if not optimized.get_fused_operator_statistics().get("Attention"):
-        return False
-    optimized.save_model_to_file(str(path))
-    return True
-
-
 def _quantize(src: Path, dst: Path, keep_fp32: str, op_types: list[str] | None = None) -> dict[str, Any]:
     """Dynamic int8 quantization of ``src`` into ``dst``; the nodes matching ``keep_fp32`` stay fp32;
     ``op_types``: only these ops (default: every op type ONNX Runtime quantizes dynamically)."""
@@ -182,30 +127,31 @@ def _quantize(src: Path, dst: Path, keep_fp32: str, op_types: list[str] | None =
             "kept_fp32": keep_fp32, "nodes_kept_fp32": len(kept)}
 
 
-def _compare(task: Any, folder: Path, fallback: dict[str, Any] | None = None) -> dict[str, float]:
-    """Logits of the PyTorch model and of the export at ``folder`` on :data:`CHECK_TEXTS`."""
-    enc = task.tokenizer(CHECK_TEXTS, padding=True, truncation=True, max_length=task.cfg.data.max_length,
-                         return_tensors="pt")
+def _check(task: Any, spec: ExportSpec, exported: Any) -> dict[str, float]:
+    """The export against the PyTorch model: the kind's largest output difference on the spec's texts, and the
+    agreement of the task's predictions on the spec's check inputs."""
+    diff = spec.kind.max_abs_diff(task.model, exported, task.tokenizer, spec.texts(), task.cfg.data.max_length)
     with torch.inference_mode():
-        ref = task.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits.float()
-    model = OnnxModel(folder, fallback=fallback)
-    got = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
-    return {"max_abs_logit_diff": float((ref - got).abs().max()),
-            "label_agreement": float((ref.argmax(-1) == got.argmax(-1)).float().mean())}
+        reference = task.predict(list(spec.check_inputs), **spec.predict_kwargs)
+        torch_model, task.model = task.model, exported
+        try:
+            got = task.predict(list(spec.check_inputs), **spec.predict_kwargs)
+        finally:
+            task.model = torch_model
+    return {"max_abs_diff": diff, spec.agreement_name: float(spec.agreement(reference, got))}
 
 
 def export_model(run: str | Path, out: str | Path, *, format: str = "onnx", quantize: str | None = None,
                  force: bool = False, keep_fp32: str | None = None, optimize: bool = True, opset: int = OPSET,
                  fallback_margin: float | None = None) -> dict[str, Any]:
-    """Export the model of ``run`` (a sentiment, translation or generation run or model folder) into the folder
-    ``out``; returns the descriptor's ``onnx`` entry.
+    """Export the model of ``run`` (a run or model folder of a task that implements
+    :meth:`~nlpkit.task.Task.export_spec`) into the folder ``out``; returns the descriptor's ``onnx`` entry.
 
-    ``quantize="int8"``: dynamic int8. A single-label classifier then quantizes every MatMul and keeps the fp32
-    graph for close calls (``fallback_margin`` :data:`DEFAULT_FALLBACK_MARGIN`: rows whose top-two probability
-    gap is under it are re-scored in fp32); ``fallback_margin=0`` turns that off, and then ``keep_fp32``
-    defaults to :data:`KEEP_FP32` (the sensitive projections stay fp32; ``""`` quantizes every MatMul). Other
-    models (multi-label classifiers, generators) have no fallback. ``optimize=False`` skips the transformer
-    fusion. ``force`` (``--overwrite``) replaces an earlier export at ``out``.
+    ``quantize="int8"``: dynamic int8. ``fallback_margin``: for kinds that support it (a single-label
+    classifier), keep the fp32 graph and score again in fp32 the rows whose top-two probability gap is under it
+    (default: the task's spec; 0: none). ``keep_fp32``: nodes int8 keeps fp32 (default: none with a fallback,
+    else the spec's; ``""`` quantizes every op). ``optimize=False`` skips the transformer fusion. ``force``
+    (``--overwrite``) replaces an earlier export at ``out``.
     """
     if format not in FORMATS:
         raise UsageError(f"--format {format!r}: nlpkit exports {', '.join(FORMATS)}.")
@@ -221,98 +167,48 @@ def export_model(run: str | Path, out: str | Path, *, format: str = "onnx", quan
     _check_target(out, force)
     ort = require_onnxruntime()
     task = _load(run)
-    kind = generator_kind(task.model)
-    multi_label = kind is None and task.model.config.problem_type == "multi_label_classification"
-    if fallback_margin and kind is not None:
-        raise UsageError(f"--fallback-margin: {run} is a {task.name} model, which generates text; the fp32 "
-                         f"fallback is for classifiers' close calls. Export without it.")
-    if fallback_margin and multi_label:
-        raise UsageError(f"--fallback-margin: {run} is a multi-label classifier, whose labels are per-label "
-                         f"thresholds rather than one best label; export it without a fallback.")
-    if fallback_margin is None:  # the default: a single-label classifier's int8 export falls back on close calls
-        fallback_margin = DEFAULT_FALLBACK_MARGIN if quantize and kind is None and not multi_label else 0.0
-    if keep_fp32 is None:  # with a fallback every MatMul is int8; without one the sensitive projections stay fp32
-        keep_fp32 = "" if fallback_margin or kind is not None else KEEP_FP32
-    entry: dict[str, Any] = {"format": "onnx", "precision": quantize or "fp32", "source": str(src_path),
-                             "opset": opset, "onnxruntime": ort.__version__, "torch": torch.__version__}
+    spec = task.export_spec()
+    if spec is None:
+        raise UsageError(f"{run} is a {task.name} model, which this {task.name} model's task does not export.")
+    kind = spec.kind
+    if fallback_margin and not (kind.supports_fallback and spec.no_fallback_reason is None):
+        why = spec.no_fallback_reason or f"its export ({kind.name}) has no fp32 fallback for close calls"
+        raise UsageError(f"--fallback-margin: {run} is a {task.name} model: {why}. Export without it.")
+    if fallback_margin is None:  # the spec's default (a single-label classifier's int8 export falls back)
+        fallback_margin = (spec.fallback_margin or 0.0) if quantize and kind.supports_fallback else 0.0
+    if keep_fp32 is None:  # with a fallback every op is int8; without one the spec's sensitive nodes stay fp32
+        keep_fp32 = "" if fallback_margin else spec.keep_fp32
+    entry: dict[str, Any] = {"format": "onnx", "kind": kind.name, "precision": quantize or "fp32",
+                             "source": str(src_path), "opset": opset, "onnxruntime": ort.__version__,
+                             "torch": torch.__version__}
     out.parent.mkdir(parents=True, exist_ok=True)
-    if kind is not None:
-        return _export_generator(task, out, entry, quantize, keep_fp32, opset)
     with atomic_dir(out) as tmp:
-        graph = tmp / ("fp32.onnx" if quantize else ONNX_FILE)
-        _export_graph(task.model, graph, opset)
-        entry["fused"] = _fuse(graph, task.model.config) if optimize else False
-        if quantize:
-            entry["quantization"] = _quantize(graph, tmp / ONNX_FILE, keep_fp32)
-            if fallback_margin:
-                graph.rename(tmp / FALLBACK_FILE)
-                entry["fallback"] = {"file": FALLBACK_FILE, "margin": fallback_margin}
-            else:
-                graph.unlink()
-        task.tokenizer.save_pretrained(tmp)
-        task.model.config.save_pretrained(tmp)
-        entry["check"] = check = _compare(task, tmp, entry.get("fallback"))
-        if not quantize and check["max_abs_logit_diff"] > FP32_TOLERANCE:
-            raise RuntimeError(f"The fp32 ONNX export differs from the PyTorch model by "
-                               f"{check['max_abs_logit_diff']:.2e} in the logits (more than {FP32_TOLERANCE}); "
-                               f"try --no-optimize. Nothing was written.")
-        task.write_descriptor(tmp, **{DESCRIPTOR_KEY: entry})
-    return entry
-
-
-def _export_generator(task: Any, out: Path, entry: dict[str, Any], quantize: str | None, keep_fp32: str,
-                      opset: int) -> dict[str, Any]:
-    """A causal LM's or encoder-decoder's graphs (:mod:`nlpkit.onnx_generation`), int8 if asked, checked
-    against the PyTorch model: logits on the check texts, and the task's own greedy outputs."""
-    with atomic_dir(out) as tmp:
-        entry.update(export_generator(task.model, tmp, opset), fused=False)
+        entry.update(kind.export(task.model, tmp, opset, optimize))
         if quantize:
             quantized = []
             for name in entry["graphs"]:
                 fp32 = tmp / f"fp32-{name}"
                 (tmp / name).rename(fp32)
-                # MatMul weights only: the token embedding (a Gather, tied to the output layer in most LMs)
-                # stays fp32
-                quantized.append(_quantize(fp32, tmp / name, keep_fp32, op_types=["MatMul"]))
-                fp32.unlink()
+                quantized.append(_quantize(fp32, tmp / name, keep_fp32, op_types=kind.quantize_ops))
+                if fallback_margin and name == ONNX_FILE:
+                    fp32.rename(tmp / FALLBACK_FILE)
+                    entry["fallback"] = {"file": FALLBACK_FILE, "margin": fallback_margin}
+                else:
+                    fp32.unlink()
             entry["quantization"] = {**quantized[0], "nodes_kept_fp32": sum(q["nodes_kept_fp32"] for q in quantized)}
         task.tokenizer.save_pretrained(tmp)
-        task.model.config.save_pretrained(tmp)
-        task.model.generation_config.save_pretrained(tmp)
-        entry["check"] = check = _compare_generations(task, open_generator(tmp, entry["kind"]))
-        if not quantize and check["max_abs_logit_diff"] > FP32_TOLERANCE:
-            raise RuntimeError(f"The fp32 ONNX export differs from the PyTorch model by "
-                               f"{check['max_abs_logit_diff']:.2e} in the logits (more than {FP32_TOLERANCE}). "
-                               f"Nothing was written.")
-        if quantize and check["greedy_agreement"] < INT8_MIN_AGREEMENT:
-            raise UsageError(
-                f"--quantize int8 changes what this {task.name} model generates: {check['greedy_agreement']:.0%} "
-                f"of the check texts decode as with PyTorch (max |logit diff| {check['max_abs_logit_diff']:.1f}). "
-                f"Dynamic int8 gives each activation one scale per batch, which the outlier channels of many "
-                f"decoder LMs (Llama, SmolLM) do not survive. Export in fp32 (no --quantize). Nothing was written.")
+        kind.write_files(task.model, tmp)
+        task.write_descriptor(tmp, **{DESCRIPTOR_KEY: entry})  # the kind's open() may read the fallback entry
+        entry["check"] = check = _check(task, spec, kind.open(tmp))
+        if not quantize and check["max_abs_diff"] > spec.fp32_tolerance:
+            raise RuntimeError(f"The fp32 ONNX export differs from the PyTorch model by {check['max_abs_diff']:.2e} "
+                               f"in its outputs (more than {spec.fp32_tolerance}); try --no-optimize. Nothing was "
+                               f"written.")
+        agreement = check[spec.agreement_name]
+        if quantize and agreement < spec.min_int8_agreement:
+            raise UsageError(f"--quantize int8 changes what this {task.name} model predicts: {agreement:.0%} "
+                             f"{spec.agreement_name} with PyTorch on the check inputs (at least "
+                             f"{spec.min_int8_agreement:.0%} needed; max |output diff| {check['max_abs_diff']:.2g})."
+                             f" {spec.int8_hint} Nothing was written.")
         task.write_descriptor(tmp, **{DESCRIPTOR_KEY: entry})
     return entry
-
-
-def _compare_generations(task: Any, exported: Any) -> dict[str, float]:
-    """Next-token logits of the PyTorch model and the export on the check texts (the whole text as the prompt,
-    or as the source with the text's own tokens as the decoder's), and how many of the task's greedy outputs
-    (16 new tokens) are the same."""
-    texts = [*task.usage_example, *CHECK_TEXTS[:3]]
-    diff = 0.0
-    with torch.inference_mode():
-        for text in texts:
-            ids = torch.tensor([task.tokenizer(text)["input_ids"] or [task.tokenizer.eos_token_id]])
-            inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-            if task.model.config.is_encoder_decoder:
-                start = task.model.config.decoder_start_token_id
-                inputs["decoder_input_ids"] = torch.cat([torch.tensor([[start]]), ids[:, :-1]], dim=1)
-            diff = max(diff, float((task.model(**inputs).logits.float() - exported(**inputs).logits).abs().max()))
-        reference = task.predict(texts, max_new_tokens=16, num_beams=1, do_sample=False)
-        torch_model, task.model = task.model, exported
-        try:
-            got = task.predict(texts, max_new_tokens=16, num_beams=1, do_sample=False)
-        finally:
-            task.model = torch_model
-    same = sum(a == b for a, b in zip(reference, got))
-    return {"max_abs_logit_diff": diff, "greedy_agreement": same / len(texts)}

@@ -3,9 +3,11 @@
 
 What a model name can point at, and what :func:`load` opens for it:
 
-* a folder written by ``nlpkit export``: a classifier's graph as :class:`~nlpkit.onnx_runtime.OnnxModel` (an int8
-  export's fp32 fallback for close calls lives inside it), a causal LM's or encoder-decoder's graphs as the
-  transformers-compatible generators of :mod:`nlpkit.onnx_generation`;
+* a folder written by ``nlpkit export``: opened by the export kind its descriptor names
+  (:class:`~nlpkit.onnx_runtime.ExportKind`, defined by the core or by the task's plugin): a classifier's graph as
+  :class:`~nlpkit.onnx_runtime.OnnxModel` (an int8 export's fp32 fallback for close calls lives inside it), a
+  causal LM's or encoder-decoder's graphs as the transformers-compatible generators of
+  :mod:`nlpkit.onnx_generation`, a plugin's kind as that plugin opens it;
 * a LoRA run's ``model/`` (a peft adapter): its base model, then the adapter on top (a ``PeftModel``);
 * a run's ``model/``, a model folder, a catalog name or a hub id: the weights, with the ``model.*`` section's
   dtype and quantization (a quantized base through bitsandbytes).
@@ -26,8 +28,8 @@ from nlpkit.config import ModelConfig
 from nlpkit.errors import UsageError
 from nlpkit.lora import adapter_base, is_adapter_dir
 from nlpkit.modeling import load_kwargs, pretrained
-from nlpkit.onnx_generation import _SessionMixin, export_kind, open_generator
-from nlpkit.onnx_runtime import OnnxModel, onnx_export_info
+from nlpkit.onnx_generation import GENERATOR_KINDS  # noqa: F401 - defines the generators' export kinds
+from nlpkit.onnx_runtime import CLASSIFIER, get_export_kind, onnx_export_info
 
 __all__ = ["config_folder", "load", "place", "runs_on_onnx"]
 
@@ -55,9 +57,9 @@ def load(auto_class: Any, path: str, model: ModelConfig | None = None, *, base_m
     trust = bool(options.get("trust_remote_code", False))
     if onnx_export_info(path) is not None:
         _check_export_dtype(path, model)
-        kind = export_kind(path)
-        opened = (open_generator(path, kind, trust_remote_code=trust) if kind is not None
-                  else OnnxModel(path, trust_remote_code=trust))
+        # exports older than export kinds have none: they are classifiers
+        kind = get_export_kind((onnx_export_info(path) or {}).get("kind") or CLASSIFIER.name, path)
+        opened = kind.open(path, trust_remote_code=trust)
         return (opened, {}) if output_loading_info else opened
     if is_adapter_dir(path):
         from peft import PeftModel
@@ -81,7 +83,7 @@ def config_folder(path: str, base_model: str | None = None) -> str:
 
 def runs_on_onnx(model: Any) -> bool:
     """True for a model :func:`load` opened from an ``nlpkit export`` (ONNX Runtime, CPU only)."""
-    return isinstance(model, (OnnxModel, _SessionMixin))  # _SessionMixin: both generator classes (built lazily)
+    return getattr(model, "runs_on_onnx", False) is True  # what every export kind's model declares
 
 
 def place(model: Any, device: str | None = None, threads: int | None = None) -> Any:

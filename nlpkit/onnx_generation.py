@@ -28,12 +28,20 @@ import torch
 from nlpkit.artifacts import check_links_inside, inside
 from nlpkit.errors import UsageError
 from nlpkit.modeling import pretrained
-from nlpkit.onnx_runtime import onnx_export_info, open_session, require_onnxruntime, session_options
+from nlpkit.onnx_runtime import (
+    ExportKind,
+    ExportSpec,
+    onnx_export_info,
+    open_session,
+    require_onnxruntime,
+    session_options,
+)
 
-__all__ = ["DECODER_FILE", "ENCODER_FILE", "GENERATOR_KINDS", "OnnxCausalLM", "OnnxSeq2SeqLM", "export_generator",
-           "export_kind", "generator_kind", "open_generator"]
+__all__ = ["CAUSAL_LM", "DECODER_FILE", "ENCODER_FILE", "GENERATOR_KINDS", "SEQ2SEQ", "GeneratorKind", "OnnxCausalLM",
+           "OnnxSeq2SeqLM", "export_generator", "export_kind", "generator_export_kind", "generator_export_spec",
+           "generator_kind", "open_generator"]
 
-#: The descriptor's ``onnx.kind`` of an exported generator (a classifier's export has no kind).
+#: The descriptor's ``onnx.kind`` of an exported generator.
 GENERATOR_KINDS = ("causal_lm", "seq2seq")
 DECODER_FILE = "decoder.onnx"
 ENCODER_FILE = "encoder.onnx"
@@ -238,6 +246,8 @@ class _SessionMixin:
 
     folder: Path
     threads: int | None
+    #: Marks a model :func:`nlpkit.loader.load` opened from an export (:func:`nlpkit.loader.runs_on_onnx`).
+    runs_on_onnx = True
 
     def _session(self, name: str) -> tuple[Any, list[Any], list[str]]:
         """The session of graph ``name``, its input specs and its output names (read once, not per step)."""
@@ -441,3 +451,69 @@ def open_generator(folder: str | Path, kind: str, threads: int | None = None, tr
     if kind == "seq2seq":
         return OnnxSeq2SeqLM(folder, threads, trust_remote_code)
     raise UsageError(f"{folder}: unknown exported model kind {kind!r} (expected causal_lm or seq2seq).")
+
+
+class GeneratorKind(ExportKind):
+    """The export kind of a text generator (:data:`CAUSAL_LM`, :data:`SEQ2SEQ`): KV-cache decoding graphs
+    (:func:`export_generator`), int8 on MatMul weights only (the token embedding, a Gather tied to the output
+    layer in most LMs, stays fp32), opened as a transformers model whose ``generate()`` runs ONNX Runtime."""
+
+    quantize_ops = ["MatMul"]
+
+    def export(self, model: Any, folder: Path, opset: int, optimize: bool) -> dict[str, Any]:
+        if generator_kind(model) != self.name:
+            raise UsageError(f"A {type(model).__name__} is not a {self.name} model; it cannot be exported as one.")
+        return {**export_generator(model, folder, opset), "fused": False}
+
+    def open(self, folder: str | Path, *, threads: int | None = None, trust_remote_code: bool = False) -> Any:
+        return open_generator(folder, self.name, threads, trust_remote_code)
+
+    def max_abs_diff(self, model: Any, exported: Any, tokenizer: Any, texts: list[str], max_length: int) -> float:
+        """Next-token logits on each text alone (the whole text as the prompt, or as the source with the text's
+        own tokens as the decoder's)."""
+        diff = 0.0
+        with torch.inference_mode():
+            for text in texts:
+                ids = torch.tensor([tokenizer(text)["input_ids"] or [tokenizer.eos_token_id]])
+                inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+                if model.config.is_encoder_decoder:
+                    start = model.config.decoder_start_token_id
+                    inputs["decoder_input_ids"] = torch.cat([torch.tensor([[start]]), ids[:, :-1]], dim=1)
+                diff = max(diff, float((model(**inputs).logits.float() - exported(**inputs).logits).abs().max()))
+        return diff
+
+    def write_files(self, model: Any, folder: Path) -> None:
+        model.config.save_pretrained(folder)
+        model.generation_config.save_pretrained(folder)
+
+
+#: A decoder-only LM (generation; translation's decoder-only backend).
+CAUSAL_LM = GeneratorKind("causal_lm")
+#: An encoder-decoder (translation).
+SEQ2SEQ = GeneratorKind("seq2seq")
+
+
+def generator_export_kind(model: Any) -> GeneratorKind | None:
+    """:data:`CAUSAL_LM` or :data:`SEQ2SEQ` for a model that generates, else None."""
+    kind = generator_kind(model)
+    return None if kind is None else (CAUSAL_LM if kind == "causal_lm" else SEQ2SEQ)
+
+
+#: The share of the check texts an int8 generator must decode as the PyTorch model does (greedy, 16 tokens).
+INT8_MIN_AGREEMENT = 0.5
+
+
+def generator_export_spec(model: Any, check_texts: list[str]) -> ExportSpec:
+    """The export of a task whose model generates text (translation, generation): its kind, and the task's
+    greedy outputs (16 new tokens) on ``check_texts`` compared exactly; an int8 export must keep
+    :data:`INT8_MIN_AGREEMENT` of them."""
+    kind = generator_export_kind(model)
+    if kind is None:
+        raise UsageError(f"A {type(model).__name__} does not generate text; it cannot be exported as a generator.")
+    return ExportSpec(
+        kind, check_inputs=list(check_texts), agreement_name="greedy_agreement",
+        predict_kwargs={"max_new_tokens": 16, "num_beams": 1, "do_sample": False},
+        min_int8_agreement=INT8_MIN_AGREEMENT,
+        no_fallback_reason="it generates text; the fp32 fallback is for classifiers' close calls",
+        int8_hint="Dynamic int8 gives each activation one scale per batch, which the outlier channels of many "
+                  "decoder LMs (Llama, SmolLM) do not survive. Export in fp32 (no --quantize).")

@@ -9,9 +9,12 @@ length-sorted batching and post-processing) runs unchanged on either.
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -20,7 +23,9 @@ from nlpkit.artifacts import check_links_inside, inside, read_descriptor
 from nlpkit.errors import ConfigError, ModelNotFoundError, UnsafeFileError, UsageError
 from nlpkit.modeling import pretrained
 
-__all__ = ["ONNX_FILE", "OnnxModel", "onnx_export_info", "open_session", "require_onnxruntime", "session_options"]
+__all__ = ["CLASSIFIER", "ONNX_FILE", "EncoderKind", "ExportKind", "ExportSpec", "OnnxModel", "export_kinds",
+           "get_export_kind", "onnx_export_info", "open_session", "require_onnxruntime", "same_share",
+           "session_options"]
 
 #: The model file inside an exported folder.
 ONNX_FILE = "model.onnx"
@@ -193,6 +198,8 @@ class OnnxModel:
 
     #: An ONNX graph has no training mode; read by code written against torch modules (``nlpkit evaluate``).
     training = False
+    #: Marks a model :func:`nlpkit.loader.load` opened from an export (:func:`nlpkit.loader.runs_on_onnx`).
+    runs_on_onnx = True
 
     def eval(self) -> OnnxModel:
         """No-op (an ONNX graph has no training mode); for code written against torch modules."""
@@ -215,3 +222,195 @@ class OnnxModel:
 
     def __repr__(self) -> str:
         return f"OnnxModel({str(self.folder)!r})"
+
+
+# --------------------------------------------------------------------------------------------- export kinds
+
+
+_KINDS: dict[str, ExportKind] = {}
+
+
+class ExportKind:
+    """How one family of models goes to ONNX and comes back: a task's :meth:`~nlpkit.task.Task.export_spec`
+    names one, ``nlpkit export`` calls :meth:`export`, and :func:`nlpkit.loader.load` calls :meth:`open` on a
+    folder whose descriptor's ``onnx.kind`` is its :attr:`name`.
+
+    A kind registers itself under :attr:`name` when it is created (:func:`get_export_kind`), so a plugin adds one
+    by creating it at module level in a module its task imports: no core file names it. Built in:
+    :data:`CLASSIFIER` (here) and the generators of :mod:`nlpkit.onnx_generation` (``causal_lm``, ``seq2seq``).
+    """
+
+    #: The descriptor's ``onnx.kind``.
+    name: str = ""
+    #: Whether an int8 export may keep its fp32 graph for close calls (single-label classifiers).
+    supports_fallback: ClassVar[bool] = False
+    #: Op types int8 quantizes (None: every op ONNX Runtime quantizes dynamically).
+    quantize_ops: list[str] | None = None
+
+    def __init__(self, name: str) -> None:
+        if not name:
+            raise ValueError("an ExportKind needs a name (the descriptor's onnx.kind)")
+        known = _KINDS.get(name)
+        if known is not None and type(known) is not type(self):
+            raise ValueError(f"ONNX export kind {name!r} is already defined by {type(known).__module__}."
+                             f"{type(known).__qualname__}")
+        self.name = name
+        _KINDS[name] = self
+
+    def export(self, model: Any, folder: Path, opset: int, optimize: bool) -> dict[str, Any]:
+        """Write the graph(s) of ``model`` (fp32, on the CPU, eval mode) into ``folder``; return what the
+        descriptor records: at least ``graphs`` (file names, which int8 quantizes one by one)."""
+        raise NotImplementedError
+
+    def open(self, folder: str | Path, *, threads: int | None = None, trust_remote_code: bool = False) -> Any:
+        """The exported model at ``folder`` as the task's ``predict`` calls it (it must set ``runs_on_onnx =
+        True``, honour ``.to("cpu")`` and a settable ``threads``)."""
+        raise NotImplementedError
+
+    def max_abs_diff(self, model: Any, exported: Any, tokenizer: Any, texts: list[str], max_length: int) -> float:
+        """The largest absolute difference between the outputs of the PyTorch ``model`` and of ``exported`` on
+        ``texts`` (the fp32 export's tolerance check)."""
+        raise NotImplementedError
+
+    def write_files(self, model: Any, folder: Path) -> None:
+        """Files the export needs beside the graphs and the tokenizer (default: ``config.json``)."""
+        model.config.save_pretrained(folder)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
+
+
+def get_export_kind(name: str, folder: str | Path | None = None) -> ExportKind:
+    """The export kind registered as ``name``; an unknown one is a :class:`~nlpkit.errors.UsageError` naming
+    ``folder`` (an export made by a plugin that is not installed here)."""
+    if name in _KINDS:
+        return _KINDS[name]
+    where = f"{folder} is an ONNX export of kind {name!r}, which" if folder else f"ONNX export kind {name!r}"
+    raise UsageError(f"{where} no installed task plugin defines (known kinds: {', '.join(sorted(_KINDS))}). "
+                     f"Install the plugin that exported it, or export the run again.")
+
+
+def export_kinds() -> dict[str, ExportKind]:
+    """Every export kind defined so far (built-ins, and those of the plugins imported), by name."""
+    return dict(_KINDS)
+
+
+def same_share(reference: list[Any], exported: list[Any]) -> float:
+    """The share of predictions that are equal (the default agreement of :class:`ExportSpec`)."""
+    if not reference:
+        return 1.0
+    return sum(a == b for a, b in zip(reference, exported)) / len(reference)
+
+
+@dataclass
+class ExportSpec:
+    """How a task's model exports (:meth:`nlpkit.task.Task.export_spec`): the kind of graph, the task's own check
+    inputs, and how a prediction of the PyTorch model and of the export are compared."""
+
+    #: How the graph is made and opened again.
+    kind: ExportKind
+    #: Inputs :meth:`~nlpkit.task.Task.predict` runs on the PyTorch model and on the export.
+    check_inputs: list[Any]
+    #: (reference predictions, export predictions) -> agreement in [0, 1].
+    agreement: Callable[[list[Any], list[Any]], float] = same_share
+    #: The agreement's key in the descriptor's ``onnx.check``.
+    agreement_name: str = "agreement"
+    #: An int8 export whose agreement is under this is refused and nothing is written.
+    min_int8_agreement: float = 0.0
+    #: Said when an int8 export is refused (what to do instead).
+    int8_hint: str = "Export in fp32 (no --quantize)."
+    #: Texts tokenized for the tensor check (default: ``check_inputs`` when they are strings).
+    check_texts: list[str] | None = None
+    #: Extra :meth:`~nlpkit.task.Task.predict` options for the check (e.g. greedy decoding of 16 tokens).
+    predict_kwargs: dict[str, Any] = field(default_factory=dict)
+    #: The default int8 close-call fallback margin (only for kinds that support it; None or 0: none).
+    fallback_margin: float | None = None
+    #: Why a fallback cannot be used, when the user asks for one (None: the kind decides).
+    no_fallback_reason: str | None = None
+    #: Nodes int8 keeps in fp32 when there is no fallback (a regular expression on node names).
+    keep_fp32: str = ""
+    #: The largest output difference the fp32 export may have from PyTorch on :attr:`check_texts`.
+    fp32_tolerance: float = 1e-3
+
+    def texts(self) -> list[str]:
+        """The texts of the tensor check."""
+        if self.check_texts is not None:
+            return list(self.check_texts)
+        return [x for x in self.check_inputs if isinstance(x, str)]
+
+
+class EncoderKind(ExportKind):
+    """Any encoder-style graph: ``input_ids``, ``attention_mask`` (and ``token_type_ids`` when the model takes
+    them, filled with zeros) -> the named ``outputs``, each with its dynamic axes (``{"logits": {0: "batch"}}``
+    for a sequence classifier, ``{0: "batch", 1: "sequence"}`` per token). Exported with ``torch.onnx.export``
+    (eager attention, which ONNX Runtime's transformer optimizer fuses: :meth:`fuse`), opened as
+    :class:`OnnxModel`. Override :meth:`module` to export a wrapper (pooling inside the graph)."""
+
+    def __init__(self, name: str, outputs: dict[str, dict[int, str]], *, supports_fallback: bool = False,
+                 fuse: bool = True) -> None:
+        super().__init__(name)
+        self.outputs = dict(outputs)
+        self.supports_fallback = supports_fallback  # type: ignore[misc]
+        self.fuse_graph = fuse
+
+    def module(self, model: Any) -> torch.nn.Module:
+        """The module traced: ``model`` itself (its first outputs get the names of :attr:`outputs`)."""
+        return model
+
+    def export(self, model: Any, folder: Path, opset: int, optimize: bool) -> dict[str, Any]:
+        path = folder / ONNX_FILE
+        if hasattr(model, "set_attn_implementation"):
+            # Eager attention exports as MatMul/Softmax, the pattern ONNX Runtime fuses into its Attention
+            # kernel; the SDPA path exports to a graph it does not fuse (about 25% slower here).
+            model.set_attn_implementation("eager")
+        ids = torch.ones((2, 8), dtype=torch.long)
+        dynamic = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
+                   **self.outputs}
+        with warnings.catch_warnings(), torch.no_grad():
+            # The TorchScript exporter warns that it is deprecated in favour of dynamo=True, which needs
+            # onnxscript and gives a graph the transformer optimizer does not fuse yet.
+            warnings.simplefilter("ignore")
+            torch.onnx.export(self.module(model).eval(), (ids, torch.ones_like(ids)), str(path),
+                              input_names=["input_ids", "attention_mask"], output_names=list(self.outputs),
+                              dynamic_axes=dynamic, opset_version=opset, dynamo=False)
+        fused = self.fuse(path, model.config) if optimize and self.fuse_graph else False
+        return {"graphs": [ONNX_FILE], "fused": fused}
+
+    @staticmethod
+    def fuse(path: Path, config: Any) -> bool:
+        """Fuse the transformer blocks of the graph at ``path`` in place (ONNX Runtime's optimizer); False when
+        the graph has no fusable attention (it is then kept as exported)."""
+        from onnxruntime.transformers.optimizer import optimize_model
+
+        heads, hidden = getattr(config, "num_attention_heads", 0), getattr(config, "hidden_size", 0)
+        if not heads or not hidden:
+            return False
+        optimized = optimize_model(str(path), model_type="bert", num_heads=heads, hidden_size=hidden, opt_level=0)
+        if not optimized.get_fused_operator_statistics().get("Attention"):
+            return False
+        optimized.save_model_to_file(str(path))
+        return True
+
+    def open(self, folder: str | Path, *, threads: int | None = None, trust_remote_code: bool = False) -> Any:
+        return OnnxModel(folder, threads=threads, trust_remote_code=trust_remote_code)
+
+    def max_abs_diff(self, model: Any, exported: Any, tokenizer: Any, texts: list[str], max_length: int) -> float:
+        enc = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+        inputs = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+        with torch.inference_mode():
+            ref = self.module(model)(**inputs)
+        got = exported(**inputs)
+        diff = 0.0
+        for i, name in enumerate(self.outputs):
+            want = ref[name] if isinstance(ref, dict) or hasattr(ref, "keys") else (
+                ref[i] if isinstance(ref, (tuple, list)) else ref)
+            have = getattr(got, name)
+            mask = enc["attention_mask"].bool()
+            if want.dim() >= 2 and want.shape[:2] == mask.shape:  # per-token outputs: padding positions do not count
+                want, have = want[mask], have[mask]
+            diff = max(diff, float((want.float() - have.float()).abs().max()))
+        return diff
+
+
+#: A sequence classifier (sentiment): ``logits`` per text; int8 may keep the fp32 graph for close calls.
+CLASSIFIER = EncoderKind("classifier", {"logits": {0: "batch"}}, supports_fallback=True)

@@ -1,13 +1,16 @@
-"""Task name -> plugin class, found through the ``nlpkit.tasks`` entry-point group.
+"""Task name -> plugin class: the built-in plugins found by their folder, third-party ones by entry point.
 
-Built-in and third-party tasks register the same way, in their ``pyproject.toml``::
+A built-in task is a subpackage of ``nlpkit.plugins`` (``nlpkit/plugins/<name>/``): its name is the package's
+name, and its class is the package's ``TASK`` attribute, else the one :class:`~nlpkit.task.Task` subclass its
+``__init__`` exposes. Adding a folder is all it takes: no list names it. A third-party package registers through
+the ``nlpkit.tasks`` entry-point group in its ``pyproject.toml``::
 
     [project.entry-points."nlpkit.tasks"]
-    sentiment = "nlpkit.plugins.sentiment:SentimentTask"
     my_task = "my_package.task:MyTask"
 
-Entry points are read without importing any plugin; a plugin is imported the first time its name is asked
-for, so ``import nlpkit`` stays fast and a broken optional dependency of one task does not break the others.
+Both are found without importing any plugin (the folder names are listed, the entry points read); a plugin is
+imported the first time its name is asked for, so ``import nlpkit`` stays fast and a broken optional
+dependency of one task does not break the others.
 :func:`register_task` registers a class directly (for a task defined in a script or a test). Either way the
 class is checked against the task contract when it is registered: a missing required hook fails at once,
 naming the hook.
@@ -16,6 +19,8 @@ naming the hook.
 from __future__ import annotations
 
 import difflib
+import importlib
+import pkgutil
 import re
 from collections.abc import Callable
 from importlib import metadata
@@ -38,6 +43,31 @@ C = TypeVar("C", bound=type)
 def _entry_points() -> dict[str, metadata.EntryPoint]:
     """Installed ``nlpkit.tasks`` entry points by name (read afresh: a package may be installed meanwhile)."""
     return {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
+#: Where the built-in plugins live (listed by folder, not imported: the plugins are a layer above this module).
+PLUGINS_DIR = Path(__file__).resolve().parent / "plugins"
+PLUGINS_PACKAGE = "nlpkit.plugins"
+
+
+def _builtin_plugins() -> list[str]:
+    """Names of the subpackages of ``nlpkit.plugins`` (each one task), without importing them."""
+    return sorted(m.name for m in pkgutil.iter_modules([str(PLUGINS_DIR)]) if m.ispkg and not m.name.startswith("_"))
+
+
+def _plugin_class(name: str) -> type[Task]:
+    """The task class of the built-in plugin package ``name``: its ``TASK``, else its one Task subclass."""
+    module = importlib.import_module(f"{PLUGINS_PACKAGE}.{name}")
+    declared = getattr(module, "TASK", None)
+    if declared is not None:
+        return declared
+    found = list(dict.fromkeys(v for v in vars(module).values()
+                               if isinstance(v, type) and issubclass(v, Task) and v is not Task))
+    if len(found) != 1:
+        what = ", ".join(c.__qualname__ for c in found) or "none"
+        raise ContractError(f"Plugin package {PLUGINS_PACKAGE}.{name} must expose one nlpkit.task.Task subclass in "
+                            f"its __init__ (found {what}); name it with TASK = <class> when it exposes several.")
+    return found[0]
 
 
 def check_contract(cls: type, name: str) -> None:
@@ -63,6 +93,11 @@ def _add(name: str, cls: type[Task]) -> type[Task]:
     check_contract(cls, name)
     cls.name = name
     _TASKS[name] = cls
+    folder = cls.metrics_dir()
+    if folder is not None:  # the task's own evaluate modules, loadable by name (nlpkit.metrics)
+        from nlpkit.metrics import add_metrics_dir
+
+        add_metrics_dir(folder)
     return cls
 
 
@@ -80,6 +115,16 @@ def get_task(name: str) -> type[Task]:
     """The plugin class registered as ``name`` (loading its entry point on first use)."""
     if name in _TASKS:
         return _TASKS[name]
+    if name in _builtin_plugins():
+        try:
+            cls = _plugin_class(name)
+        except ContractError:
+            raise
+        except Exception as err:  # a broken plugin must fail as itself, naming its package
+            hint = " Install what it needs." if isinstance(err, ImportError) else ""
+            raise UnknownTaskError(f"Task {name!r} ({PLUGINS_PACKAGE}.{name}) cannot be loaded: "
+                                   f"{type(err).__name__}: {err}.{hint}") from err
+        return _add(name, cls)
     eps = _entry_points()
     if name in eps:
         try:
@@ -146,5 +191,6 @@ def preset_header(path: str | Path) -> tuple[str, list[str]]:
 
 
 def available_tasks() -> list[str]:
-    """Names of every task: installed entry points and directly registered classes (nothing is imported)."""
-    return sorted(set(_entry_points()) | set(_TASKS))
+    """Names of every task: built-in plugin folders, installed entry points and directly registered classes
+    (nothing is imported)."""
+    return sorted(set(_builtin_plugins()) | set(_entry_points()) | set(_TASKS))

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from datasets import DatasetDict
 
     from nlpkit.callbacks import Callback
+    from nlpkit.onnx_runtime import ExportSpec
     from nlpkit.pipeline import Pipeline
     from nlpkit.serve.app import Server
 
@@ -444,6 +445,18 @@ class Task:
         return folder if folder.is_dir() else None
 
     @classmethod
+    def metrics_dir(cls) -> Path | None:
+        """The folder of this task's own ``evaluate`` modules (``metrics/<name>/<name>.py`` beside the task's
+        module or its package), if any: registered tasks' metrics load by name through :mod:`nlpkit.metrics`."""
+        module = inspect.getmodule(cls)
+        if module is None or not getattr(module, "__file__", None):
+            return None
+        here = Path(module.__file__).parent
+        folder = next((f / "metrics" for f in (here, here.parent) if (f / "metrics").is_dir()
+                       and f.name != "nlpkit"), None)
+        return folder
+
+    @classmethod
     def presets(cls) -> dict[str, Path]:
         """Preset name -> yaml file (``accelerate launch tasks/<task>.py NAME`` picks one)."""
         folder = cls.presets_dir()
@@ -470,3 +483,11 @@ class Task:
         metrics."""
         raise UsageError(f"The {self.name or type(self).__name__} task cannot be served (its plugin does not "
                          f"implement Task.serve_routes).")
+
+    def export_spec(self) -> ExportSpec | None:
+        """How ``nlpkit export`` exports this task's model (its model loaded): an
+        :class:`~nlpkit.onnx_runtime.ExportSpec` naming the export kind (a classifier's fused encoder, a generator's
+        decoding graphs, or a kind the plugin defines: :class:`~nlpkit.onnx_runtime.ExportKind`), the task's own
+        check inputs and how the predictions of the PyTorch model and of the export are compared. None (the
+        default): the task does not export; a task that overrides this hook is listed as exportable."""
+        return None

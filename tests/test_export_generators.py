@@ -45,7 +45,7 @@ def generation_run(tmp_path_factory: pytest.TempPathFactory) -> str:
 def test_translation_export_translates_as_the_pytorch_model(translation_run: str, tmp_path: Path) -> None:
     entry = export.export_model(translation_run, tmp_path / "fp32")
     assert entry["kind"] == "seq2seq" and entry["graphs"] == ["encoder.onnx", "decoder.onnx"]
-    assert entry["check"]["max_abs_logit_diff"] < 1e-3 and entry["check"]["greedy_agreement"] == 1.0
+    assert entry["check"]["max_abs_diff"] < 1e-3 and entry["check"]["greedy_agreement"] == 1.0
     torch_pipe = nlpkit.pipeline(translation_run, device="cpu")
     onnx_pipe = nlpkit.pipeline(str(tmp_path / "fp32"), threads=1)
     assert type(onnx_pipe.model).__name__ == "Seq2SeqLM"
@@ -66,7 +66,7 @@ def test_translation_export_translates_as_the_pytorch_model(translation_run: str
 def test_causal_lm_export_generates_as_the_pytorch_model(generation_run: str, tmp_path: Path) -> None:
     entry = export.export_model(generation_run, tmp_path / "fp32")
     assert entry["kind"] == "causal_lm" and entry["graphs"] == ["decoder.onnx"]
-    assert entry["check"]["max_abs_logit_diff"] < 1e-3
+    assert entry["check"]["max_abs_diff"] < 1e-3
     torch_pipe = nlpkit.pipeline(generation_run, device="cpu")
     onnx_pipe = nlpkit.pipeline(str(tmp_path / "fp32"))
     prompts = ["KING:", "QUEEN: my lord, the", "", "A"]  # lengths differ: left padding inside a batch
@@ -86,9 +86,9 @@ def test_generator_export_errors_and_command_line(generation_run: str, tmp_path:
         export.export_model(generation_run, tmp_path / "x", quantize="int8", fallback_margin=0.2)
     assert not (tmp_path / "x").exists()
     # an int8 export that changes what the model generates is refused, and nothing is written
-    monkeypatch.setattr(export, "_compare_generations",
-                        lambda task, exported: {"max_abs_logit_diff": 9.0, "greedy_agreement": 0.25})
-    with pytest.raises(UsageError, match="changes what this generation model generates: 25%"):
+    monkeypatch.setattr(export, "_check",
+                        lambda task, spec, exported: {"max_abs_diff": 9.0, "greedy_agreement": 0.25})
+    with pytest.raises(UsageError, match="changes what this generation model predicts: 25% greedy_agreement"):
         export.export_model(generation_run, tmp_path / "bad-int8", quantize="int8")
     assert not (tmp_path / "bad-int8").exists() and not (tmp_path / "bad-int8.tmp").exists()
     monkeypatch.undo()

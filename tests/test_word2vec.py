@@ -225,8 +225,8 @@ def test_benchmark_scores_equal_gensims(tmp_path: Path) -> None:
     """Our batched benchmark code gives gensim's evaluate_word_analogies / evaluate_word_pairs numbers."""
     from gensim.models import KeyedVectors
 
-    from nlpkit.assets import gensim_benchmark_path
     from nlpkit.plugins.word2vec.benchmarks import benchmark_vectors, load_analogies, load_word_pairs
+    from nlpkit.plugins.word2vec.catalog import gensim_benchmark_path
 
     rng = np.random.default_rng(0)
     questions = load_analogies()

@@ -16,6 +16,11 @@ Within nlpkit, use the helpers::
         f1.add_batch(predictions=batch.preds, references=batch.labels)
     f1.compute(labels=[0, 1])
 
+Where metrics are found. The core's modules live here (`nlpkit/metrics/<name>/<name>.py`); a task plugin ships
+its own in its folder (`nlpkit/plugins/<task>/metrics/<name>/<name>.py`), found the same way without any list
+naming them; a third-party plugin's `metrics/` folder (beside its task module) is added with `add_metrics_dir`
+when its task is registered. Names are unique across all of them (a clash is an error naming both folders).
+
 Loading and the module cache. `evaluate.load(folder)` copies the script into the HF modules cache
 (`$HF_MODULES_CACHE/evaluate_modules/metrics/<name>/<content hash>/`) and imports it from there. evaluate
 guards that copy with a file lock, and the folder is keyed by a hash of the script, so several processes
@@ -39,23 +44,56 @@ from typing import Any
 
 import evaluate
 
-__all__ = ["METRICS_DIR", "available_metrics", "compute", "load_metric", "metric_path"]
+__all__ = ["METRICS_DIR", "add_metrics_dir", "available_metrics", "compute", "load_metric", "metric_path",
+           "metrics_dirs"]
 
 METRICS_DIR: Path = Path(__file__).resolve().parent
-"""The folder holding one sub-folder per metric module (inside site-packages when nlpkit is installed)."""
+"""The folder holding one sub-folder per core metric module (inside site-packages when nlpkit is installed)."""
+#: The built-in plugins' folder: each ``<task>/metrics/`` in it holds that task's own metric modules.
+_PLUGINS_DIR: Path = METRICS_DIR.parent / "plugins"
+#: Metric folders added by third-party plugins (:func:`add_metrics_dir`).
+_EXTRA_DIRS: list[Path] = []
 
 # name -> (metric class, hash of its script): evaluate.load runs once per name per process.
 _LOADED: dict[str, tuple[type[evaluate.EvaluationModule], str]] = {}
 _THREAD_LOCK = threading.Lock()
 
 
+def add_metrics_dir(folder: str | Path) -> None:
+    """Make the metric modules in ``folder`` (``<name>/<name>.py``) loadable by name: a third-party plugin's
+    ``metrics/`` folder (the registry adds it when the task is registered)."""
+    path = Path(folder).resolve()
+    if path.is_dir() and path not in _EXTRA_DIRS and path != METRICS_DIR:
+        _EXTRA_DIRS.append(path)
+
+
+def metrics_dirs() -> list[Path]:
+    """Every folder metric modules are read from: the core's, each built-in plugin's ``metrics/``, and those
+    added by :func:`add_metrics_dir`."""
+    plugins = sorted(p / "metrics" for p in _PLUGINS_DIR.iterdir() if (p / "metrics").is_dir()) \
+        if _PLUGINS_DIR.is_dir() else []
+    return list(dict.fromkeys([METRICS_DIR, *plugins, *_EXTRA_DIRS]))
+
+
+def _modules() -> dict[str, Path]:
+    """Metric name -> its folder, over :func:`metrics_dirs`; a name defined twice is a ValueError."""
+    found: dict[str, Path] = {}
+    for folder in metrics_dirs():
+        for p in sorted(folder.iterdir()):
+            if p.is_dir() and p.name.isidentifier() and not p.name.startswith("_") and (p / f"{p.name}.py").is_file():
+                if p.name in found and found[p.name] != p:
+                    raise ValueError(f"metric {p.name!r} is defined twice: {found[p.name]} and {p}; rename one")
+                found[p.name] = p
+    return found
+
+
 def available_metrics() -> list[str]:
-    """Names of the metric modules shipped with nlpkit, sorted."""
-    return sorted(p.name for p in METRICS_DIR.iterdir() if p.is_dir() and (p / f"{p.name}.py").is_file())
+    """Names of the metric modules of nlpkit and its task plugins, sorted."""
+    return sorted(_modules())
 
 
 def metric_path(name: str) -> Path:
-    """The folder of nlpkit's metric module `name` (what `evaluate.load` takes).
+    """The folder of the metric module `name`, the core's or a task plugin's (what `evaluate.load` takes).
 
     `name` is case-insensitive and may use "-" for "_" ("precision-recall-f1").
 
@@ -63,11 +101,11 @@ def metric_path(name: str) -> Path:
         ValueError: `name` is not one of nlpkit's metrics; the message lists the known names.
     """
     key = name.strip().lower().replace("-", "_")
-    path = METRICS_DIR / key
-    if not key.isidentifier() or key.startswith("_") or not (path / f"{key}.py").is_file():
-        known = ", ".join(available_metrics())
+    modules = _modules()
+    if key not in modules:
+        known = ", ".join(sorted(modules))
         raise ValueError(f"unknown metric {name!r}; nlpkit's metrics are: {known}")
-    return path
+    return modules[key]
 
 
 def _metric_class(name: str) -> tuple[type[evaluate.EvaluationModule], str]:

@@ -184,6 +184,14 @@ class GenerationTask(Task):
                                                stop=gen.stop, seed=gen.seed, chat_template=gen.chat_template,
                                                cancelled=cancelled)
 
+    def export_spec(self) -> Any:
+        """``nlpkit export``: the core's generator graphs (KV-cache decoding step), checked by
+        the greedy outputs on a few texts (:func:`nlpkit.onnx_generation.generator_export_spec`)."""
+        from nlpkit.onnx_generation import generator_export_spec
+
+        return generator_export_spec(
+            self.model, ["Once upon a time", "a gripping, beautifully shot film", "dull and far too long", "ok"])
+
     def build_demo(self, pipe: Any) -> Any:
         """``nlpkit demo``: a prompt -> its continuation, streamed (:mod:`nlpkit.plugins.generation.demo`)."""
         from nlpkit.plugins.generation.demo import build_demo

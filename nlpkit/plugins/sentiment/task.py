@@ -467,6 +467,12 @@ class SentimentTask(Task):
         return {"labels": [json.dumps([p["label"] for p in r], ensure_ascii=False) for r in rows],
                 "scores": [json.dumps([round(p["score"], 6) for p in r]) for r in rows]}
 
+    def export_spec(self) -> Any:
+        """``nlpkit export``: the core's classifier graph (:mod:`nlpkit.plugins.sentiment.export`)."""
+        from nlpkit.plugins.sentiment.export import export_spec
+
+        return export_spec(self.multi_label)
+
     def build_demo(self, pipe: Any) -> Any:
         """``nlpkit demo``: a text -> every label with its score (:mod:`nlpkit.plugins.sentiment.demo`)."""
         from nlpkit.plugins.sentiment.demo import build_demo

@@ -170,6 +170,14 @@ class TranslationTask(Task):
         """The column of a file that ``nlpkit predict`` translates: ``translation.source_column``, else ``source``."""
         return self.cfg.translation.source_column or "source"
 
+    def export_spec(self) -> Any:
+        """``nlpkit export``: the core's generator graphs (KV-cache decoding step, plus the encoder), checked by
+        the greedy outputs on a few texts (:func:`nlpkit.onnx_generation.generator_export_spec`)."""
+        from nlpkit.onnx_generation import generator_export_spec
+
+        return generator_export_spec(
+            self.model, ["Hello, how are you?", "a gripping, beautifully shot film", "dull and far too long", "ok"])
+
     def build_demo(self, pipe: Any) -> Any:
         """``nlpkit demo``: a source text -> its translation, with decoding options
         (:mod:`nlpkit.plugins.translation.demo`)."""

@@ -1,7 +1,7 @@
 """Word-vector benchmarks (Google analogies, WordSim353, SimLex-999) scored through nlpkit's evaluate modules.
 
-The benchmark files are the ones gensim ships (:func:`nlpkit.assets.gensim_benchmark_path`). The rules follow
-gensim's ``KeyedVectors.evaluate_word_analogies`` / ``evaluate_word_pairs`` (defaults
+The benchmark files are the ones gensim ships (:func:`nlpkit.plugins.word2vec.catalog.gensim_benchmark_path`).
+The rules follow gensim's ``KeyedVectors.evaluate_word_analogies`` / ``evaluate_word_pairs`` (defaults
 ``restrict_vocab=300000, case_insensitive=True``): only the ``restrict_vocab`` most frequent words take part,
 case is ignored (the most frequent casing of a word wins), an analogy "a : b :: c : ?" is answered with the
 3CosAdd nearest word to ``b - a + c`` other than a, b and c, and items with an out-of-vocabulary word are
@@ -39,7 +39,7 @@ class AnalogyQuestion:
 @lru_cache(maxsize=4)
 def load_analogies(path: str | None = None) -> tuple[AnalogyQuestion, ...]:
     """Questions of a ``questions-words.txt``-style file (``: section`` lines, then ``a b c d`` lines)."""
-    from nlpkit.assets import gensim_benchmark_path
+    from nlpkit.plugins.word2vec.catalog import gensim_benchmark_path
 
     path = path or str(gensim_benchmark_path("google-analogies"))
     questions: list[AnalogyQuestion] = []
@@ -61,7 +61,7 @@ def load_analogies(path: str | None = None) -> tuple[AnalogyQuestion, ...]:
 @lru_cache(maxsize=8)
 def load_word_pairs(name_or_path: str) -> tuple[tuple[str, str, float], ...]:
     """``(word1, word2, human score)`` of a tab-separated pairs file (``#`` comment lines skipped)."""
-    from nlpkit.assets import gensim_benchmark_path
+    from nlpkit.plugins.word2vec.catalog import gensim_benchmark_path
 
     path = str(gensim_benchmark_path(name_or_path)) if name_or_path in SIMILARITY_BENCHMARKS else name_or_path
     pairs = []
