@@ -1,0 +1,147 @@
+"""An embeddings run against its baselines on the very same test split and corpus: BM25 (rank-bm25's Okapi BM25
+over lowercased word tokens) and the pretrained encoder before fine-tuning; and the encode throughput of
+``nlpkit.pipeline`` against ``SentenceTransformer.encode`` on the same texts (vectors compared by cosine).
+
+    python benchmarks/embeddings_baselines.py outputs/embeddings-<time>            # pretrained: the run's base model
+    python benchmarks/embeddings_baselines.py RUN --pretrained minilm-l6 --json baselines.json
+    python benchmarks/embeddings_baselines.py RUN --throughput 2000                # + encode speed on 2,000 texts
+
+Every system ranks the same corpus (the test split's distinct passages: positives and hard negatives) for the
+same queries (the test anchors; for scored pairs, those at or over ``data.relevant_score``), and the ranks go
+through the same ``retrieval`` metric as the run's own evaluation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import nlpkit
+from nlpkit.metrics import compute
+from nlpkit.plugins.embeddings.retrieval import ranks
+from nlpkit.plugins.embeddings.task import EmbeddingsTask
+
+_WORD = re.compile(r"\w+")
+
+
+def words(text: str) -> list[str]:
+    """BM25's tokens: lowercased word characters."""
+    return _WORD.findall(text.lower())
+
+
+def test_split(run: str) -> tuple[list[str], list[str], list[int], dict[str, Any]]:
+    """``(queries, corpus, relevant passage index per query, config facts)`` of the run's test split."""
+    task = EmbeddingsTask.from_saved(run)
+    data = task.load_data()
+    split = data.splits["test"]
+    anchors, positives = split["anchor"], split["positive"]
+    passages = list(positives) + (list(split["negative"]) if "negative" in split.column_names else [])
+    corpus = list(dict.fromkeys(passages))
+    index = {p: i for i, p in enumerate(corpus)}
+    keep = range(len(anchors))
+    if "score" in split.column_names:
+        scale = getattr(data.info, "score_max", None) or 1.0
+        keep = [i for i, s in enumerate(split["score"]) if s / scale >= task.cfg.data.relevant_score]
+    facts = {"source": task.cfg.data.source, "queries": len(keep), "corpus": len(corpus),
+             "base_model": task.cfg.model.name}
+    return [anchors[i] for i in keep], corpus, [index[positives[i]] for i in keep], facts
+
+
+def bm25_ranks(queries: list[str], corpus: list[str], relevant: list[int]) -> np.ndarray:
+    """The rank of each query's passage by Okapi BM25 score (ties count against the query, as for the models)."""
+    from rank_bm25 import BM25Okapi
+
+    bm25 = BM25Okapi([words(p) for p in corpus])
+    out = np.empty(len(queries), dtype=np.int64)
+    for i, (q, rel) in enumerate(zip(queries, relevant)):
+        scores = bm25.get_scores(words(q))
+        out[i] = int((scores > scores[rel]).sum()) + 1
+    return out
+
+
+def model_ranks(pipe: Any, queries: list[str], corpus: list[str], relevant: list[int],
+                batch_size: int) -> np.ndarray:
+    """The rank of each query's passage by the cosine of ``pipe``'s vectors."""
+    q = torch.from_numpy(pipe.task.vectors(queries, batch_size))
+    c = torch.from_numpy(pipe.task.vectors(corpus, batch_size))
+    found, _ = ranks(q, relevant, c, list(range(len(corpus))))
+    return found
+
+
+def throughput(pipe: Any, folder: str, texts: list[str], batch_size: int) -> dict[str, Any]:
+    """Texts per second of ``pipe`` and of ``SentenceTransformer(folder).encode`` (same batch size, one warm-up
+    each), and the smallest cosine between their vectors."""
+    from sentence_transformers import SentenceTransformer
+
+    st = SentenceTransformer(folder, device="cpu")
+    pipe.task.vectors(texts[:batch_size], batch_size)
+    st.encode(texts[:batch_size], batch_size=batch_size)
+    start = time.perf_counter()
+    ours = pipe.task.vectors(texts, batch_size)
+    ours_s = time.perf_counter() - start
+    start = time.perf_counter()
+    theirs = st.encode(texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)
+    theirs_s = time.perf_counter() - start
+    cos = (ours * theirs).sum(-1) / (np.linalg.norm(ours, axis=-1) * np.linalg.norm(theirs, axis=-1))
+    return {"texts": len(texts), "batch_size": batch_size, "nlpkit_texts_per_s": round(len(texts) / ours_s, 1),
+            "sentence_transformers_texts_per_s": round(len(texts) / theirs_s, 1),
+            "speedup": round(theirs_s / ours_s, 3), "min_cosine": float(cos.min())}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run", help="An embeddings run folder (or its export).")
+    parser.add_argument("--pretrained", help="The encoder before fine-tuning (default: the run's base model).")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--throughput", type=int, default=0, metavar="N",
+                        help="Also time encoding N test texts with nlpkit and sentence-transformers (0: skip).")
+    parser.add_argument("--json", type=Path, help="Write the results here too.")
+    args = parser.parse_args(argv)
+
+    queries, corpus, relevant, facts = test_split(args.run)
+    results: dict[str, Any] = {"data": facts, "systems": {}}
+    systems: list[tuple[str, Any]] = [("BM25 (rank-bm25 Okapi)", None)]
+    pretrained = args.pretrained or facts["base_model"]
+    systems.append((f"pretrained {pretrained}", lambda: nlpkit.pipeline("embeddings", model=pretrained,
+                                                                         device="cpu")))
+    systems.append(("fine-tuned (this run)", lambda: nlpkit.pipeline(args.run, device="cpu")))
+    tuned = None
+    for name, make in systems:
+        start = time.perf_counter()
+        if make is None:
+            found = bm25_ranks(queries, corpus, relevant)
+        else:
+            pipe = make()
+            tuned = pipe
+            found = model_ranks(pipe, queries, corpus, relevant, args.batch_size)
+        metrics = compute("retrieval", predictions=found.tolist())
+        metrics["seconds"] = round(time.perf_counter() - start, 1)
+        results["systems"][name] = metrics
+    if args.throughput and tuned is not None:
+        texts = (queries + corpus)[:args.throughput]
+        results["throughput"] = throughput(tuned, str(Path(args.run) / "model") if (Path(args.run) / "model").is_dir()
+                                           else args.run, texts, args.batch_size)
+    print(f"{facts['source']}: {facts['queries']:,} test queries, {facts['corpus']:,} passages")
+    print("| system | MRR@10 | NDCG@10 | recall@1 | recall@10 | seconds |")
+    print("|---|---|---|---|---|---|")
+    for name, m in results["systems"].items():
+        print(f"| {name} | {m['mrr_at_10']:.4f} | {m['ndcg_at_10']:.4f} | {m['recall_at_1']:.4f} | "
+              f"{m['recall_at_10']:.4f} | {m['seconds']} |")
+    if "throughput" in results:
+        print(json.dumps(results["throughput"]))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

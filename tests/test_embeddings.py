@@ -1,0 +1,199 @@
+"""The embeddings task on tiny local models: it learns planted pairs, saves a sentence-transformers folder that
+gives the same vectors, serves them as OpenAI's /v1/embeddings, exports to int8 ONNX and writes vectors with
+``nlpkit predict``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tiny_embeddings import embeddings_overrides, planted_data, planted_pairs, write_jsonl
+
+import nlpkit
+from nlpkit.errors import ConfigError, DataError, UsageError
+
+TEXTS = ["the film great was quite", "boring", "a really long script and the acting " * 6, "the plot"]
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return planted_data(tmp_path_factory.mktemp("planted"))
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_bert: Path, planted: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Two epochs of MultipleNegativesRanking with hard negatives on the planted pairs (30 updates)."""
+    out = tmp_path_factory.mktemp("emb") / "run"
+    return nlpkit.train("embeddings", **embeddings_overrides(tiny_bert, planted, out, **{"train.epochs": 2.0}))
+
+
+def _recall_at_1(pipe, rows: list[dict]) -> float:
+    passages = [r["positive"] for r in rows]
+    hits = pipe([r["anchor"] for r in rows], corpus=passages, top_k=1)
+    return float(np.mean([h[0]["text"] == r["positive"] for h, r in zip(hits, rows)]))
+
+
+def test_planted_pairs_are_retrieved_first_after_training_and_not_before(trained: dict, tiny_bert: Path,
+                                                                         planted: Path) -> None:
+    test = [json.loads(line) for line in (planted / "test.jsonl").read_text().splitlines()]
+    # every query competes with 7 passages that differ from its own only in the planted word
+    before = _recall_at_1(nlpkit.pipeline("embeddings", model=str(tiny_bert), device="cpu"), test)
+    after = _recall_at_1(nlpkit.pipeline(trained["run_dir"], device="cpu"), test)
+    assert before < 0.5, before
+    assert after >= 0.9, after
+    metrics = trained["test"]
+    assert metrics["recall_at_1"] >= 0.9 and metrics["mrr_at_10"] >= 0.9, metrics
+    assert metrics["corpus_size"] == 40  # the hard negatives are other pairs' positives: merged
+    assert trained["main_metric"] == "mrr_at_10"
+
+
+def test_the_run_is_a_sentence_transformers_folder_with_the_same_vectors(trained: dict) -> None:
+    st = pytest.importorskip("sentence_transformers")
+    folder = Path(trained["run_dir"]) / "model"
+    assert json.loads((folder / "modules.json").read_text())[1]["path"] == "1_Pooling"
+    ours = np.asarray(nlpkit.pipeline(trained["run_dir"], device="cpu")(TEXTS))
+    theirs = st.SentenceTransformer(str(folder), device="cpu").encode(TEXTS, convert_to_numpy=True)
+    cos = (ours * theirs).sum(-1) / (np.linalg.norm(ours, axis=-1) * np.linalg.norm(theirs, axis=-1))
+    assert cos.min() >= 0.9999, cos
+    assert np.allclose(np.linalg.norm(ours, axis=-1), 1.0, atol=1e-5)  # normalised, as the modules say
+
+
+def test_cls_pooling_without_normalisation_round_trips(tiny_bert: Path, planted: Path, tmp_path: Path) -> None:
+    st = pytest.importorskip("sentence_transformers")
+    report = nlpkit.train("embeddings", **embeddings_overrides(
+        tiny_bert, planted, tmp_path / "run", pooling="cls", normalize=False, **{"train.max_steps": 3}))
+    folder = Path(report["run_dir"]) / "model"
+    pooling = json.loads((folder / "1_Pooling" / "config.json").read_text())
+    assert pooling["pooling_mode_cls_token"] and not pooling["pooling_mode_mean_tokens"]
+    assert not (folder / "2_Normalize").exists()
+    ours = np.asarray(nlpkit.pipeline(report["run_dir"], device="cpu")(TEXTS))
+    theirs = st.SentenceTransformer(str(folder), device="cpu").encode(TEXTS, convert_to_numpy=True)
+    assert np.allclose(ours, theirs, atol=1e-5)
+
+
+def test_search_and_blank_inputs(trained: dict) -> None:
+    pipe = nlpkit.pipeline(trained["run_dir"], device="cpu")
+    vectors = pipe(["a text", "", "another"])
+    assert vectors[1] is None and len(vectors[0]) == 32
+    hits = pipe("the film great", corpus=["the film awful", "the film boring", "the film great"], top_k=2)
+    assert len(hits) == 2 and hits[0]["score"] >= hits[1]["score"]
+    assert hits[0] == {"index": 2, "score": hits[0]["score"], "text": "the film great"}  # itself, cosine 1
+    assert hits[0]["score"] == pytest.approx(1.0, abs=1e-5)
+    with pytest.raises(UsageError, match="corpus"):
+        pipe("query", corpus="not a list")
+    with pytest.raises(UsageError, match="Unknown option"):
+        pipe("query", topk=3)
+
+
+def test_scored_pairs_train_with_cosent_and_report_spearman(tiny_bert: Path, tmp_path: Path) -> None:
+    """Pairs scored 1 (partners) or 0 (another pair's word): CoSENT learns to rank them, Spearman says so."""
+    def scored(rows: list[dict]) -> list[dict]:
+        out = []
+        for r in rows:
+            out.append({"anchor": r["anchor"], "positive": r["positive"], "score": 5.0})
+            out.append({"anchor": r["anchor"], "positive": r["negative"], "score": 0.0})
+        return out
+
+    data = tmp_path / "scored"
+    data.mkdir()
+    write_jsonl(data / "train.jsonl", scored(planted_pairs(30, seed=1)))
+    write_jsonl(data / "validation.jsonl", scored(planted_pairs(3, seed=2)))
+    write_jsonl(data / "test.jsonl", scored(planted_pairs(4, seed=3)))
+    report = nlpkit.train("embeddings", **embeddings_overrides(tiny_bert, data, tmp_path / "run",
+                                                               **{"train.epochs": 3.0}))
+    assert report["test"]["spearman"] >= 0.7, report["test"]
+    descriptor = json.loads((Path(report["run_dir"]) / "model" / "nlpkit_task.json").read_text())
+    assert descriptor["info"]["loss"] == "cosent" and descriptor["info"]["score_max"] == 5.0
+
+
+def test_bad_options_and_rows_name_the_fix(tiny_bert: Path, planted: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="loss=cosent needs a score"):
+        nlpkit.train("embeddings", **embeddings_overrides(tiny_bert, planted, tmp_path / "a", loss="cosent"))
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    rows = [{"anchor": "a b", "positive": "c d", "score": 1.0}] * 40
+    write_jsonl(bad / "train.jsonl", rows[:20] + [{"anchor": "a", "positive": "b", "score": "high"}] + rows[20:])
+    write_jsonl(bad / "validation.jsonl", rows[:20])
+    write_jsonl(bad / "test.jsonl", rows[:20])
+    with pytest.raises(DataError, match=r"train.jsonl line 21 \(train split\): score='high' is not a number"):
+        nlpkit.train("embeddings", **embeddings_overrides(tiny_bert, bad, tmp_path / "b"))
+
+
+def test_serve_route_answers_what_the_pipeline_answers(trained: dict) -> None:
+    pytest.importorskip("fastapi")
+    pytest.importorskip("uvicorn")
+    from test_serve import serving
+
+    with serving(trained["run_dir"]) as running, running.client() as c:
+        got = c.post("/v1/embeddings", json={"input": TEXTS, "model": "tiny"})
+        assert got.status_code == 200, got.text
+        body = got.json()
+        want = running.pipe(TEXTS)
+        assert [d["index"] for d in body["data"]] == list(range(len(TEXTS)))
+        assert np.allclose([d["embedding"] for d in body["data"]], want, atol=1e-5)
+        assert body["usage"]["prompt_tokens"] > len(TEXTS)
+        import base64
+
+        b64 = c.post("/v1/embeddings", json={"input": TEXTS[0], "encoding_format": "base64"}).json()
+        decoded = np.frombuffer(base64.b64decode(b64["data"][0]["embedding"]), dtype="<f4")
+        assert np.allclose(decoded, want[0], atol=1e-5)
+        blank = c.post("/v1/embeddings", json={"input": ["fine", " "]})
+        assert blank.status_code == 422 and "input[1]" in blank.text
+        wrong = c.post("/v1/embeddings", json={"input": "x", "dimensions": 7})
+        assert wrong.status_code == 422 and "32" in wrong.text
+
+
+def test_int8_export_keeps_the_vectors_and_the_retrieval(trained: dict, planted: Path, tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    from nlpkit.export import export_model
+
+    out = tmp_path / "int8"
+    export_model(trained["run_dir"], out, quantize="int8")
+    onnx = nlpkit.pipeline(str(out), device="cpu")
+    assert getattr(onnx.model, "runs_on_onnx", False)
+    torch_vectors = np.asarray(nlpkit.pipeline(trained["run_dir"], device="cpu")(TEXTS))
+    int8_vectors = np.asarray(onnx(TEXTS))
+    cos = (torch_vectors * int8_vectors).sum(-1) / (np.linalg.norm(torch_vectors, axis=-1)
+                                                    * np.linalg.norm(int8_vectors, axis=-1))
+    assert cos.min() >= 0.99, cos
+    again = nlpkit.evaluate(str(out), data=str(planted))
+    assert abs(again["mrr_at_10"] - trained["test"]["mrr_at_10"]) <= 0.005, again
+
+
+def test_predict_writes_vectors_to_parquet(trained: dict, tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from nlpkit.predict_file import predict_file
+
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS))
+    out = tmp_path / "out.parquet"
+    pipe = nlpkit.pipeline(trained["run_dir"], device="cpu")
+    predict_file(pipe, source, out)
+    table = pq.read_table(out)
+    kind = table.schema.field("embedding").type
+    assert pa.types.is_list(kind) and pa.types.is_float32(kind.value_type), kind
+    assert np.allclose(table.column("embedding").to_pylist(), pipe(TEXTS), atol=1e-6)
+
+
+def test_baselines_benchmark_smoke(trained: dict, tiny_bert: Path, tmp_path: Path) -> None:
+    """benchmarks/embeddings_baselines.py on the tiny run: BM25 cannot tell the planted words' partners apart
+    (they share no letters), the fine-tuned encoder can; the throughput check compares with sentence-transformers."""
+    pytest.importorskip("rank_bm25")
+    pytest.importorskip("sentence_transformers")
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import embeddings_baselines
+
+    out = embeddings_baselines.main([trained["run_dir"], "--pretrained", str(tiny_bert), "--throughput", "40",
+                                     "--batch-size", "8", "--json", str(tmp_path / "b.json")])
+    systems = out["systems"]
+    tuned = systems["fine-tuned (this run)"]
+    assert tuned["recall_at_1"] >= 0.9 > systems["BM25 (rank-bm25 Okapi)"]["recall_at_1"]
+    assert tuned["mrr_at_10"] == pytest.approx(trained["test"]["mrr_at_10"], abs=1e-6)
+    assert out["throughput"]["min_cosine"] >= 0.9999
+    assert json.loads((tmp_path / "b.json").read_text())["data"]["queries"] == 40
