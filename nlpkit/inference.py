@@ -1,7 +1,8 @@
 """The one batched-inference path every transformer task's ``predict`` uses.
 
-Inputs are sorted by length (longest first) so each batch pads to similar lengths, processed ``batch_size`` at
-a time, and the results put back in input order; blank inputs are skipped and get a default. Long runs show a
+Inputs are sorted by length (longest first) so each batch pads to similar lengths, processed at most
+``batch_size`` at a time (a batch ends early where the next input is much shorter), and the results put back in
+input order; blank inputs are skipped and get a default. Long runs show a
 progress bar. ::
 
     ids = tokenizer(texts)["input_ids"]
@@ -41,13 +42,28 @@ def length_order(lengths: Sequence[int]) -> list[int]:
     return sorted(range(len(lengths)), key=lambda i: -lengths[i])
 
 
+#: A batch is cut where padding to its longest input would waste more than this share of it (or more than
+#: PADDING_FLOOR tokens, whichever is larger). Inputs of every length mixed in one call (a server's batch of
+#: concurrent requests) otherwise pad to the longest: measured on 48 random rotten_tomatoes texts per call with
+#: MiniLM-L6 on 2 CPU cores, one padded batch of 48 classified 110 texts/s and batches cut this way 170-175.
+#: A long length-sorted file keeps full batches: its neighbours differ by a token or two.
+MAX_PADDING, PADDING_FLOOR = 0.25, 8
+
+
 def sorted_batches(lengths: Sequence[int], batch_size: int) -> Iterator[list[int]]:
-    """Batches of indices, longest inputs first, each of at most ``batch_size``."""
+    """Batches of indices, longest inputs first, each of at most ``batch_size`` and cut where the next input
+    is much shorter than the batch's first (see :data:`MAX_PADDING`)."""
     if batch_size < 1:
         raise UsageError(f"batch_size must be at least 1, not {batch_size}.")
-    order = length_order(lengths)
-    for start in range(0, len(order), batch_size):
-        yield order[start:start + batch_size]
+    batch: list[int] = []
+    for i in length_order(lengths):
+        if batch and (len(batch) >= batch_size
+                      or lengths[batch[0]] - lengths[i] > max(PADDING_FLOOR, MAX_PADDING * lengths[batch[0]])):
+            yield batch
+            batch = []
+        batch.append(i)
+    if batch:
+        yield batch
 
 
 def pad(rows: Sequence[Sequence[int]], pad_id: int, *, side: str = "right", width: int | None = None

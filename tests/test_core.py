@@ -115,6 +115,18 @@ def test_run_sorted_batches_longest_first_and_restores_order() -> None:
         run_sorted(items, [1] * 5, 0, fn)
 
 
+def test_sorted_batches_end_where_padding_would_waste_much() -> None:
+    from nlpkit.inference import sorted_batches
+
+    # a server's batch mixes lengths: 60-token inputs must not pad 12-token ones to 60
+    lengths = [12, 60, 58, 30, 11, 59, 29, 10]
+    batches = list(sorted_batches(lengths, 64))
+    assert [[lengths[i] for i in b] for b in batches] == [[60, 59, 58], [30, 29], [12, 11, 10]]
+    # neighbours of a length-sorted file (a token or two apart) keep full batches, short inputs included
+    assert [len(b) for b in sorted_batches([40 - i // 10 for i in range(100)], 32)] == [32, 32, 32, 4]
+    assert [len(b) for b in sorted_batches([3, 9, 5, 1], 8)] == [4]  # within PADDING_FLOOR tokens
+
+
 def test_atomic_dir_leaves_nothing_half_written(tmp_path: Path) -> None:
     from nlpkit.artifacts import atomic_dir
 
