@@ -146,8 +146,8 @@ def add_serve_command(subparsers: argparse._SubParsersAction) -> None:
                    help="Server processes (default 1), each with its own copy of the model and its own batcher "
                         "and metrics; more help only with cores to spare.")
     p.add_argument("--threads", type=int, default=None,
-                   help="Threads of the model, torch or ONNX Runtime (default: the physical cores but one, shared "
-                        "by the workers: the other core answers HTTP while the model computes).")
+                   help="Threads of the model, torch or ONNX Runtime (default: the physical cores, shared by the "
+                        "workers).")
     p.add_argument("--task", default=None, help="Task name, when the model is not an nlpkit run or export.")
     p.add_argument("--model-name", default=None,
                    help="The model name the API reports (/v1/models; default: the run folder's name).")
