@@ -144,10 +144,6 @@ class DataConfig:
                                         "which a fast tokenizer already runs on every core).", check=at_least(1))
     stratify: str = opt("auto", "Keep class proportions in the validation/test splits made here: `auto` (on for "
                                 "a classification task's label column), `true`, `false`, or a column name.")
-    label_delimiter: Optional[str] = opt(None, "Multi-label classification: the label column holds strings of "
-                                               "labels joined by this delimiter (e.g. `,` or `|`).")
-    label_columns: Optional[list[str]] = opt(None, "Multi-label classification: one 0/1 column per label, named "
-                                                   "here (the column names become the label names).")
 
 
 @dataclass
@@ -191,24 +187,6 @@ class TrainConfig:
     compile: bool = opt(False, "Wrap the model with torch.compile.")
     lora: bool = opt(False, "Train LoRA adapters (peft) instead of all weights (transformer tasks; see the "
                             "lora.* options).")
-    class_weights: Any = opt(None, "Weigh the loss by class (imbalanced labels): `auto` (inverse class frequency, "
-                                   "normalised so that the average weight per example is 1; multi-label: each "
-                                   "label's negatives/positives as BCE pos_weight) or a list with one weight per "
-                                   "label, in label order.")
-
-    def __post_init__(self) -> None:
-        weights = self.class_weights
-        if isinstance(weights, str) and weights.strip().lower() in ("", "none", "null", "false", "off"):
-            self.class_weights = None
-        elif isinstance(weights, str) and weights.strip().lower() == "auto":
-            self.class_weights = "auto"
-        elif isinstance(weights, (list, tuple)) and weights and all(
-                isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0 for w in weights):
-            self.class_weights = [float(w) for w in weights]
-        elif weights is not None:
-            raise ConfigError(f"train.class_weights={weights!r}: expected `auto`, a list of non-negative numbers "
-                              f"(one per label, e.g. train.class_weights=[1,5]) or none.")
-
     def complete(self) -> None:
         """Fill what depends on other options once the whole config is known (:func:`load_config` calls it): an
         unset ``lr`` becomes ``lora_lr`` under ``lora``, else ``full_lr``."""

@@ -118,10 +118,10 @@ def add_demo_command(subparsers: argparse._SubParsersAction) -> None:
     """``nlpkit demo RUN [--port P] [--host H] [--share yes|no] [--task T]`` (called by the CLI's parser)."""
     p = subparsers.add_parser(
         "demo", help=f"Try a run in the browser: a Gradio app suited to its task ({INSTALL_HINT}).",
-        description="Serves a web app for the run's model: sentiment -> every label with its score; translation "
-                    "-> the translation, with decoding options; generation -> the continuation, streamed as it is "
-                    "generated; word2vec -> neighbours, analogies and similarity. Stop it with Ctrl+C. Needs the "
-                    f"demo extra: {INSTALL_HINT}.")
+        description="Serves a web app for the run's model, the one its task builds (Task.build_demo; e.g. "
+                    "sentiment -> every label with its score, generation -> the continuation, streamed as it is "
+                    "generated). Stop it with Ctrl+C. Needs the demo extra: "
+                    f"{INSTALL_HINT}.")
     p.add_argument("run", help="Run folder, model folder or model id.")
     p.add_argument("--port", type=int, help="Port to serve on (default: 7860, or the next free one).")
     p.add_argument("--host", default="127.0.0.1",

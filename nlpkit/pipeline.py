@@ -33,18 +33,9 @@ class Pipeline:
         """Predict ``inputs`` (one input, or a list of them) in length-sorted batches of ``batch_size``
         (default: the task's, 64; generation's is its ``generate.batch_size``, 16).
 
-        ``kwargs`` are the task's own options (an unknown one is a :class:`~nlpkit.errors.UsageError`):
-
-        * sentiment: ``top_k`` (``k``: the k best labels with scores, best first; ``None``: every label;
-          default: the best label, or for multi-label every label over its threshold);
-        * translation: the ``generate.*`` decoding options, ``num_beams``, ``max_new_tokens``, ``do_sample``,
-          ``temperature``, ``top_k``, ``top_p``, ``repetition_penalty``, ``no_repeat_ngram_size``,
-          ``num_return_sequences`` (default: the run's);
-        * generation: the same decoding options and ``stop``, ``chat_template``, and for one call
-          ``return_full_text`` and ``max_prompt_tokens``; ``seed`` makes sampling repeatable;
-        * word2vec: ``mode`` (``neighbors``, ``analogy``, ``similarity``, ``vector``, ``text``) and ``topn``.
-
-        Each task's ``predict`` (in the task guides) says what a result holds.
+        ``kwargs`` are the task's own options (an unknown one is a :class:`~nlpkit.errors.UsageError`), e.g.
+        sentiment's ``top_k``, the ``generate.*`` decoding options of the tasks that generate, word2vec's ``mode``;
+        each task's ``predict`` (in the task guides) lists its options and says what a result holds.
         """
         single = not isinstance(inputs, (list, tuple))
         if batch_size is not None:  # else each task's own default (generation's differs)

@@ -298,7 +298,7 @@ def test_rotten_tomatoes_converter(tmp_path: Path) -> None:
         "movie_name": ["m1", "m1", "m1", "m2", "m2", "m3", "m3"],
         "has_plot_and_reviews": [True] * 7,
     }).to_csv(index=False).encode()
-    archive = _zip(tmp_path / "st.whl", {assets._RT_MEMBER: bz2.compress(csv)})
+    archive = _zip(tmp_path / "st.whl", {sentiment_catalog._RT_MEMBER: bz2.compress(csv)})
     out = tmp_path / "out"
     out.mkdir()
     sentiment_catalog._convert_rotten_tomatoes(archive, out)
@@ -324,7 +324,7 @@ def test_general_inquirer_converter(tmp_path: Path) -> None:
                      row("COMMIT#2", "| 29% verb: To pledge", "Strong", "Virtue"),
                      row("MYSELF>", "|"),
                      row("CALM#1", "|", "Positiv"), row("CALM#2", "|", "Passive")]) + "\n"
-    archive = _zip(tmp_path / "st.whl", {assets._GI_MEMBER: tsv.encode()})
+    archive = _zip(tmp_path / "st.whl", {sentiment_catalog._GI_MEMBER: tsv.encode()})
     out = tmp_path / "out"
     out.mkdir()
     sentiment_catalog._convert_general_inquirer(archive, out)
@@ -362,7 +362,7 @@ def _bible_db(path: Path) -> bytes:
 
 
 def test_bible_converter(tmp_path: Path) -> None:
-    archive = _zip(tmp_path / "som.whl", {assets._BIBLE_MEMBER: _bible_db(tmp_path / "b.db")})
+    archive = _zip(tmp_path / "som.whl", {translation_catalog._BIBLE_MEMBER: _bible_db(tmp_path / "b.db")})
     out = tmp_path / "out"
     out.mkdir()
     translation_catalog._convert_bible(archive, out, target="es")
@@ -424,7 +424,7 @@ def test_news_converter(tmp_path: Path) -> None:
     inner = io.BytesIO()
     with zipfile.ZipFile(inner, "w") as z:
         z.writestr("NewsArticles.csv", csv)
-    archive = _zip(tmp_path / "tm.whl", {assets._NEWS_MEMBER: inner.getvalue()})
+    archive = _zip(tmp_path / "tm.whl", {word2vec_catalog._NEWS_MEMBER: inner.getvalue()})
     out = tmp_path / "out"
     out.mkdir()
     word2vec_catalog._convert_news(archive, out)
@@ -441,8 +441,8 @@ def test_glove_converter(tmp_path: Path) -> None:
     npy, parquet = io.BytesIO(), io.BytesIO()
     np.save(npy, vectors)
     pd.DataFrame({"index": ["the", "king", "queen", "nan"]}).to_parquet(parquet)
-    archive = _zip(tmp_path / "g.whl", {assets._GLOVE_VECTORS: npy.getvalue(),
-                                        assets._GLOVE_INDEX: parquet.getvalue()})
+    archive = _zip(tmp_path / "g.whl", {word2vec_catalog._GLOVE_VECTORS: npy.getvalue(),
+                                        word2vec_catalog._GLOVE_INDEX: parquet.getvalue()})
     out = tmp_path / "out"
     out.mkdir()
     word2vec_catalog._convert_glove(archive, out)

@@ -151,7 +151,7 @@ def test_multi_hot_targets_stay_vectorized_at_scale() -> None:
     """A million rows of '|'-joined labels become multi-hot rows in seconds (Arrow and numpy, no row loop)."""
     from datasets import Dataset, DatasetDict
 
-    from nlpkit.data import multi_hot, multi_label_names
+    from nlpkit.plugins.sentiment.labels import multi_hot, multi_label_names
 
     rng = np.random.default_rng(0)
     names = np.array(["anger", "boredom", "joy", "fear"])

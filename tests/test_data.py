@@ -200,7 +200,7 @@ def test_hub_subset_revision_and_files_reach_load_dataset(monkeypatch: pytest.Mo
         return DatasetDict({"train": Dataset.from_dict({"sentence": [t for t, _ in sentiment_rows(40)],
                                                         "label": [i % 2 for i in range(40)]})})
 
-    monkeypatch.setattr("nlpkit.data.load_dataset", fake_load_dataset)
+    monkeypatch.setattr("nlpkit.data_files.load_dataset", fake_load_dataset)
     cls = nlpkit.get_task("sentiment")
     cfg = load_config(cls.Config, None, ["data.source=someone/glue-like", "data.config=sst2", "data.revision=v1.0",
                                          "data.data_files={train: sst2/train-*.parquet}", "data.text_column=sentence"])

@@ -21,61 +21,23 @@ import torch.nn.functional as F
 from nlpkit import loader, lora
 from nlpkit.artifacts import TASK_FILE
 from nlpkit.callbacks import Callback, LoraAdapters
-from nlpkit.config import DataConfig, ModelConfig, RunConfig, TrainConfig, one_of, opt
-from nlpkit.data import (
-    drop_empty_texts,
-    holds_label_lists,
-    label_map,
-    load_splits,
-    map_labels,
-    multi_hot,
-    multi_label_names,
-)
+from nlpkit.data import drop_empty_texts, load_splits
 from nlpkit.errors import ConfigError, DataError, ModelNotFoundError, UsageError
 from nlpkit.inference import check_texts, pad, run_sorted
 from nlpkit.metrics import compute
 from nlpkit.modeling import pretrained, resolve_model
+from nlpkit.plugins.sentiment.config import SentimentConfig
+from nlpkit.plugins.sentiment.labels import holds_label_lists, label_map, map_labels, multi_hot, multi_label_names
 from nlpkit.plugins.sentiment.report import confusion_section, per_class_section, pr_curve_section
 from nlpkit.plugins.sentiment.thresholds import ThresholdTuning
 from nlpkit.task import Data, DataInfo, RunResults, Task
 from nlpkit.tokenizing import token_ids
 
-PROBLEM_TYPES = ("single_label", "multi_label", "auto")
 #: transformers' name of each problem type (config.json ``problem_type``: picks the loss and the pipeline's
 #: sigmoid or softmax).
 HF_PROBLEM_TYPES = {"single_label": "single_label_classification", "multi_label": "multi_label_classification"}
 logger = logging.getLogger("nlpkit.sentiment")
 _ALL = object()  # top_k not given: the default output (best label, or the labels above their thresholds)
-
-
-@dataclass
-class SentimentConfig(RunConfig):
-    task: str = opt("sentiment", "Task name (set by the launch script).")
-    model: ModelConfig = opt(help="Encoder to fine-tune (model.name: a catalog name, a hub id such as "
-                                  "distilbert-base-uncased, or a local folder / previous run) and how it is loaded.",
-                             factory=lambda: ModelConfig(name="minilm-l6"))
-    labels: Optional[list[str]] = opt(None, "Label names in id order (default: the sorted labels of the "
-                                            "training split, or the saved model's).")
-    problem_type: str = opt("auto", "`auto` (multi_label when the labels come in one of the multi-label forms: a "
-                                    "list column, data.label_delimiter or data.label_columns; else single_label), "
-                                    "`single_label` (one label per text) or `multi_label` (any number of labels per "
-                                    "text).", check=one_of(*PROBLEM_TYPES))
-    thresholds: str = opt("global", "Multi-label decision thresholds, chosen after training for the best "
-                                    "validation F1: `global` (one for every label, best micro-F1), `per_label` "
-                                    "(each label's best F1), or a number in (0, 1) (fixed, not tuned).")
-    data: DataConfig = opt(help="Data options.", factory=lambda: DataConfig(source="rotten_tomatoes"))
-    train: TrainConfig = opt(help="Training options.", factory=lambda: TrainConfig(
-        full_lr=1e-4, epochs=2.0, batch_size=32, metric_for_best="accuracy", greater_is_better=True))
-
-    def __post_init__(self) -> None:
-        if self.thresholds not in ("global", "per_label"):
-            try:
-                value = float(self.thresholds)
-            except ValueError:
-                value = -1.0
-            if not 0 < value < 1:
-                raise ConfigError(f"thresholds={self.thresholds!r}: expected `global`, `per_label` or a number "
-                                  f"between 0 and 1.")
 
 
 @dataclass
