@@ -56,14 +56,15 @@ def test_split(run: str) -> tuple[list[str], list[str], list[int], dict[str, Any
 
 
 def bm25_ranks(queries: list[str], corpus: list[str], relevant: list[int]) -> np.ndarray:
-    """The rank of each query's passage by Okapi BM25 score (ties count against the query, as for the models)."""
+    """The rank of each query's passage by Okapi BM25 score: the passages scored at least as high as its own (ties
+    count against the query, as for the models: a query sharing no word with any passage ranks last)."""
     from rank_bm25 import BM25Okapi
 
     bm25 = BM25Okapi([words(p) for p in corpus])
     out = np.empty(len(queries), dtype=np.int64)
     for i, (q, rel) in enumerate(zip(queries, relevant)):
         scores = bm25.get_scores(words(q))
-        out[i] = int((scores > scores[rel]).sum()) + 1
+        out[i] = int((scores >= scores[rel]).sum())
     return out
 
 

@@ -24,7 +24,8 @@ __all__ = ["ranks", "retrieval_metrics", "spearman"]
 def ranks(queries: torch.Tensor, relevant: Sequence[int], passages: torch.Tensor, passage_keys: Sequence[int], *,
           max_corpus: int | None = None, seed: int = 0, block: int = 1024) -> tuple[np.ndarray, int]:
     """``(ranks, corpus size)``: the 1-based rank of each query's relevant passage (key ``relevant[i]``) among the
-    distinct passages by cosine (ties count against the query: rank = 1 + passages scored strictly higher).
+    distinct passages by cosine. Ties count against the query (rank = the passages scored at least as high as its
+    own, itself included), so a scorer that cannot tell passages apart gets no credit for it.
 
     ``max_corpus`` keeps at most that many passages (every relevant one, then distractors drawn with ``seed``).
     """
@@ -45,7 +46,7 @@ def ranks(queries: torch.Tensor, relevant: Sequence[int], passages: torch.Tensor
     for start in range(0, len(q), block):
         scores = q[start:start + block] @ corpus.T
         own = scores.gather(1, target[start:start + block, None])
-        out[start:start + block] = (scores > own).sum(dim=1).numpy() + 1
+        out[start:start + block] = (scores >= own).sum(dim=1).numpy()
     return out, len(keep)
 
 
