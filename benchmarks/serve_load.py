@@ -468,20 +468,14 @@ def translation_test(args: argparse.Namespace, workdir: Path) -> dict:
 
 
 def translation_sources(args: argparse.Namespace, pipe: Any) -> list[str]:
-    """Source sentences: the run's test split (its data source) or synthetic ones with ``--smoke``."""
+    """Source sentences of the run's test split, as its task loads it (synthetic ones with ``--smoke``)."""
     if args.smoke:
         import random
 
         rng = random.Random(0)
         words = "in the beginning god created heaven and earth light was good".split()
         return [" ".join(rng.choice(words) for _ in range(rng.randint(3, 20))) for _ in range(args.requests)]
-    from nlpkit.data import load_source
-
-    cfg = pipe.task.cfg
-    ds, _ = load_source(cfg.data.source)
-    split = ds["test"] if "test" in ds else next(iter(ds.values()))
-    column = getattr(cfg.data, "text_column", None) or split.column_names[0]
-    return list(split[column][:args.requests])
+    return list(pipe.task.load_data().splits["test"]["source"][:args.requests])
 
 
 def rss_mib(pid: int) -> float:
