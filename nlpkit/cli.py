@@ -151,6 +151,9 @@ def _cmd_predict(args: argparse.Namespace) -> None:
     if args.input and args.texts:
         raise UsageError("Give texts as arguments or --input FILE, not both.")
     options = {"top_k": args.top_k} if args.top_k is not None else {}
+    if args.engine == "ray":
+        _predict_on_ray(args, options)
+        return
     device, main_process = None, True
     if args.input:
         from nlpkit.predict_file import check_output
@@ -175,6 +178,19 @@ def _cmd_predict(args: argparse.Namespace) -> None:
     texts = args.texts or [line.rstrip("\n") for line in sys.stdin]
     for text, out in zip(texts, pipe(texts, batch_size=args.batch_size, **options)):
         print(json.dumps({"input": text, "output": out}, ensure_ascii=False))
+
+
+def _predict_on_ray(args: argparse.Namespace, options: dict[str, Any]) -> None:
+    """``nlpkit predict --engine ray``: the files on a Ray cluster (:mod:`nlpkit.ray_predict`)."""
+    from nlpkit.ray_predict import predict_ray
+
+    if not (args.input and args.output) or args.texts:
+        raise UsageError("--engine ray predicts files: give --input GLOB and --output FOLDER (no texts).")
+    summary = predict_ray(args.model, args.input, args.output, task=args.task, address=args.address,
+                          actors=args.actors, text_column=args.text_column, batch_size=args.batch_size,
+                          chunk_rows=args.chunk_rows, threads=args.threads or 1, overwrite=args.overwrite, **options)
+    print(f"Predicted {summary['rows']} rows -> {summary['output']}/ ({summary['files']} parquet shards; "
+          f"new columns: {', '.join(summary['columns'])})")
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
@@ -268,6 +284,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, help="Classification: the k best labels with scores (0: all).")
     p.add_argument("--batch-size", type=int, default=64, help="Inputs per batch (default 64).")
     p.add_argument("--chunk-rows", type=int, default=2048, help="Rows read and written at a time (default 2048).")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local (default): this process (or accelerate launch's). ray: Ray Data on a Ray cluster; "
+                        "--input is then a glob, folder or fsspec URL of files, --output a folder of parquet shards "
+                        "(needs the ray extra).")
+    p.add_argument("--address", help="--engine ray: the cluster's head (HOST:PORT; default: RAY_ADDRESS, else a "
+                                     "Ray instance started on this machine).")
+    p.add_argument("--actors", type=int, help="--engine ray: model copies (default: the cluster's CPUs / --threads).")
+    p.add_argument("--threads", type=int, help="--engine ray: threads of each model copy (default 1).")
     p.set_defaults(fn=_cmd_predict)
 
     p = sub.add_parser("evaluate", help="Score a run on its own test split or on another dataset; write a report.",

@@ -28,7 +28,7 @@ import pandas as pd
 
 from nlpkit.errors import DataError, UsageError
 
-__all__ = ["FORMATS", "check_output", "predict_file", "read_chunks"]
+__all__ = ["FORMATS", "check_output", "chunk_inputs", "predict_file", "read_chunks", "with_predictions"]
 
 logger = logging.getLogger("nlpkit.predict_file")
 
@@ -207,10 +207,24 @@ class _Writer:
         self.tmp.unlink(missing_ok=True)
 
 
-def _columns(task: Any, inputs: list[Any], outputs: list[Any], taken: set[str]) -> dict[str, list]:
+def chunk_inputs(chunk: pd.DataFrame, column: str, source: str | Path) -> list[Any]:
+    """The inputs of one chunk of rows: its ``column`` (a :class:`DataError` naming ``source`` when it has none),
+    missing values as ``""``. With :func:`with_predictions`, the one per-chunk path of every file prediction
+    (this module's and :mod:`nlpkit.ray_predict`'s)."""
+    if column not in chunk.columns:
+        raise DataError(f"{source} has no column {column!r}; its columns are {list(chunk.columns)}. "
+                        f"Name the input column with --text-column.")
+    inputs = chunk[column].tolist()
+    return ["" if v is None or (isinstance(v, float) and v != v) else v for v in inputs]  # NaN -> ""
+
+
+def with_predictions(task: Any, chunk: pd.DataFrame, inputs: list[Any], outputs: list[Any]) -> pd.DataFrame:
+    """``chunk`` with the task's prediction columns added (:meth:`nlpkit.task.Task.prediction_columns`); a
+    prediction column whose name an input column has gets the suffix ``_pred`` (an input column is never
+    overwritten)."""
     cols = task.prediction_columns(inputs, outputs)
-    # never overwrite an input column: a clashing prediction column gets a suffix
-    return {(name if name not in taken else f"{name}_pred"): values for name, values in cols.items()}
+    taken = set(chunk.columns)
+    return chunk.assign(**{(name if name not in taken else f"{name}_pred"): values for name, values in cols.items()})
 
 
 def predict_file(pipe: Any, input_path: str | Path, output_path: str | Path, *, text_column: str | None = None,
@@ -239,19 +253,15 @@ def predict_file(pipe: Any, input_path: str | Path, output_path: str | Path, *, 
     new_columns: list[str] = []
     try:
         for chunk in read_chunks(input_path, chunk_rows):
-            if column not in chunk.columns:
-                raise DataError(f"{input_path} has no column {column!r}; its columns are {list(chunk.columns)}. "
-                                f"Name the input column with --text-column.")
-            inputs = chunk[column].tolist()
-            inputs = ["" if v is None or (isinstance(v, float) and v != v) else v for v in inputs]  # NaN -> ""
+            inputs = chunk_inputs(chunk, column, input_path)
             with state.split_between_processes(inputs) as mine:
                 outputs = pipe(list(mine), batch_size=batch_size, **options) if mine else []
             if state.num_processes > 1:
                 outputs = gather_object(outputs)  # rank order = row order (contiguous slices)
             if writer is not None:
-                cols = _columns(task, inputs, outputs, set(chunk.columns))
-                new_columns = list(cols)
-                writer.write(chunk.assign(**cols))
+                done = with_predictions(task, chunk, inputs, outputs)
+                new_columns = list(done.columns[len(chunk.columns):])
+                writer.write(done)
             bar.update(len(chunk))
         if writer is not None:
             writer.commit()
