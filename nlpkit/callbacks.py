@@ -108,7 +108,7 @@ class BestModelKeeper(Callback):
             state.update(best_metric=value, best_step=state["global_step"], evals_without_improvement=0)
             acc = loop.accelerator
             weights = acc.get_state_dict(loop.model)
-            if acc.is_main_process:
+            if loop.writes_checkpoints:  # every machine loads it back at the end: one copy per run folder
                 acc.unwrap_model(loop.model).save_pretrained(loop.run_dir / BEST_DIR, state_dict=weights,
                                                              safe_serialization=True)
         else:
@@ -135,7 +135,7 @@ class BestModelKeeper(Callback):
         loop.fire("on_best_model_loaded", state["best_step"], state["best_metric"])
 
     def on_save(self, loop: Loop, directory: Path) -> None:
-        if loop.accelerator.is_main_process:
+        if loop.writes_checkpoints:
             shutil.rmtree(loop.run_dir / BEST_DIR, ignore_errors=True)
 
 

@@ -16,7 +16,7 @@ from nlpkit.config import RunConfig, save_config
 from nlpkit.errors import ConfigError
 from nlpkit.registry import get_task
 from nlpkit.trackers import check_trackers, closed_on_error, log_run_end
-from nlpkit.training import RunFolder, trainer_for
+from nlpkit.training import RunFolder, check_launch, trainer_for
 
 if TYPE_CHECKING:
     from nlpkit.callbacks import Callback
@@ -97,6 +97,7 @@ def run(cfg: RunConfig, callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
     # Sets up the process group, so the run folder can be agreed on first. `cpu` must be given here as the
     # Accelerator would: without it, CPU-only multi-process launches (ACCELERATE_USE_CPU=1) stay 1 process.
     state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+    check_launch(state.num_processes)  # one process per machine, each its own run: refused before any write
     setup_logging(state.is_main_process)
     threads = use_cpu_cores(state)
     if threads is not None and state.is_main_process:

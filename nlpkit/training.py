@@ -358,16 +358,121 @@ def read_state(ckpt: Path) -> dict[str, Any]:
     return state
 
 
-def save_checkpoint(accelerator: Accelerator, run_dir: Path, state: dict[str, Any], keep: int) -> None:
-    """``save_state`` into checkpoint-N, then write the state file last (marks it complete); prune old."""
+def save_checkpoint(accelerator: Accelerator, run_dir: Path, state: dict[str, Any], keep: int,
+                    per_machine: bool = False) -> None:
+    """``save_state`` into checkpoint-N, then write the state file last (marks it complete); prune old.
+
+    Written once per run, by the main process, into a folder every machine shares; with ``per_machine`` (the run
+    folder is on each machine's own disk, :func:`run_dir_per_machine`) by the first process of every machine
+    into its own copy, accelerate's ``save_on_each_node`` doing the same for the weights and optimizer state.
+    """
     ckpt = run_dir / f"checkpoint-{state['global_step']}"
+    accelerator.project_configuration.save_on_each_node = per_machine
     accelerator.save_state(str(ckpt))
     accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
+    if accelerator.is_local_main_process if per_machine else accelerator.is_main_process:
         (ckpt / STATE_FILE).write_text(json.dumps(state, indent=2))
         for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
+
+
+# --------------------------------------------------------------------------------------------- several machines
+
+
+def machines(accelerator: Accelerator) -> int:
+    """How many machines the run spans: torchrun's world size over its processes per machine."""
+    import os
+
+    per_machine = int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes) or 1)
+    return max(1, accelerator.num_processes // max(per_machine, 1))
+
+
+def check_launch(num_processes: int) -> None:
+    """Refuse a process that ``accelerate launch`` started alone although the launch asked for several.
+
+    With ``--cpu`` (or ``use_cpu: true`` in a config) accelerate's single-process launcher runs the script once per
+    machine, each a world of one, while exporting ``MASTER_ADDR``/``MASTER_PORT`` for the machines it was told
+    about: every machine then runs its own copy of the run as "the main process", all writing into the same run
+    folder (checkpoints and models vanish under each other: ``SafetensorError ... No such file or directory``).
+    Raises :class:`~nlpkit.errors.ConfigError` before anything is written.
+    """
+    import os
+
+    world = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
+    launched = "ACCELERATE_MIXED_PRECISION" in os.environ  # set by accelerate launch on every launcher
+    if (num_processes == 1 and launched and os.environ.get("MASTER_ADDR") and os.environ.get("MASTER_PORT")
+            and not any(os.environ.get(k) for k in world)):
+        raise ConfigError(
+            "accelerate launch started this process alone although it was asked for several processes or "
+            "machines (MASTER_ADDR is set, WORLD_SIZE is not): `--cpu` / `use_cpu: true` makes accelerate use its "
+            "single-process launcher, and every machine would run its own copy of the run into the same folder. "
+            "On CPUs launch with ACCELERATE_USE_CPU=1 and --multi_gpu (accelerate_configs/multi_node_cpu.yaml), "
+            "or unset MASTER_ADDR for a one-process run.")
+
+
+def run_dir_per_machine(accelerator: Accelerator, run_dir: Path) -> bool:
+    """Whether ``run_dir`` is on each machine's own disk (True) rather than one folder all machines share.
+
+    The main process writes a probe file with a fresh random name into its run folder; the first process of every
+    machine looks for it. Always False on one machine. Every process must call this (it holds collectives).
+    """
+    if machines(accelerator) <= 1:
+        return False
+    import secrets
+
+    from accelerate.utils import broadcast_object_list, gather_object
+
+    name = [f".nlpkit-probe-{secrets.token_hex(8)}" if accelerator.is_main_process else None]
+    if accelerator.is_main_process:
+        (run_dir / name[0]).write_text("written by the main process to tell shared from per-machine storage\n")
+    broadcast_object_list(name)
+    probe = run_dir / str(name[0])
+    missing = gather_object([accelerator.is_local_main_process and not probe.is_file()])
+    if accelerator.is_main_process:
+        probe.unlink(missing_ok=True)
+    per_machine = any(missing)
+    if per_machine and accelerator.is_local_main_process:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    return per_machine
+
+
+def agree_resume(accelerator: Accelerator, resume: str, run_dir: Path, per_machine: bool = False) -> Path | None:
+    """:func:`resolve_resume` decided once, on the main process, and the same checkpoint used everywhere.
+
+    With ``per_machine`` run folders, every machine must hold that checkpoint complete in its own copy: a
+    :class:`~nlpkit.errors.ModelNotFoundError` on every process names the machines that lack it (one machine
+    resuming while another starts fresh would train on silently different weights).
+    """
+    from accelerate.utils import broadcast_object_list, gather_object
+
+    choice: list[str | None] = [None, None]  # checkpoint, error
+    error: Exception | None = None
+    if accelerator.is_main_process:
+        try:
+            found = resolve_resume(resume, run_dir)
+            choice[0] = None if found is None else str(found)
+        except ModelNotFoundError as err:
+            error, choice[1] = err, str(err)
+    if accelerator.num_processes > 1:
+        broadcast_object_list(choice)
+    if error is not None:
+        raise error
+    if choice[1] is not None:
+        raise ModelNotFoundError(choice[1])
+    if choice[0] is None:
+        return None
+    ckpt = Path(choice[0])
+    if per_machine:
+        lacks = gather_object([accelerator.is_local_main_process and not (ckpt / STATE_FILE).is_file()])
+        per = max(1, accelerator.num_processes // machines(accelerator))
+        without = sorted({i // per for i, lacking in enumerate(lacks) if lacking})
+        if without:
+            raise ModelNotFoundError(
+                f"resume={resume}: {ckpt} is complete on machine 0 but not on machine(s) "
+                f"{', '.join(map(str, without))}, whose run folder is on its own disk. Copy that checkpoint folder "
+                f"there (same path), or resume from one every machine holds (resume=PATH).")
+    return ckpt
 
 
 # --------------------------------------------------------------------------------------------- the loop
@@ -412,6 +517,18 @@ class Loop:
         self.loaders: dict[str, DataLoader] = {}
         self.finished = False
         self._stop: tuple[str, bool] | None = None
+        #: Training rows come from a stream (``data.streaming``, :mod:`nlpkit.streaming`).
+        self.streaming = False
+        #: The run folder is on each machine's own disk (:func:`run_dir_per_machine`), decided in :meth:`setup`.
+        self.per_machine = False
+
+    @property
+    def writes_checkpoints(self) -> bool:
+        """Whether this process writes checkpoint files (and the best model) into its machine's run folder: the
+        main process, or the first process of every machine when each has its own run folder. The final model
+        and the reports are written once, by the main process, whatever the storage."""
+        acc = self.accelerator
+        return acc.is_local_main_process if self.per_machine else acc.is_main_process
 
     # ------------------------------------------------------------------ events
     def fire(self, event: str, *args: Any) -> None:
@@ -437,23 +554,42 @@ class Loop:
     def setup(self) -> None:
         """Seed, load and encode the data, build the model, make the loaders (validation/test prepared)."""
         task, acc, tcfg = self.task, self.accelerator, self.tcfg
+        self.per_machine = run_dir_per_machine(acc, self.run_dir)
+        if self.per_machine:
+            acc.print(f"{self.run_dir} is on each machine's own disk: every machine keeps its own checkpoints")
         set_seed(self.cfg.seed)
+        self.streaming = bool(getattr(self.cfg.data, "streaming", False))
         with acc.main_process_first():  # the main process fetches/converts catalog assets once
-            data = task.load_data()
+            if self.streaming:  # bounded validation/test in memory, training rows streamed (nlpkit.streaming)
+                from nlpkit.streaming import load_streaming
+
+                data, train_stream = load_streaming(task)
+            else:
+                data = task.load_data()
             task.load_model(data.info)
         self.results.data_sizes = {k: len(v) for k, v in data.splits.items()}
         self.results.notes.update(data.notes)
-        encoded = encode_splits(task, data.splits, acc)
+        if self.streaming:
+            from nlpkit.streaming import TrainStream, encoded_stream
+
+            self.results.data_sizes["train"] = "streamed"
+            encoded = encode_splits(task, DatasetDict({k: data.splits[k] for k in ("validation", "test")}), acc)
+            stream = encoded_stream(task, train_stream, data, acc.process_index, acc.num_processes)
+            self.sampler = self.loaders["train"] = TrainStream(stream, tcfg.batch_size, task.collate, acc,
+                                                               self.cfg.seed, tcfg.num_workers)
+        else:
+            encoded = encode_splits(task, data.splits, acc)
         self.model = task.model.to(acc.device)
         if tcfg.gradient_checkpointing:
             self.model.gradient_checkpointing_enable()
-        self.sampler = EpochSampler(task.lengths(encoded["train"]), tcfg.batch_size * acc.num_processes,
-                                    self.cfg.seed, tcfg.group_by_length)
-        # Its own generator: creating a DataLoader iterator otherwise draws from the global RNG, so a resumed
-        # run (new iterator after load_state) would get different dropout masks than an uninterrupted one.
-        self.loaders["train"] = DataLoader(encoded["train"], batch_size=tcfg.batch_size, sampler=self.sampler,
-                                           collate_fn=task.collate, num_workers=tcfg.num_workers,
-                                           generator=torch.Generator().manual_seed(self.cfg.seed))
+        if not self.streaming:
+            self.sampler = EpochSampler(task.lengths(encoded["train"]), tcfg.batch_size * acc.num_processes,
+                                        self.cfg.seed, tcfg.group_by_length)
+            # Its own generator: creating a DataLoader iterator otherwise draws from the global RNG, so a resumed
+            # run (new iterator after load_state) would get different dropout masks than an uninterrupted one.
+            self.loaders["train"] = DataLoader(encoded["train"], batch_size=tcfg.batch_size, sampler=self.sampler,
+                                               collate_fn=task.collate, num_workers=tcfg.num_workers,
+                                               generator=torch.Generator().manual_seed(self.cfg.seed))
         for split in ("validation", "test"):
             self.loaders[split] = acc.prepare(eval_loader(task, encoded[split], tcfg.eval_batch_size,
                                                           tcfg.num_workers))
@@ -463,19 +599,28 @@ class Loop:
         acc, tcfg = self.accelerator, self.tcfg
         self.task.model = self.model  # a callback may have replaced it (LoRA): save what is trained
         optimizer = _optimizer(self.model, tcfg.lr, tcfg.weight_decay)
-        self.model, self.optimizer, self.loaders["train"] = acc.prepare(self.model, optimizer, self.loaders["train"])
+        if self.streaming:  # each process reads its own part of the stream: accelerate must not shard it again
+            self.model, self.optimizer = acc.prepare(self.model, optimizer)
+        else:
+            self.model, self.optimizer, self.loaders["train"] = acc.prepare(self.model, optimizer,
+                                                                            self.loaders["train"])
         if tcfg.compile:
             self.model = torch.compile(self.model)
-        self.updates_per_epoch = max(1, math.ceil(len(self.loaders["train"]) / tcfg.grad_accum))
-        self.total_updates = (tcfg.max_steps if tcfg.max_steps > 0
-                              else max(1, math.ceil(tcfg.epochs * self.updates_per_epoch)))
+        if self.streaming:  # no length: the run is train.max_steps updates, one "epoch" for eval_every=0
+            self.updates_per_epoch = self.total_updates = tcfg.max_steps
+        else:
+            self.updates_per_epoch = max(1, math.ceil(len(self.loaders["train"]) / tcfg.grad_accum))
+            self.total_updates = (tcfg.max_steps if tcfg.max_steps > 0
+                                  else max(1, math.ceil(tcfg.epochs * self.updates_per_epoch)))
         # Stepped by hand once per real optimizer update (not prepared: a prepared scheduler steps once per
         # process), so warmup/decay lengths hold for any process count and accumulation.
         self.scheduler = get_scheduler(tcfg.scheduler, self.optimizer,
                                        num_warmup_steps=int(tcfg.warmup_ratio * self.total_updates),
                                        num_training_steps=self.total_updates)
         acc.register_for_checkpointing(self.scheduler)
-        ckpt = resolve_resume(self.cfg.resume, self.run_dir)
+        if self.streaming:  # every process's position in the stream, saved with each checkpoint
+            acc.register_for_checkpointing(self.loaders["train"])
+        ckpt = agree_resume(acc, self.cfg.resume, self.run_dir, self.per_machine)
         if ckpt is not None:
             saved = read_state(ckpt)  # a damaged state file fails before accelerate loads anything
             check_checkpoint(ckpt)  # before accelerate unpickles its extra state without weights_only
@@ -501,7 +646,7 @@ class Loop:
             self.accelerator.print(f"step {step}: validation {self.task.main_metric}={value:.4f}")
         self.fire("after_evaluation", metrics)
         if self.tcfg.save_every <= 0:
-            save_checkpoint(self.accelerator, self.run_dir, self.state, self.tcfg.keep_checkpoints)
+            save_checkpoint(self.accelerator, self.run_dir, self.state, self.tcfg.keep_checkpoints, self.per_machine)
 
     def windows(self, loader: Iterable[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
         """The micro-batches of each optimizer update: ``train.grad_accum`` of them (fewer at an epoch's end)."""
@@ -578,7 +723,7 @@ class Loop:
         while not done:
             self.sampler.use_epoch(state["epoch"])
             loader = self.loaders["train"]
-            if state["batches_in_epoch"]:
+            if state["batches_in_epoch"] and not self.streaming:  # a stream skips to its own saved position
                 loader = acc.skip_first_batches(loader, state["batches_in_epoch"])
             for window in self.windows(loader):
                 loss_sum, items = self.backward_window(window)
@@ -615,7 +760,7 @@ class Loop:
                     start = time.perf_counter()
                 if tcfg.save_every > 0 and step % tcfg.save_every == 0:
                     flush()
-                    save_checkpoint(acc, self.run_dir, state, tcfg.keep_checkpoints)
+                    save_checkpoint(acc, self.run_dir, state, tcfg.keep_checkpoints, self.per_machine)
                     start = time.perf_counter()
                 if (self._stop is None and tcfg.stop_after_steps is not None
                         and tcfg.stop_after_steps <= step < self.total_updates):
@@ -695,5 +840,6 @@ def trainer_for(task_cls: type[Task]) -> Any:
     return task_cls.trainer or Loop
 
 
-__all__ = ["EpochSampler", "Loop", "RunFolder", "check_checkpoint", "encode_splits", "eval_loader",
-           "evaluate_loader", "list_checkpoints", "read_state", "resolve_resume", "save_checkpoint", "trainer_for"]
+__all__ = ["EpochSampler", "Loop", "RunFolder", "agree_resume", "check_checkpoint", "check_launch", "encode_splits",
+           "eval_loader", "evaluate_loader", "list_checkpoints", "machines", "read_state", "resolve_resume",
+           "run_dir_per_machine", "save_checkpoint", "trainer_for"]
