@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from nlpkit.errors import ConfigError
 from nlpkit.report import DISTRIBUTION
+from nlpkit.serve.ray_engine import add_ray_options, serve_on_ray
 from nlpkit.serve.settings import API_KEY_ENV, ServeSettings
 
 if TYPE_CHECKING:
@@ -155,12 +156,15 @@ def add_serve_command(subparsers: argparse._SubParsersAction) -> None:
                    choices=("critical", "error", "warning", "info", "debug", "trace"),
                    help="Log detail (default %(default)s: a line per request with its id; debug: each model "
                         "call with its batch).")
+    add_ray_options(p)  # --engine ray --replicas N (nlpkit.serve.ray_engine)
 
     def run(args: argparse.Namespace) -> None:
         options = {k: getattr(args, k) for k in ("host", "port", "max_batch_tokens", "max_wait_ms", "max_concurrency",
                                                  "max_inputs", "max_chars", "max_body_bytes", "timeout", "api_key",
                                                  "cors_origins", "workers", "threads", "task", "model_name",
                                                  "log_level")}
+        if args.engine == "ray":
+            return serve_on_ray(args.model, ServeSettings(**options), args)
         serve(args.model, ServeSettings(**options))
 
     p.set_defaults(fn=run)
