@@ -347,7 +347,8 @@ def write_meta(out_dir: Path, meta: dict[str, Any]) -> None:
 
 
 def write_parquet(df: Any, out_dir: Path) -> None:
-    """Write ``data.parquet`` with plain ``string`` columns.
+    """Write ``data.parquet`` from a pandas DataFrame or a ``pyarrow.Table``, with plain ``string`` types, also
+    inside lists (token lists).
 
     pandas 3 would write ``large_string`` and its own schema metadata; ``datasets`` then shows
     ``Value('large_string')`` and re-stringifies the column in ``class_encode_column``.
@@ -355,9 +356,15 @@ def write_parquet(df: Any, out_dir: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False)
-    schema = pa.schema([pa.field(f.name, pa.string()) if pa.types.is_large_string(f.type) else f
-                        for f in table.schema])
+    def plain(kind: pa.DataType) -> pa.DataType:
+        if pa.types.is_large_string(kind):
+            return pa.string()
+        if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+            return pa.list_(plain(kind.value_type))
+        return kind
+
+    table = df if isinstance(df, pa.Table) else pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False)
+    schema = pa.schema([pa.field(f.name, plain(f.type)) for f in table.schema])
     pq.write_table(table.cast(schema), out_dir / "data.parquet")
 
 

@@ -35,7 +35,7 @@ __all__ = [
     "trainable_parameters",
 ]
 
-TASK_TYPES = ("SEQ_CLS", "SEQ_2_SEQ_LM", "CAUSAL_LM")
+TASK_TYPES = ("SEQ_CLS", "SEQ_2_SEQ_LM", "CAUSAL_LM", "TOKEN_CLS", "FEATURE_EXTRACTION")
 ADAPTER_CONFIG = "adapter_config.json"
 
 

@@ -155,6 +155,25 @@ def _param(key: str, spec: Any, where: str) -> Param:
     return Param(key, kind, low=low, high=high, log=log, step=step)
 
 
+def find_space(task_cls: Any, name_or_path: str | Path) -> Path:
+    """A search space by path, or by name among the spaces the task's plugin ships (``spaces/NAME.yaml`` beside
+    its task module or its package, as presets are found): a new task brings its own without a core edit."""
+    path = Path(name_or_path)
+    if path.is_file() or str(name_or_path).endswith((".yaml", ".yml")):
+        return path
+    import inspect
+
+    module = inspect.getmodule(task_cls)
+    here = Path(module.__file__).parent if module is not None and getattr(module, "__file__", None) else None
+    folders = [f / "spaces" for f in ((here, here.parent) if here is not None else ()) if (f / "spaces").is_dir()]
+    for folder in folders:
+        if (folder / f"{name_or_path}.yaml").is_file():
+            return folder / f"{name_or_path}.yaml"
+    known = sorted(p.stem for f in folders for p in f.glob("*.yaml"))
+    raise ConfigError(f"--space {name_or_path}: no such file, and the {getattr(task_cls, 'name', '') or 'task'} "
+                      f"task ships no space of that name ({', '.join(known) or 'it ships none'}). Give a yaml path.")
+
+
 def load_space(path: str | Path, schema: Any) -> dict[str, Param]:
     """Read and check a search-space yaml against the task's config ``schema``.
 
@@ -447,7 +466,7 @@ def tune(task: str, preset: str | None = None, overrides: list[str] | tuple[str,
     base_cfg = load_config(schema, preset_path, overrides + [f"task={task}"])
     if base_cfg.resume != "none":
         raise UsageError(f"resume={base_cfg.resume}: every trial starts afresh in its own folder; drop resume.")
-    params_space = load_space(space, schema)
+    params_space = load_space(find_space(task_cls, space), schema)
     fixed = sorted({o.split("=", 1)[0] for o in overrides} & set(params_space))
     if fixed:
         raise ConfigError(f"{', '.join(fixed)} is both searched ({space}) and fixed on the command line; drop one.")
@@ -665,8 +684,9 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("task", help="Task name (see `nlpkit tasks`).")
     p.add_argument("overrides", nargs="*", metavar="[PRESET] [key=value ...]",
                    help="The base config: a preset name or yaml, then key=value overrides (before the options).")
-    p.add_argument("--space", required=True, help="Search-space yaml: dotted config key -> {type: float|int|"
-                                                  "categorical, low, high, log, step | choices}.")
+    p.add_argument("--space", required=True, help="Search-space yaml (dotted config key -> {type: float|int|"
+                                                  "categorical, low, high, log, step | choices}), or the name of "
+                                                  "a space the task ships (its plugin's spaces/NAME.yaml).")
     p.add_argument("--trials", type=int, required=True, help="Trials this command runs (Optuna's n_trials); "
                                                              "workers sharing a study each run their own.")
     p.add_argument("--storage", help="Optuna storage: a database URL (sqlite:///x.db, postgresql://...), a *.db "

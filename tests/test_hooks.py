@@ -44,6 +44,9 @@ TOY_PLUGIN = {
                         member="toy/data.txt", size_mb=0.1, license="CC0", description="a toy entry",
                         convert=_convert)]
         ''',
+    "spaces/small.yaml": '''
+        seed: {type: int, low: 1, high: 3}
+        ''',
     "metrics/toyhook_overlap/toyhook_overlap.py": '''
         import datasets
         import evaluate
@@ -170,3 +173,33 @@ def test_an_export_of_an_unknown_kind_names_it(tmp_path: Path) -> None:
             pass
         _Other("classifier")
     assert json.loads((folder / "nlpkit_task.json").read_text())["onnx"]["kind"] == "hologram"
+
+
+def test_a_plugin_ships_its_tune_space_and_encoder_lora(toy_plugin: Path, tiny_bert: Path) -> None:
+    from transformers import AutoModel
+
+    from nlpkit.errors import ConfigError
+    from nlpkit.lora import apply_lora, trainable_parameters
+    from nlpkit.tune import find_space, load_space
+
+    cls = registry.get_task("toyhook")
+    path = find_space(cls, "small")
+    assert path == toy_plugin / "toyhook" / "spaces" / "small.yaml"
+    assert set(load_space(path, cls.Config)) == {"seed"}
+    with pytest.raises(ConfigError, match="ships no space of that name \\(small\\)"):
+        find_space(cls, "large")
+    # a bare encoder (an embeddings task's model) and a token classifier take LoRA adapters too
+    model = apply_lora(AutoModel.from_pretrained(tiny_bert), task_type="FEATURE_EXTRACTION")
+    trainable, total = trainable_parameters(model)
+    assert 0 < trainable < total
+
+
+def test_write_parquet_keeps_plain_strings_inside_lists(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({"tokens": pa.array([["EU", "rejects"], ["x"]], pa.large_list(pa.large_string())),
+                      "text": pa.array(["a", "b"], pa.large_string())})
+    assets.write_parquet(table, tmp_path)
+    schema = pq.read_schema(tmp_path / "data.parquet")
+    assert schema.field("tokens").type == pa.list_(pa.string()) and schema.field("text").type == pa.string()
