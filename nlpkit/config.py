@@ -144,6 +144,13 @@ class DataConfig:
                                         "which a fast tokenizer already runs on every core).", check=at_least(1))
     stratify: str = opt("auto", "Keep class proportions in the validation/test splits made here: `auto` (on for "
                                 "a classification task's label column), `true`, `false`, or a column name.")
+    streaming: bool = opt(False, "Read the training data as a stream (datasets.IterableDataset: local shards such "
+                                 "as 'data/train-*.parquet' or a hub dataset), tokenized on the fly and split "
+                                 "across processes; for data that does not fit. Needs train.max_steps; validation "
+                                 "and test are their first data.max_eval_samples rows (default 1000). See "
+                                 "docs/scaling-out.md.")
+    shuffle_buffer: int = opt(10_000, "data.streaming: rows in the shuffle buffer (memory grows with it; a larger "
+                                      "buffer mixes the stream better).", check=at_least(1))
 
 
 @dataclass

@@ -274,6 +274,13 @@ class Task:
         """Raw ``train``/``validation``/``test`` splits, checked and cleaned, with what they tell the model."""
         raise NotImplementedError
 
+    def stream_rows(self, batch: dict[str, list], info: DataInfo) -> dict[str, list]:
+        """``data.streaming=true`` (:mod:`nlpkit.streaming`): clean a batch of raw streamed training rows as
+        :meth:`load_data` cleans a split (the same columns out as its ``train`` split), given what it learned
+        (``info``) from the first rows. Tasks that do not override it cannot stream their data."""
+        raise ConfigError(f"The {self.name or type(self).__name__} task cannot stream its data yet "
+                          f"(data.streaming=true); use data.max_train_samples to train on part of it.")
+
     def encode(self, batch: dict[str, list]) -> dict[str, list] | pa.Table:
         """Tokenize a batch of raw rows (``datasets.map(batched=True)``): columns as lists, or a ``pyarrow.Table``
         (no Python list per row: see :func:`nlpkit.tokenizing.token_ids`)."""

@@ -183,6 +183,35 @@ class SentimentTask(Task):
             notes["class weights"] = dict(zip(labels, info.class_weights))
         return Data(ds, info, notes)
 
+    def stream_rows(self, batch: dict[str, list], info: DataInfo) -> dict[str, list]:
+        """``data.streaming=true``: raw rows as :meth:`load_data` leaves them (text, label id), single-label only;
+        blank texts skipped (or refused: data.empty_texts=error); a label not among ``info.labels`` (learned from
+        the first rows, or given with labels=[...]) is refused, naming it. An int label not among the names is a
+        class id (a hub ``ClassLabel`` column)."""
+        d = self.cfg.data
+        if getattr(info, "problem_type", "single_label") != "single_label":
+            raise ConfigError("data.streaming=true streams single-label data only; multi-label data is read in "
+                              "memory (data.streaming=false).")
+        names = list(info.labels or [])
+        index = {n: i for i, n in enumerate(names)}
+        texts, ids = [], []
+        for text, label in zip(batch[d.text_column], batch[d.label_column]):
+            if text is None or not str(text).strip():
+                if d.empty_texts == "error":
+                    raise DataError(f"{d.source}: a streamed training row has an empty text (data.empty_texts="
+                                    f"error); fix the row or set data.empty_texts=skip.")
+                continue
+            found = index.get(str(label))
+            if found is None and isinstance(label, int) and not isinstance(label, bool) and 0 <= label < len(names):
+                found = label
+            if found is None:
+                raise DataError(f"{d.source}: a streamed training row has the label {label!r} in column "
+                                f"{d.label_column!r}, not one of {names} (the labels of the first rows read). "
+                                f"List every label with labels=[...].")
+            texts.append(text)
+            ids.append(found)
+        return {d.text_column: texts, "labels": ids}
+
     def _check_classes(self, ds: Any, labels: list[str], train_counts: list[int]) -> None:
         """A single-label split with one class only: training on it learns nothing (every prediction is that
         class, and accuracy is 1.0), so a run refuses it; evaluating on it gives metrics that say little about

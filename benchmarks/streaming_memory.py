@@ -1,0 +1,135 @@
+"""Peak resident memory and training rows/s: data.streaming=true on many rows vs the in-memory path.
+
+Writes synthetic planted-word sentiment rows as parquet shards (in chunks: the writer's memory stays flat), a tiny
+BERT (2 layers, width 32, WordPiece tokenizer trained on the vocabulary), then trains the sentiment task twice in
+child processes: streamed from the shards (``--rows``, default 10M, for ``--steps`` updates) and in memory on
+``--memory-rows`` rows (default 1M, one epoch or ``--steps`` updates, whichever is fewer). Peak resident memory is
+the child's ``ru_maxrss``; rows/s is the run report's training samples over its training seconds.
+
+    python benchmarks/streaming_memory.py                          # 10M streamed vs 1M in memory
+    python benchmarks/streaming_memory.py --rows 2000000 --steps 500
+    python benchmarks/streaming_memory.py --smoke                  # 2,000 rows each, a few updates (the test)
+
+The last line printed is the result as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+POSITIVE = ["great", "wonderful", "brilliant", "moving", "superb", "delightful", "charming", "fresh"]
+NEGATIVE = ["awful", "boring", "dull", "terrible", "tedious", "clumsy", "bland", "stale"]
+FILLER = ["the", "film", "movie", "story", "acting", "plot", "was", "is", "a", "really", "quite", "and", "this",
+          "its", "cast", "script", "very", "ending", "director", "at", "times"]
+
+
+def write_shards(folder: Path, rows: int, per_shard: int = 250_000, seed: int = 0) -> str:
+    """``rows`` synthetic rows as parquet shards of ``per_shard`` rows; returns their glob."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    done, shard = 0, 0
+    while done < rows:
+        n = min(per_shard, rows - done)
+        texts, labels = [], []
+        for i in range(done, done + n):
+            positive = i % 2 == 0
+            words = [rng.choice(FILLER) for _ in range(rng.randint(2, 12))]
+            words.insert(rng.randint(0, len(words)), rng.choice(POSITIVE if positive else NEGATIVE))
+            texts.append(" ".join(words))
+            labels.append("positive" if positive else "negative")
+        pq.write_table(pa.table({"text": texts, "label": labels}), folder / f"train-{shard:05d}.parquet")
+        done, shard = done + n, shard + 1
+    return str(folder / "train-*.parquet")
+
+
+def tiny_model(folder: Path) -> Path:
+    """A 2-layer, width-32 BERT with a WordPiece tokenizer trained on the benchmark's words."""
+    import torch
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    if (folder / "config.json").is_file():
+        return folder
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok.train_from_iterator([" ".join(POSITIVE + NEGATIVE + FILLER)] * 10,
+                            trainers.WordPieceTrainer(vocab_size=200, special_tokens=specials))
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
+        special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))])
+    BertTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                      sep_token="[SEP]", mask_token="[MASK]", model_max_length=128).save_pretrained(folder)
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=128)).save_pretrained(folder)
+    return folder
+
+
+#: Runs the training in a grandchild and prints that process's own peak RSS (KiB), whatever ran before it.
+_PEAK = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]).returncode; "
+         "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r)")
+
+
+def train(model: Path, source: str, out: Path, steps: int, streaming: bool, batch: int, held: int) -> dict:
+    """One training run in a child process; its peak RSS and the report's throughput."""
+    args = [f"model={model}", f"data.source={source}", f"output_dir={out}", "trackers=[]", f"train.max_steps={steps}",
+            f"train.batch_size={batch}", "train.eval_batch_size=256", "train.lr=3e-3", "train.eval_every=0",
+            f"data.max_eval_samples={held}", f"data.validation_size={held}", f"data.test_size={held}",
+            f"data.streaming={str(streaming).lower()}"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+           "HF_DATASETS_CACHE": str(out.parent / "datasets-cache")}
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", _PEAK, sys.executable, str(ROOT / "tasks" / "sentiment.py"), *args],
+                          env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if proc.returncode != 0:
+        sys.exit(f"training failed ({'streamed' if streaming else 'in memory'}):\n{proc.stderr[-3000:]}")
+    peak = int(proc.stdout.strip().splitlines()[-1])  # KiB on Linux
+    report = json.loads((out / "report.json").read_text())
+    t = report["training"]
+    return {"peak_rss_mb": round(peak / 1024, 1), "samples": t["samples"], "updates": t["updates"],
+            "train_seconds": t["runtime_s"], "rows_per_s": t["samples_per_s"], "wall_s": round(wall, 1),
+            "test_accuracy": report["test"]["accuracy"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=10_000_000, help="rows streamed")
+    parser.add_argument("--memory-rows", type=int, default=1_000_000, help="rows of the in-memory run")
+    parser.add_argument("--steps", type=int, default=2000, help="optimizer updates of each run")
+    parser.add_argument("--batch", type=int, default=64, help="train.batch_size")
+    parser.add_argument("--work", type=Path, default=None, help="folder for shards, model and runs (default: a temp)")
+    parser.add_argument("--smoke", action="store_true", help="2,000 rows each, 10 updates")
+    args = parser.parse_args()
+    if args.smoke:
+        args.rows = args.memory_rows = 2000
+        args.steps, args.batch = 10, 16
+    work = args.work or Path(tempfile.mkdtemp(prefix="nlpkit-streaming-bench-"))
+    model = tiny_model(work / "model")
+    streamed_src = write_shards(work / f"shards-{args.rows}", args.rows)
+    memory_src = write_shards(work / f"shards-{args.memory_rows}", args.memory_rows)
+    held = max(10, min(1000, args.memory_rows // 10))  # validation and test rows each
+    streamed = train(model, streamed_src, work / "run-streamed", args.steps, True, args.batch, held)
+    memory_steps = min(args.steps, max(1, (args.memory_rows - 2 * held) // args.batch))
+    in_memory = train(model, memory_src, work / "run-in-memory", memory_steps, False, args.batch, held)
+    streamed["rows"], in_memory["rows"] = args.rows, args.memory_rows
+    print(json.dumps({"streamed": streamed, "in_memory": in_memory, "cpu": os.cpu_count(),
+                      "date": time.strftime("%Y-%m-%d")}))
+
+
+if __name__ == "__main__":
+    main()
