@@ -227,3 +227,14 @@ def test_int8_export_gives_the_same_spans(ner_run: dict, tmp_path: Path) -> None
     same = [[(s["type"], s["start"], s["end"]) for s in row] for row in exported(TEXTS)] == \
         [[(s["type"], s["start"], s["end"]) for s in row] for row in ours(TEXTS)]
     assert same
+
+
+def test_lora_run_saves_an_adapter_that_reloads(tiny_model: Path, tmp_path: Path) -> None:
+    report = nlpkit.train("ner", **ner_overrides(tiny_model, ner_data(tmp_path / "data"), tmp_path / "run",
+                                                 **{"train.max_steps": 6, "train.lora": True,
+                                                    "lora.target_modules": ["query", "value"]}))
+    model = Path(report["run_dir"]) / "model"
+    assert (model / "adapter_config.json").exists() and not (model / "config.json").exists()
+    again = nlpkit.evaluate(report["run_dir"])
+    assert again["f1"] == pytest.approx(report["test"]["f1"], abs=1e-6)
+    assert isinstance(nlpkit.pipeline(report["run_dir"], device="cpu")(TEXTS[1]), list)
