@@ -227,12 +227,25 @@ def _input_columns(paths: list[str], filesystem: Any, fmt: str) -> list[str]:
 
 def _user_error(err: BaseException) -> NlpkitError | None:
     """The :class:`NlpkitError` an actor raised (a missing column, a model that cannot be opened), out of Ray's
-    wrapping, so it is shown as the one line it is."""
+    wrapping, so it is shown as the one line it is. Ray hands the driver its own exception types with the
+    actor's traceback as text (a pickled exception loses its ``__cause__``): the last ``nlpkit.errors.<Class>:
+    message`` line of that text is the error."""
+    import re
+
+    from nlpkit import errors
+
     seen = set()
-    while err is not None and id(err) not in seen:
-        seen.add(id(err))
-        if isinstance(err, NlpkitError):
-            return err
-        cause = getattr(err, "cause", None)
-        err = cause if isinstance(cause, BaseException) else (err.__cause__ or err.__context__)
+    node: BaseException | None = err
+    while node is not None and id(node) not in seen:
+        seen.add(id(node))
+        if isinstance(node, NlpkitError):
+            return node
+        cause = getattr(node, "cause", None)
+        node = cause if isinstance(cause, BaseException) else (node.__cause__ or node.__context__)
+    found = re.findall(r"nlpkit\.errors\.(\w+): (.+)", str(err))
+    if found:
+        name, message = found[-1]
+        cls = getattr(errors, name, None)
+        if isinstance(cls, type) and issubclass(cls, NlpkitError):
+            return cls(message.strip())
     return None
