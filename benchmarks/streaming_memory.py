@@ -121,7 +121,8 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="nlpkit-streaming-bench-"))
     model = tiny_model(work / "model")
     streamed_src = write_shards(work / f"shards-{args.rows}", args.rows)
-    memory_src = write_shards(work / f"shards-{args.memory_rows}", args.memory_rows)
+    # the in-memory path reads a folder (its train-*.parquet files are the train split), not a glob
+    memory_src = str(Path(write_shards(work / f"shards-{args.memory_rows}", args.memory_rows)).parent)
     held = max(10, min(1000, args.memory_rows // 10))  # validation and test rows each
     streamed = train(model, streamed_src, work / "run-streamed", args.steps, True, args.batch, held)
     memory_steps = min(args.steps, max(1, (args.memory_rows - 2 * held) // args.batch))

@@ -101,12 +101,21 @@ def _run(tiny_bert: Path, shards: Path, out: Path, **extra: object) -> subproces
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-def test_streamed_run_learns_and_resumes_after_kill_with_the_same_weights(tiny_bert: Path, shards: Path,
-                                                                          tmp_path: Path) -> None:
+def test_streamed_run_learns(tiny_bert: Path, shards: Path, tmp_path: Path) -> None:
+    """Trained from the stream (4.8 passes over 400 rows), the tiny model finds the planted words. (A stream's
+    batches are not grouped by length: this from-scratch model needs more updates than in memory, where 40
+    length-grouped updates reach 1.0 and 40 ungrouped ones 0.76.)"""
+    report = nlpkit.train("sentiment", **_config(tiny_bert, shards, tmp_path / "run", **{
+        "train.lr": 1e-2, "train.batch_size": 16, "train.max_steps": 120, "train.eval_every": 120}))
+    assert report["training"]["samples"] == 120 * 16
+    assert report["test"]["accuracy"] >= 0.8, "the tiny model learns the planted words from the stream"
+
+
+def test_streamed_run_resumes_after_kill_with_the_same_weights(tiny_bert: Path, shards: Path,
+                                                               tmp_path: Path) -> None:
     """kill -9 mid-run, then resume=auto: the stream continues where the checkpoint says, and the run ends with
     the weights of an uninterrupted one."""
     full = nlpkit.train("sentiment", **_config(tiny_bert, shards, tmp_path / "full"))
-    assert full["test"]["accuracy"] >= 0.8, "the tiny model learns the planted words from the stream"
     assert full["training"]["samples"] == 60 * 8
     out = tmp_path / "killed"
     proc = _run(tiny_bert, shards, out)
@@ -123,9 +132,10 @@ def test_streamed_run_learns_and_resumes_after_kill_with_the_same_weights(tiny_b
     assert resumed["training"]["updates"] == 60
     a, b = (load_file(str(p / "model" / "model.safetensors")) for p in (tmp_path / "full", out))
     assert a.keys() == b.keys()
-    assert max((a[k] - b[k]).abs().max().item() for k in a) == 0.0
+    # float tolerance: the killed run is a subprocess with one torch thread, the others run in this process
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-6
     assert resumed["test"]["accuracy"] == full["test"]["accuracy"]
-    assert resumed["test"]["loss"] == full["test"]["loss"]
+    assert resumed["test"]["loss"] == pytest.approx(full["test"]["loss"], abs=1e-5)
 
 
 def test_a_task_without_stream_rows_is_refused(tiny_bert: Path, shards: Path) -> None:
