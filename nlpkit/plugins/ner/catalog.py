@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nlpkit.assets import Asset, read_member, write_meta
+from nlpkit.assets import Asset, read_member, write_meta, write_parquet
 
 __all__ = ["ASSETS", "WNUT16_CITATION"]
 
@@ -26,10 +26,8 @@ _WNUT16_LICENSE = ("tweets and annotations of the WNUT16 shared task (distribute
 
 
 def _convert_wnut16(archive: Path, out_dir: Path) -> None:
-    """The tab-separated ``token<TAB>tag`` lines -> ``data.parquet`` with ``tokens`` and ``ner_tags`` list columns
-    (written with pyarrow: ``nlpkit.assets.write_parquet`` takes flat pandas columns)."""
+    """The tab-separated ``token<TAB>tag`` lines -> ``data.parquet`` with ``tokens`` and ``ner_tags`` list columns."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     from nlpkit.plugins.ner.tags import to_iob2
 
@@ -54,7 +52,7 @@ def _convert_wnut16(archive: Path, out_dir: Path) -> None:
         to_iob2(tg, "IOB2", invalid="error")  # the file is valid IOB2: refuse a re-packaged one that is not
     table = pa.table({"tokens": pa.array([s[0] for s in sentences], type=pa.list_(pa.string())),
                       "ner_tags": pa.array([s[1] for s in sentences], type=pa.list_(pa.string()))})
-    pq.write_table(table, out_dir / "data.parquet")
+    write_parquet(table, out_dir)
     kinds = sorted({t[2:] for _, tg in sentences for t in tg if t != "O"})
     meta = {"text_column": "tokens", "label_column": "ner_tags", "scheme": "IOB2", "types": kinds,
             "rows": len(sentences), "tokens": sum(len(s[0]) for s in sentences),
