@@ -79,7 +79,14 @@ def main() -> None:
                 raise SystemExit(f"nlpkit serve exited {server.returncode}: {server.communicate()[1][-3000:]}")
             time.sleep(0.5)
         with httpx.Client() as client:
-            while client.get(URL + "/ready").status_code != 200 and time.monotonic() < deadline:
+            while time.monotonic() < deadline:
+                if server.poll() is not None:
+                    raise SystemExit(f"nlpkit serve exited {server.returncode}: {server.communicate()[1][-3000:]}")
+                try:
+                    if client.get(URL + "/ready").status_code == 200:
+                        break
+                except httpx.TransportError:  # the proxy is not listening yet
+                    pass
                 time.sleep(0.5)
             found["replicas"] = {str(k): v for k, v in replicas().items()}
             found["listeners"] = listeners()
