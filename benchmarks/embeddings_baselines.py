@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 import nlpkit
+from nlpkit.artifacts import read_descriptor
 from nlpkit.metrics import compute
 from nlpkit.plugins.embeddings.retrieval import ranks
 from nlpkit.plugins.embeddings.task import EmbeddingsTask
@@ -50,8 +51,11 @@ def test_split(run: str) -> tuple[list[str], list[str], list[int], dict[str, Any
     if "score" in split.column_names:
         scale = getattr(data.info, "score_max", None) or 1.0
         keep = [i for i, s in enumerate(split["score"]) if s / scale >= task.cfg.data.relevant_score]
+    # the model the run started from (its saved config), not the run itself (from_saved points model at the run)
+    found = read_descriptor(task.resolve(run))
+    base = ((found.config or {}).get("model") or {}).get("name") if found is not None else None
     facts = {"source": task.cfg.data.source, "queries": len(keep), "corpus": len(corpus),
-             "base_model": task.cfg.model.name}
+             "base_model": base or task.cfg.model.name}
     return [anchors[i] for i in keep], corpus, [index[positives[i]] for i in keep], facts
 
 

@@ -197,3 +197,16 @@ def test_baselines_benchmark_smoke(trained: dict, tiny_bert: Path, tmp_path: Pat
     assert tuned["mrr_at_10"] == pytest.approx(trained["test"]["mrr_at_10"], abs=1e-6)
     assert out["throughput"]["min_cosine"] >= 0.9999
     assert json.loads((tmp_path / "b.json").read_text())["data"]["queries"] == 40
+
+
+def test_lora_preset_trains_adapters_and_saves_a_merged_sentence_transformers_folder(tiny_bert: Path, planted: Path,
+                                                                                     tmp_path: Path) -> None:
+    st = pytest.importorskip("sentence_transformers")
+    report = nlpkit.train("embeddings", "lora", **embeddings_overrides(
+        tiny_bert, planted, tmp_path / "run", **{"train.max_steps": 4, "lora.target_modules": ["query", "value"]}))
+    assert "(LoRA)" in str(report["data_notes"]["trainable parameters"])
+    folder = Path(report["run_dir"]) / "model"
+    assert not (folder / "adapter_config.json").exists()  # lora.merge: a plain model
+    ours = np.asarray(nlpkit.pipeline(report["run_dir"], device="cpu")(TEXTS))
+    theirs = st.SentenceTransformer(str(folder), device="cpu").encode(TEXTS, convert_to_numpy=True)
+    assert np.allclose(ours, theirs, atol=1e-5)
