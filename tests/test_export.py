@@ -160,7 +160,7 @@ def test_bad_exports_are_clear_errors_and_write_nothing(run: str, fp32: Path, tm
     other = tmp_path / "word2vec-run"
     other.mkdir()
     write_descriptor(other, "word2vec", {"task": "word2vec"})
-    with pytest.raises(UsageError, match=r"word2vec model; nlpkit export handles generation, sentiment.*translation"):
+    with pytest.raises(UsageError, match=r"word2vec model; nlpkit export handles .*sentiment.*translation"):
         export.export_model(other, tmp_path / "x")
     with pytest.raises(UsageError, match="already an ONNX export"):
         export.export_model(fp32, tmp_path / "x")
