@@ -234,7 +234,10 @@ def test_ray_serve_two_replicas_on_two_nodes_answer_like_nlpkit_serve_and_replac
 BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
 
 
+# full_run, not CI's slow stage: each starts its own two-node cluster (minutes on 2 cores) and has not yet
+# been timed on an idle machine; the two cluster tests above run in every suite.
 @pytest.mark.slow
+@pytest.mark.full_run
 def test_ray_batch(tmp_path: Path) -> None:
     """benchmarks/ray_batch.py --smoke: three runs on a real two-node cluster, each with every row once and the
     single-process answers."""
@@ -251,6 +254,7 @@ def test_ray_batch(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.full_run
 def test_ray_serve_load(tmp_path: Path) -> None:
     """benchmarks/ray_serve_load.py --smoke: serve_load's load against 2 Ray Serve replicas, then with one killed."""
     require_cluster()
