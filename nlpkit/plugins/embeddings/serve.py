@@ -9,45 +9,21 @@ bytes, as OpenAI does (the official ``openai`` client asks for it). ``usage`` co
 
 from __future__ import annotations
 
-import base64
-from typing import TYPE_CHECKING, Any, Literal, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional
 
-import numpy as np
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from nlpkit.openai_embeddings import EmbeddingsRequest as OpenAIEmbeddingsRequest
+from nlpkit.openai_embeddings import EmbeddingsResponse, embeddings_body
 
 if TYPE_CHECKING:
     from nlpkit.serve.app import Server
 
 
-class EmbeddingsRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    input: Union[str, list[str]] = Field(description="A text, or a list of texts (answered in order).")
-    model: Optional[str] = Field(None, description="Accepted for OpenAI clients; the server has one model.")
-    encoding_format: Literal["float", "base64"] = Field(
-        "float", description="float: lists of numbers; base64: little-endian float32 bytes (OpenAI's client asks "
-                             "for it).")
+class EmbeddingsRequest(OpenAIEmbeddingsRequest):
     dimensions: Optional[int] = Field(None, ge=1, description="Accepted when it is the model's vector length; "
                                                               "any other value is refused (no truncation).")
-    user: Optional[str] = Field(None, description="Accepted for OpenAI clients; not used.")
-
-
-class Embedding(BaseModel):
-    object: Literal["embedding"] = "embedding"
-    index: int
-    embedding: Union[list[float], str]
-
-
-class Usage(BaseModel):
-    prompt_tokens: int
-    total_tokens: int
-
-
-class EmbeddingsResponse(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[Embedding]
-    model: str
-    usage: Usage
 
 
 def routes(server: Server) -> APIRouter:
@@ -66,15 +42,8 @@ def routes(server: Server) -> APIRouter:
             if not text.strip():
                 raise server.error(422, f"input[{i}] is blank: there is nothing to embed.", f"input[{i}]")
         vectors = await server.predict(texts, {}, field="input")
-        data = []
-        for i, vector in enumerate(vectors):
-            value: Any = vector
-            if request.encoding_format == "base64":
-                value = base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode()
-            data.append({"object": "embedding", "index": i, "embedding": value})
         tokens = sum(len(ids) for ids in task.tokenizer(texts, truncation=True,
                                                         max_length=task.cfg.data.max_length)["input_ids"])
-        return {"object": "list", "data": data, "model": server.model_name,
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+        return embeddings_body(vectors, request.encoding_format, server.model_name, tokens)
 
     return router

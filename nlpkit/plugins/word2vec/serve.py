@@ -15,13 +15,12 @@ A word the vectors do not know is a 422 whose message names it and the closest k
 
 from __future__ import annotations
 
-import base64
-from typing import TYPE_CHECKING, Any, Literal, Optional, Union
+from typing import TYPE_CHECKING, Any, Union
 
-import numpy as np
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
+from nlpkit.openai_embeddings import EmbeddingsRequest, EmbeddingsResponse, embeddings_body
 from nlpkit.plugins.word2vec.text import tokenize
 
 if TYPE_CHECKING:
@@ -30,33 +29,6 @@ if TYPE_CHECKING:
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class EmbeddingsRequest(_Strict):
-    input: Union[str, list[str]] = Field(description="A text, or a list of texts (answered in order).")
-    model: Optional[str] = Field(None, description="Accepted for OpenAI clients; the server has one model.")
-    encoding_format: Literal["float", "base64"] = Field(
-        "float", description="float: lists of numbers; base64: little-endian float32 bytes (OpenAI's client asks "
-                             "for it).")
-    user: Optional[str] = Field(None, description="Accepted for OpenAI clients; not used.")
-
-
-class Embedding(BaseModel):
-    object: Literal["embedding"] = "embedding"
-    index: int
-    embedding: Union[list[float], str]
-
-
-class Usage(BaseModel):
-    prompt_tokens: int
-    total_tokens: int
-
-
-class EmbeddingsResponse(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[Embedding]
-    model: str
-    usage: Usage
 
 
 class Neighbor(BaseModel):
@@ -106,18 +78,12 @@ def routes(server: Server) -> APIRouter:
     async def embeddings(request: EmbeddingsRequest) -> dict[str, Any]:
         texts = [request.input] if isinstance(request.input, str) else list(request.input)
         vectors = await server.predict(texts, {"mode": "text"}, field="input")
-        data = []
         for i, vector in enumerate(vectors):
             if vector is None:
                 raise server.error(422, f"input[{i}] ({texts[i][:60]!r}) has no word the vectors know, so it has "
                                         f"no vector.", f"input[{i}]")
-            value: Any = vector
-            if request.encoding_format == "base64":
-                value = base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode()
-            data.append({"object": "embedding", "index": i, "embedding": value})
         tokens = sum(len(tokenize(t, task.cfg.text)) for t in texts)
-        return {"object": "list", "data": data, "model": server.model_name,
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+        return embeddings_body(vectors, request.encoding_format, server.model_name, tokens)
 
     @router.post("/v1/neighbors", response_model=NeighborsResponse, summary="A word's nearest words.")
     async def neighbors(request: NeighborsRequest) -> dict[str, Any]:
