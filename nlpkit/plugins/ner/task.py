@@ -86,7 +86,7 @@ class NerConfig(RunConfig):
     data: NerDataConfig = opt(help="Data options.", factory=lambda: NerDataConfig(
         source="wnut16", validation_size=0.15, test_size=0.15, max_length=128))
     train: TrainConfig = opt(help="Training options.", factory=lambda: TrainConfig(
-        full_lr=1e-4, epochs=8.0, batch_size=16, metric_for_best="f1", greater_is_better=True))
+        full_lr=3e-4, epochs=8.0, batch_size=16, metric_for_best="f1", greater_is_better=True))
 
 
 @dataclass
