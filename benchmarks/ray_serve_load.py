@@ -26,9 +26,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# tests/scripts first: its ray_batch.py (node_of, used by ray_serve.py) must win over benchmarks/ray_batch.py
+sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tests" / "scripts"))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def inside(job_file: str) -> None:

@@ -20,10 +20,11 @@ import argparse
 import logging
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
-from nlpkit.errors import ConfigError, UsageError
+from nlpkit.errors import ConfigError, NlpkitError, UsageError
 from nlpkit.report import DISTRIBUTION
 from nlpkit.serve.settings import ServeSettings
 
@@ -48,6 +49,9 @@ def add_ray_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--address", default=None,
                    help="--engine ray: the cluster's head (HOST:PORT; default: RAY_ADDRESS, else a Ray instance "
                         "started on this machine).")
+    p.add_argument("--start-timeout", type=float, default=600.0,
+                   help="--engine ray: seconds to wait for Ray Serve's HTTP proxy to serve (default %(default)s; "
+                        "Ray itself gives up after a fixed 60 s, too short on a busy cluster).")
     p.add_argument("--ray-config", action="store_true",
                    help="--engine ray: print the deployment as a Ray Serve config file (for `serve run` / "
                         "`serve deploy`) and exit.")
@@ -122,11 +126,72 @@ def config(model: str, settings: ServeSettings, replicas: int, per_node: int | N
     return head + yaml.safe_dump(doc, sort_keys=False)
 
 
+def _last_line(err: BaseException) -> str:
+    """The last non-empty line of an error's message (Ray puts the replica's traceback before the error)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[-1] if lines else type(err).__name__
+
+
+def _stop_serve_if_idle() -> None:
+    """Shut Ray Serve down (its controller and HTTP proxy) when it serves no application: a later start then
+    begins afresh, with its own ``--host``/``--port`` (a running Serve keeps the options it was started with)."""
+    from ray import serve
+
+    try:
+        if not serve.status().applications:
+            serve.shutdown()
+    except Exception:  # noqa: BLE001 - best effort on the way out of a failed start; the error is reported
+        logger.debug("Ray Serve could not be shut down after a failed start", exc_info=True)
+
+
+def _proxy_failed(settings: ServeSettings, why: str) -> NlpkitError:
+    _stop_serve_if_idle()
+    return NlpkitError(f"Ray Serve's HTTP proxy for http://{settings.host}:{settings.port}/ did not start ({why}): "
+                       f"check that nothing else listens on port {settings.port} (or give another --port) and that "
+                       f"the head node has a free CPU (`ray status`), then start again; on a busy cluster with a "
+                       f"larger --start-timeout.")
+
+
+def _start_serve(settings: ServeSettings, deadline: float, limit: float) -> None:
+    """``serve.start`` with its HTTP proxy on ``settings.host:port``, waiting up to ``deadline`` for the proxy
+    (Ray's own wait is a fixed 60 s, ``HTTP_PROXY_TIMEOUT``, too short for a starved head node); a proxy that
+    fails or does not come up in time is one line (:class:`NlpkitError`), with Serve shut down again."""
+    from ray import serve
+    from ray.exceptions import RayError
+
+    try:
+        serve.start(proxy_location="HeadOnly", http_options={"host": settings.host, "port": settings.port})
+        return
+    except TimeoutError:  # Ray gave up waiting; the proxy may still come up
+        pass
+    except RayError as err:  # the proxy actor failed, e.g. "Failed to bind to address '127.0.0.1:8000'"
+        raise _proxy_failed(settings, _last_line(err)) from None
+    logger.warning("Ray Serve's HTTP proxy is not up after Ray's fixed 60 s wait; waiting up to --start-timeout "
+                   "%g s in all", limit)
+    _wait_for_proxy(settings, deadline, limit)
+
+
+def _wait_for_proxy(settings: ServeSettings, deadline: float, limit: float) -> None:
+    """Wait until every Ray Serve HTTP proxy is HEALTHY, or stop with one line when ``deadline`` passes first."""
+    from ray import serve
+
+    proxies: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        proxies = {node: str(getattr(state, "value", state)) for node, state in serve.status().proxies.items()}
+        if proxies and all(state == "HEALTHY" for state in proxies.values()):
+            return
+        time.sleep(1.0)
+    states = ", ".join(sorted(set(proxies.values()))) or "none running"
+    raise _proxy_failed(settings, f"not serving after --start-timeout {limit:g} s; proxy {states}")
+
+
 def serve_on_ray(model: str, settings: ServeSettings, args: argparse.Namespace) -> None:
     """Deploy ``model`` on the Ray cluster, serve until SIGTERM / Ctrl+C, then take the application down."""
     if args.ray_config:
         print(config(model, settings, args.replicas, args.replicas_per_node), end="")
         return
+    if args.start_timeout <= 0:
+        raise UsageError(f"--start-timeout {args.start_timeout:g}: must be more than 0 seconds.")
     try:
         from ray import serve
     except ImportError:
@@ -139,9 +204,18 @@ def serve_on_ray(model: str, settings: ServeSettings, args: argparse.Namespace) 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    serve.start(proxy_location="HeadOnly", http_options={"host": settings.host, "port": settings.port})
+    deadline = time.monotonic() + args.start_timeout
+    _start_serve(settings, deadline, args.start_timeout)
     try:
-        serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
+        try:
+            serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
+        except TimeoutError:  # the replicas are up; Ray waited its fixed 60 s for the proxy to serve them
+            _wait_for_proxy(settings, deadline, args.start_timeout)
+        except RuntimeError as err:  # the application's status went DEPLOY_FAILED (a replica could not start)
+            if "failed" not in str(err):
+                raise
+            raise NlpkitError(f"Ray Serve could not start the replicas of {model}: {_last_line(err)} (the replicas' "
+                              f"logs are in the Ray session's logs/serve folder).") from None
         logger.info("Serving %s on Ray Serve: %d replica(s), http://%s:%d/", model, args.replicas, settings.host,
                     settings.port)
         print(f"Serving {model} on Ray Serve with {args.replicas} replica(s) at http://{settings.host}:"

@@ -1,5 +1,6 @@
-"""Run inside a two-node Ray cluster (tests/ray_cluster.py): ``nlpkit serve RUN --engine ray --replicas 2``,
-its answers, then one replica killed under load; prints one JSON line with what it saw.
+"""Run inside a two-node Ray cluster (tests/ray_cluster.py): ``nlpkit serve RUN --engine ray`` on a port another
+program holds (it must fail with one line), then ``--replicas 2`` started past Ray Serve's own proxy wait, its
+answers, then one replica killed under load; prints one JSON line with what it saw.
 
     python ray_serve.py JOB.json
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -62,16 +64,30 @@ def classify(client: httpx.Client, text: str) -> tuple[int, str | None]:
     return r.status_code, r.json()["predictions"]["label"] if r.status_code == 200 else None
 
 
+#: ``nlpkit serve`` with Ray Serve's fixed wait for its HTTP proxy (60 s) cut to 0: the start goes through
+#: nlpkit's own wait (--start-timeout), as on a head node too busy to start the proxy within Ray's 60 s.
+NO_RAY_WAIT = ("import sys, ray.serve._private.api as api; api.HTTP_PROXY_TIMEOUT = 0; "
+               "from nlpkit.cli import console_main; console_main(sys.argv[1:])")
+
+
 def main() -> None:
     job = json.loads(Path(sys.argv[1]).read_text())
     texts = job["texts"]
-    server = subprocess.Popen([sys.executable, "-m", "nlpkit.cli", "serve", job["run"], "--engine", "ray",
-                               "--replicas", "2", "--address", os.environ["RAY_ADDRESS"], "--port", "8000",
-                               "--log-level", "warning"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    serve = ["serve", job["run"], "--engine", "ray", "--address", os.environ["RAY_ADDRESS"], "--port", "8000",
+             "--log-level", "warning"]
+    found: dict = {}
+    # port 8000 taken by another program: one line, exit 2, Serve shut down again
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 8000))
+        busy.listen()
+        failed = subprocess.run([sys.executable, "-m", "nlpkit.cli", *serve, "--replicas", "1"], capture_output=True,
+                                text=True, timeout=600)
+    found["port_busy"] = {"returncode": failed.returncode, "stderr": failed.stderr[-3000:]}
+    server = subprocess.Popen([sys.executable, "-c", NO_RAY_WAIT, *serve, "--replicas", "2"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     import ray
 
     ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False, logging_level="WARNING")
-    found: dict = {}
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and (running() < 2 or len(replicas()) < 2):
@@ -138,7 +154,8 @@ def main() -> None:
         except subprocess.TimeoutExpired:
             server.kill()
             out, err = server.communicate()
-        found["server"] = {"returncode": server.returncode, "stdout": out[-2000:], "stderr": err[-3000:]}
+        found["server"] = {"returncode": server.returncode, "stdout": out[-2000:], "stderr": err[-3000:],
+                           "waited_past_ray": "not up after Ray's fixed 60 s wait" in err}
         found["replicas_after_stop"] = len(replicas())
         print(json.dumps(found))
 
