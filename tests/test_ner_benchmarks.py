@@ -30,9 +30,12 @@ def test_ner_baseline(tiny_run: str, tmp_path: Path, capsys: pytest.CaptureFixtu
 
 def test_ner_infer(tiny_run: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     pytest.importorskip("onnxruntime")
-    out = run_main("ner_infer", ["--model", tiny_run, "--texts", "40", "--repeats", "1", "--batch-size", "8",
-                                 "--threads", "1", "--export-dir", str(tmp_path / "exports")], capsys)
+    out = run_main("ner_infer", ["--model", tiny_run, "--texts", "40", "--rounds", "2", "--min-seconds", "0",
+                                 "--int8-keep-fp32", "", "--batch-size", "8", "--threads", "1",
+                                 "--export-dir", str(tmp_path / "exports")], capsys)
     rows = {r[0]: r for r in table_rows(out, "nlpkit") + table_rows(out, "transformers.pipeline")}
-    assert set(rows) == {"transformers.pipeline", "nlpkit PyTorch", "nlpkit ONNX fp32", "nlpkit ONNX int8"}
+    assert set(rows) == {"transformers.pipeline", "nlpkit PyTorch", "nlpkit ONNX fp32", "nlpkit ONNX int8",
+                         "nlpkit ONNX int8, nothing kept fp32"}
+    assert "median of 2 rounds" in out and out.count("x, ") >= 4  # every pipeline's two per-round ratios
     assert rows["nlpkit PyTorch"][3] == "100.00%"  # identical spans to transformers' grouping
     assert rows["nlpkit ONNX fp32"][3] == "100.00%"
