@@ -162,6 +162,15 @@ def test_spans_equal_transformers_simple_aggregation(ner_run: dict) -> None:
         for s, e in zip(mine, theirs):
             assert s["score"] == pytest.approx(float(e["score"]), abs=1e-4)
     assert ours("") == [] and ours(["", "anna"])[0] == []
+    # on CPU the pipeline ran eager attention (faster on its length-sorted batches), transformers' SDPA
+    assert ours.task.model.config._attn_implementation == "eager"
+    assert hf.model.config._attn_implementation == "sdpa"
+
+
+def test_a_chosen_attention_kernel_is_kept(ner_run: dict) -> None:
+    ours = nlpkit.pipeline(ner_run["run_dir"], device="cpu", **{"model.attn_implementation": "sdpa"})
+    ours(["anna lives in oslo"])
+    assert ours.task.model.config._attn_implementation == "sdpa"
 
 
 def test_grouping_rules() -> None:
