@@ -11,6 +11,7 @@ fast tokenizer's offset mapping), its ``text`` the text between them.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -32,36 +33,43 @@ def _tag(label: str) -> tuple[str, str]:
     return "I", label
 
 
+@lru_cache(maxsize=16)
+def _label_table(labels: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Per label id: whether it is a ``B-`` tag, the id of the type that merging compares, and the type name a
+    group that starts with it gets (``O`` groups are dropped)."""
+    kinds: dict[str, int] = {}
+    is_b = np.array([_tag(name)[0] == "B" for name in labels], dtype=bool)
+    kind_ids = np.array([kinds.setdefault(_tag(name)[1], len(kinds)) for name in labels], dtype=np.int64)
+    return is_b, kind_ids, [name.split("-", 1)[-1] for name in labels]
+
+
 def group_spans(text: str, scores: np.ndarray, offsets: Sequence[tuple[int, int]], special: Sequence[int],
                 labels: Sequence[str]) -> list[dict[str, Any]]:
     """The entity spans of one text: ``{"type", "start", "end", "score", "text"}`` in text order.
 
     ``scores`` (tokens x labels) are the softmax scores of the text's tokens, ``offsets`` their character
     offsets, ``special`` 1 for the tokenizer's special tokens (skipped), ``labels`` the label names in id order.
+    Grouping is done on arrays: a group starts at a token whose type differs from the previous token's or whose
+    tag is ``B-``.
     """
-    best = scores.argmax(-1)
+    keep = np.flatnonzero(np.asarray(special, dtype=bool)[: len(scores)] == 0)
+    if not keep.size:
+        return []
+    is_b, kind_ids, group_kind = _label_table(tuple(labels))
+    best = scores[keep].argmax(-1)
+    top = scores[keep, best].astype(np.float64)
+    kind = kind_ids[best]
+    new = np.empty(len(keep), dtype=bool)
+    new[0] = True
+    new[1:] = (kind[1:] != kind[:-1]) | is_b[best[1:]]
+    starts = np.flatnonzero(new)
+    stops = np.append(starts[1:], len(keep))
+    means = np.add.reduceat(top, starts) / (stops - starts)
     spans: list[dict[str, Any]] = []
-    group: list[tuple[str, float, int, int]] = []  # (label, score, start, end) of the tokens being merged
-
-    def close() -> None:
-        kind = group[0][0].split("-", 1)[-1]
-        if kind != "O":
-            start, end = group[0][2], group[-1][3]
-            spans.append({"type": kind, "start": int(start), "end": int(end),
-                          "score": float(np.mean([g[1] for g in group])), "text": text[start:end]})
-
-    for i, label_id in enumerate(best):
-        if special[i]:
+    for first, stop, score in zip(starts.tolist(), stops.tolist(), means.tolist()):
+        name = group_kind[int(best[first])]
+        if name == "O":
             continue
-        label = labels[int(label_id)]
-        token = (label, float(scores[i, label_id]), int(offsets[i][0]), int(offsets[i][1]))
-        if group:
-            bi, kind = _tag(label)
-            if kind == _tag(group[-1][0])[1] and bi != "B":
-                group.append(token)
-                continue
-            close()
-        group = [token]
-    if group:
-        close()
+        start, end = int(offsets[keep[first]][0]), int(offsets[keep[stop - 1]][1])
+        spans.append({"type": name, "start": start, "end": end, "score": score, "text": text[start:end]})
     return spans
