@@ -1,10 +1,10 @@
 """An embeddings run against its baselines on the very same test split and corpus: BM25 (rank-bm25's Okapi BM25
-over lowercased word tokens) and the pretrained encoder before fine-tuning; and the encode throughput of
-``nlpkit.pipeline`` against ``SentenceTransformer.encode`` on the same texts (vectors compared by cosine).
+over lowercased word tokens) and the pretrained encoder before fine-tuning; optionally the run's ONNX exports too
+(their retrieval metric against the PyTorch run's). Encode speed: ``benchmarks/embeddings_infer.py``.
 
     python benchmarks/embeddings_baselines.py outputs/embeddings-<time>            # pretrained: the run's base model
     python benchmarks/embeddings_baselines.py RUN --pretrained minilm-l6 --json baselines.json
-    python benchmarks/embeddings_baselines.py RUN --throughput 2000                # + encode speed on 2,000 texts
+    python benchmarks/embeddings_baselines.py RUN --export exports/int8            # + an export of RUN, same split
 
 Every system ranks the same corpus (the test split's distinct passages: positives and hard negatives) for the
 same queries (the test anchors; for scored pairs, those at or over ``data.relevant_score``), and the ranks go
@@ -27,6 +27,7 @@ import torch
 import nlpkit
 from nlpkit.artifacts import read_descriptor
 from nlpkit.metrics import compute
+from nlpkit.onnx_runtime import onnx_export_info
 from nlpkit.plugins.embeddings.retrieval import ranks
 from nlpkit.plugins.embeddings.task import EmbeddingsTask
 
@@ -81,34 +82,14 @@ def model_ranks(pipe: Any, queries: list[str], corpus: list[str], relevant: list
     return found
 
 
-def throughput(pipe: Any, folder: str, texts: list[str], batch_size: int) -> dict[str, Any]:
-    """Texts per second of ``pipe`` and of ``SentenceTransformer(folder).encode`` (same batch size, one warm-up
-    each), and the smallest cosine between their vectors."""
-    from sentence_transformers import SentenceTransformer
-
-    st = SentenceTransformer(folder, device="cpu")
-    pipe.task.vectors(texts[:batch_size], batch_size)
-    st.encode(texts[:batch_size], batch_size=batch_size)
-    start = time.perf_counter()
-    ours = pipe.task.vectors(texts, batch_size)
-    ours_s = time.perf_counter() - start
-    start = time.perf_counter()
-    theirs = st.encode(texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)
-    theirs_s = time.perf_counter() - start
-    cos = (ours * theirs).sum(-1) / (np.linalg.norm(ours, axis=-1) * np.linalg.norm(theirs, axis=-1))
-    return {"texts": len(texts), "batch_size": batch_size, "nlpkit_texts_per_s": round(len(texts) / ours_s, 1),
-            "sentence_transformers_texts_per_s": round(len(texts) / theirs_s, 1),
-            "speedup": round(theirs_s / ours_s, 3), "min_cosine": float(cos.min())}
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", help="An embeddings run folder (or its export).")
     parser.add_argument("--pretrained", help="The encoder before fine-tuning (default: the run's base model).")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--throughput", type=int, default=0, metavar="N",
-                        help="Also time encoding N test texts with nlpkit and sentence-transformers (0: skip).")
+    parser.add_argument("--export", action="append", default=[], metavar="FOLDER",
+                        help="Also rank with this ONNX export of the run (nlpkit export); may be repeated.")
     parser.add_argument("--json", type=Path, help="Write the results here too.")
     args = parser.parse_args(argv)
 
@@ -119,30 +100,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     systems.append((f"pretrained {pretrained}", lambda: nlpkit.pipeline("embeddings", model=pretrained,
                                                                          device="cpu")))
     systems.append(("fine-tuned (this run)", lambda: nlpkit.pipeline(args.run, device="cpu")))
-    tuned = None
+    for folder in args.export:
+        precision = (onnx_export_info(folder) or {}).get("precision", "?")
+        systems.append((f"fine-tuned, ONNX {precision} ({Path(folder).name})",
+                        lambda folder=folder: nlpkit.pipeline(folder, device="cpu")))
     for name, make in systems:
         start = time.perf_counter()
         if make is None:
             found = bm25_ranks(queries, corpus, relevant)
         else:
             pipe = make()
-            tuned = pipe
             found = model_ranks(pipe, queries, corpus, relevant, args.batch_size)
         metrics = compute("retrieval", predictions=found.tolist())
         metrics["seconds"] = round(time.perf_counter() - start, 1)
         results["systems"][name] = metrics
-    if args.throughput and tuned is not None:
-        texts = (queries + corpus)[:args.throughput]
-        results["throughput"] = throughput(tuned, str(Path(args.run) / "model") if (Path(args.run) / "model").is_dir()
-                                           else args.run, texts, args.batch_size)
     print(f"{facts['source']}: {facts['queries']:,} test queries, {facts['corpus']:,} passages")
     print("| system | MRR@10 | NDCG@10 | recall@1 | recall@10 | seconds |")
     print("|---|---|---|---|---|---|")
     for name, m in results["systems"].items():
         print(f"| {name} | {m['mrr_at_10']:.4f} | {m['ndcg_at_10']:.4f} | {m['recall_at_1']:.4f} | "
               f"{m['recall_at_10']:.4f} | {m['seconds']} |")
-    if "throughput" in results:
-        print(json.dumps(results["throughput"]))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     return results

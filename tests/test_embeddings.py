@@ -179,24 +179,50 @@ def test_predict_writes_vectors_to_parquet(trained: dict, tmp_path: Path) -> Non
     assert np.allclose(table.column("embedding").to_pylist(), pipe(TEXTS), atol=1e-6)
 
 
-def test_baselines_benchmark_smoke(trained: dict, tiny_bert: Path, tmp_path: Path) -> None:
-    """benchmarks/embeddings_baselines.py on the tiny run: BM25 cannot tell the planted words' partners apart
-    (they share no letters), the fine-tuned encoder can; the throughput check compares with sentence-transformers."""
-    pytest.importorskip("rank_bm25")
-    pytest.importorskip("sentence_transformers")
+def _benchmark(name: str):
+    import importlib
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    import embeddings_baselines
+    return importlib.import_module(name)
 
-    out = embeddings_baselines.main([trained["run_dir"], "--pretrained", str(tiny_bert), "--throughput", "40",
-                                     "--batch-size", "8", "--json", str(tmp_path / "b.json")])
+
+def test_embeddings_baselines(trained: dict, tiny_bert: Path, tmp_path: Path) -> None:
+    """benchmarks/embeddings_baselines.py on the tiny run: BM25 cannot tell the planted words' partners apart
+    (they share no letters), the fine-tuned encoder can, and so does its int8 export, on the same split."""
+    pytest.importorskip("rank_bm25")
+    pytest.importorskip("onnxruntime")
+    from nlpkit.export import export_model
+
+    export_model(trained["run_dir"], tmp_path / "int8", quantize="int8")
+    out = _benchmark("embeddings_baselines").main([trained["run_dir"], "--pretrained", str(tiny_bert),
+                                                   "--batch-size", "8", "--export", str(tmp_path / "int8"),
+                                                   "--json", str(tmp_path / "b.json")])
     systems = out["systems"]
     tuned = systems["fine-tuned (this run)"]
     assert tuned["recall_at_1"] >= 0.9 > systems["BM25 (rank-bm25 Okapi)"]["recall_at_1"]
+    assert tuned["recall_at_1"] > systems[f"pretrained {tiny_bert}"]["recall_at_1"]
     assert tuned["mrr_at_10"] == pytest.approx(trained["test"]["mrr_at_10"], abs=1e-6)
-    assert out["throughput"]["min_cosine"] >= 0.9999
+    assert abs(systems["fine-tuned, ONNX int8 (int8)"]["mrr_at_10"] - tuned["mrr_at_10"]) <= 0.005
     assert json.loads((tmp_path / "b.json").read_text())["data"]["queries"] == 40
+
+
+def test_embeddings_infer(trained: dict, tmp_path: Path) -> None:
+    """benchmarks/embeddings_infer.py on the tiny run: every side encodes the same texts; the PyTorch pipeline and
+    the fp32 export give sentence-transformers' vectors, the int8 export stays within cosine 0.99 of them."""
+    pytest.importorskip("sentence_transformers")
+    pytest.importorskip("onnxruntime")
+    out = _benchmark("embeddings_infer").main([trained["run_dir"], "--texts", "60", "--rounds", "2",
+                                               "--batch-size", "8", "--threads", "1",
+                                               "--json", str(tmp_path / "i.json")])
+    sides = out["sides"]
+    assert set(sides) == {"SentenceTransformer.encode", "nlpkit.pipeline (PyTorch)", "nlpkit.pipeline (ONNX fp32)",
+                          "nlpkit.pipeline (ONNX int8)"}, out["refused"]
+    assert sides["nlpkit.pipeline (PyTorch)"]["min_cosine"] >= 0.9999
+    assert sides["nlpkit.pipeline (ONNX fp32)"]["min_cosine"] >= 0.9999
+    assert sides["nlpkit.pipeline (ONNX int8)"]["min_cosine"] >= 0.99
+    assert all(len(m["round_ratios"]) == 2 for m in sides.values())
+    assert json.loads((tmp_path / "i.json").read_text())["texts"] == 60
 
 
 def test_lora_preset_trains_adapters_and_saves_a_merged_sentence_transformers_folder(tiny_bert: Path, planted: Path,

@@ -11,7 +11,7 @@ import torch
 
 from nlpkit.onnx_runtime import EncoderKind
 
-__all__ = ["SENTENCE_ENCODER", "CHECK_TEXTS", "min_cosine"]
+__all__ = ["SENTENCE_ENCODER", "CHECK_TEXTS", "KEEP_FP32", "min_cosine"]
 
 
 class _TokenVectors(torch.nn.Module):
@@ -26,11 +26,23 @@ class _TokenVectors(torch.nn.Module):
 
 
 class TokenVectorsKind(EncoderKind):
-    """An encoder exported as ``input_ids, attention_mask -> last_hidden_state`` (per token)."""
+    """An encoder exported as ``input_ids, attention_mask -> last_hidden_state`` (per token). int8 quantizes the
+    weight MatMuls only: the fused Attention nodes (query/key/value projections) stay fp32, as does
+    :data:`KEEP_FP32`."""
+
+    #: Measured on the default run (all-MiniLM-L6 fine-tuned on bible-bbe-web), smallest cosine of 606 texts'
+    #: int8 vectors to PyTorch's (length-sorted batches of 64): every quantizable op 0.980, MatMul only 0.978,
+    #: MatMul only with :data:`KEEP_FP32` fp32 0.989 (mean 0.9975); the worst text is always the shortest ("ok").
+    #: The export check, whose 8 texts share one padded batch, gives 0.981 with these settings: still refused.
+    quantize_ops = ["MatMul"]
 
     def module(self, model: Any) -> torch.nn.Module:
         return _TokenVectors(model)
 
+
+#: Nodes int8 keeps fp32: each layer's feed-forward output projection, whose input (the GELU output) has the
+#: widest activation range; one dynamic int8 scale per batch loses most there.
+KEEP_FP32 = r"layer\.\d+/output/dense/"
 
 SENTENCE_ENCODER = TokenVectorsKind("sentence-encoder", {"last_hidden_state": {0: "batch", 1: "sequence"}})
 

@@ -396,10 +396,10 @@ class EmbeddingsTask(Task):
         """``nlpkit export``: the token-vector graph (:mod:`nlpkit.plugins.embeddings.export`); an int8 export
         whose vectors fall under cosine 0.99 to the fp32 model's on the check texts is refused."""
         from nlpkit.onnx_runtime import ExportSpec
-        from nlpkit.plugins.embeddings.export import CHECK_TEXTS, SENTENCE_ENCODER, min_cosine
+        from nlpkit.plugins.embeddings.export import CHECK_TEXTS, KEEP_FP32, SENTENCE_ENCODER, min_cosine
 
         return ExportSpec(SENTENCE_ENCODER, check_inputs=list(CHECK_TEXTS), agreement=min_cosine,
-                          agreement_name="min_cosine", min_int8_agreement=0.99,
+                          agreement_name="min_cosine", min_int8_agreement=0.99, keep_fp32=KEEP_FP32,
                           int8_hint="Export in fp32 (no --quantize): int8 moves this model's vectors too far.",
                           fp32_tolerance=1e-3)
 
