@@ -58,28 +58,12 @@ def tiny_trained(folder: Path) -> Path:
     run = folder / "run"
     if (run / "report.json").is_file():
         return run
-    import torch
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
     import nlpkit
     from nlpkit.data import load_source
+    from nlpkit.testing import tiny_bert
 
     ds, _ = load_source("rotten_tomatoes")
-    base = folder / "base"
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok.train_from_iterator(ds["train"]["text"], trainers.WordPieceTrainer(vocab_size=4000, special_tokens=specials))
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
-        special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))])
-    BertTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                      sep_token="[SEP]", mask_token="[MASK]", model_max_length=128).save_pretrained(base)
-    torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
-                         intermediate_size=128, max_position_embeddings=128)).save_pretrained(base)
+    base = tiny_bert(folder / "base", ds["train"]["text"], vocab_size=4000, hidden_size=64, intermediate_size=128)
     nlpkit.train("sentiment", **{"model": str(base), "data.source": "rotten_tomatoes", "output_dir": str(run),
                                  "trackers": [], "train.epochs": 2.0, "train.batch_size": 32, "train.lr": 1e-3,
                                  "train.warmup_ratio": 0.0})

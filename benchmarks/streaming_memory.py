@@ -64,27 +64,11 @@ def write_shards(folder: Path, rows: int, per_shard: int = 250_000, seed: int = 
 
 def tiny_model(folder: Path) -> Path:
     """A 2-layer, width-32 BERT with a WordPiece tokenizer trained on the benchmark's words."""
-    import torch
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+    from nlpkit.testing import tiny_bert
 
     if (folder / "config.json").is_file():
         return folder
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok.train_from_iterator([" ".join(POSITIVE + NEGATIVE + FILLER)] * 10,
-                            trainers.WordPieceTrainer(vocab_size=200, special_tokens=specials))
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
-        special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))])
-    BertTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                      sep_token="[SEP]", mask_token="[MASK]", model_max_length=128).save_pretrained(folder)
-    torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                         intermediate_size=64, max_position_embeddings=128)).save_pretrained(folder)
-    return folder
+    return tiny_bert(folder, [" ".join(POSITIVE + NEGATIVE + FILLER)] * 10)
 
 
 def sample_rss(proc: subprocess.Popen, every: float = 0.5) -> tuple[list[tuple[float, float]], float]:

@@ -10,7 +10,7 @@ A plugin's own test suite calls it with a few-step configuration of a tiny model
 
 It trains, then checks what nlpkit promises for every task: the run folder's files, that the saved model
 re-scores the test split exactly (``nlpkit.evaluate``), and that the pipeline serves it with batched results
-equal to one-at-a-time results, in input order.
+equal to one-at-a-time results, in input order. :func:`tiny_bert` makes the tiny model such tests train.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-__all__ = ["check_task_contract", "close"]
+__all__ = ["check_task_contract", "close", "tiny_bert"]
 
 
 def check_task_contract(task: str, overrides: dict[str, Any], inputs: list[Any]) -> dict[str, Any]:
@@ -56,3 +56,31 @@ def close(a: object, b: object) -> bool:
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
         return len(a) == len(b) and all(close(x, y) for x, y in zip(a, b))
     return a == b
+
+
+def tiny_bert(out: str | Path, corpus: list[str], *, vocab_size: int = 200, hidden_size: int = 32,
+              intermediate_size: int = 64, layers: int = 2, seed: int = 0) -> Path:
+    """Write a tiny, randomly initialised BERT encoder (``BertModel``) and a lowercasing WordPiece tokenizer
+    trained on ``corpus`` to the folder ``out``, laid out like a hub repo; return the folder. A task's
+    ``build_model`` puts its own head on it. Built from scratch on the spot: no download, no remote code, seconds."""
+    import torch
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok.train_from_iterator(corpus, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials))
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
+        special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))])
+    BertTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                      sep_token="[SEP]", mask_token="[MASK]", model_max_length=128).save_pretrained(out)
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=hidden_size, num_hidden_layers=layers,
+                        num_attention_heads=2, intermediate_size=intermediate_size, max_position_embeddings=128)
+    BertModel(config).save_pretrained(out)
+    return out

@@ -64,29 +64,11 @@ def ner_data(folder: Path) -> Path:
 def tiny_ner_model(out: Path) -> Path:
     """A 2-layer, width-32 BERT with a WordPiece tokenizer trained on the planted vocabulary (cased words kept
     lowercase, as in the data)."""
-    import torch
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+    from nlpkit.testing import tiny_bert
 
-    out.mkdir(parents=True, exist_ok=True)
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     words = [w for group in PEOPLE + PLACES for w in group] + FILLER
     corpus = [" ".join(r["tokens"]) for r in ner_rows(300)] + [" ".join(words)]
-    tok.train_from_iterator(corpus, trainers.WordPieceTrainer(vocab_size=160, special_tokens=specials))
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
-        special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))])
-    fast = BertTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                             sep_token="[SEP]", mask_token="[MASK]", model_max_length=128)
-    fast.save_pretrained(out)
-    config = BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=128)
-    torch.manual_seed(0)
-    BertModel(config).save_pretrained(out)
-    return out
+    return tiny_bert(out, corpus, vocab_size=160)
 
 
 def ner_overrides(model: Path, data: Path, out: Path, **extra: object) -> dict:
