@@ -36,7 +36,7 @@ def inside(job_file: str) -> None:
     """On the cluster: serve, load, kill, print one JSON line."""
     import httpx
     import ray
-    from ray_serve import replicas, running  # tests/scripts/ray_serve.py
+    from ray_serve import replicas, running, wait_for_replicas  # tests/scripts/ray_serve.py
     from serve_load import load
 
     job = json.loads(Path(job_file).read_text())
@@ -48,11 +48,7 @@ def inside(job_file: str) -> None:
     ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False, logging_level="WARNING")
     found: dict = {}
     try:
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline and (running() < 2 or len(replicas()) < 2):
-            if server.poll() is not None:
-                raise SystemExit(f"nlpkit serve exited {server.returncode}: {server.communicate()[1][-3000:]}")
-            time.sleep(0.5)
+        wait_for_replicas(server, time.monotonic() + 600)
         while httpx.get(url + "/ready").status_code != 200:
             time.sleep(0.5)
         found["replicas"] = sorted(replicas().values())

@@ -56,6 +56,14 @@ def running() -> int:
     return app.deployments["nlpkit"].replica_states.get("RUNNING", 0)
 
 
+def wait_for_replicas(server: subprocess.Popen, deadline: float, count: int = 2) -> None:
+    """Until ``deadline`` (monotonic): wait for ``count`` replicas running and alive; stop if ``server`` exits."""
+    while time.monotonic() < deadline and (running() < count or len(replicas()) < count):
+        if server.poll() is not None:
+            raise SystemExit(f"nlpkit serve exited {server.returncode}: {server.communicate()[1][-3000:]}")
+        time.sleep(0.5)
+
+
 def classify(client: httpx.Client, text: str) -> tuple[int, str | None]:
     try:
         r = client.post(URL + "/v1/classify", json={"inputs": text}, timeout=30)
@@ -90,10 +98,7 @@ def main() -> None:
     ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False, logging_level="WARNING")
     try:
         deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and (running() < 2 or len(replicas()) < 2):
-            if server.poll() is not None:
-                raise SystemExit(f"nlpkit serve exited {server.returncode}: {server.communicate()[1][-3000:]}")
-            time.sleep(0.5)
+        wait_for_replicas(server, deadline)
         with httpx.Client() as client:
             while time.monotonic() < deadline:
                 if server.poll() is not None:
