@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from accelerate import Accelerator, PartialState
-from accelerate.utils import ProjectConfiguration, broadcast_object_list, parse_flag_from_env
+from accelerate.utils import ProjectConfiguration, parse_flag_from_env
 
 from nlpkit.config import RunConfig, save_config
 from nlpkit.errors import ConfigError
 from nlpkit.registry import get_task
 from nlpkit.trackers import check_trackers, closed_on_error, log_run_end
-from nlpkit.training import RunFolder, check_launch, trainer_for
+from nlpkit.training import RunFolder, check_launch, decided_on_main, trainer_for
 
 if TYPE_CHECKING:
     from nlpkit.callbacks import Callback
@@ -68,20 +68,14 @@ def _claim_run_dir(cfg: RunConfig, state: PartialState) -> tuple[Path, RunFolder
 
     A refused folder stops every process with the same one-line error, not only the main one.
     """
-    folder, error = None, None
-    if state.is_main_process:
-        try:
-            folder = RunFolder.claim(cfg.output_dir, cfg.task, overwrite=cfg.overwrite, resume=cfg.resume)
-        except Exception as err:  # raised below, once the other processes know
-            error = err
-    shared = [str(folder.path) if folder else None, None if error is None else str(error)]
-    if state.num_processes > 1:
-        broadcast_object_list(shared)
-    if error is not None:
-        raise error
-    if shared[1] is not None:
-        raise ConfigError(shared[1])
-    return Path(shared[0]), folder
+    folder: RunFolder | None = None
+
+    def claim() -> str:
+        nonlocal folder
+        folder = RunFolder.claim(cfg.output_dir, cfg.task, overwrite=cfg.overwrite, resume=cfg.resume)
+        return str(folder.path)
+
+    return Path(str(decided_on_main(state, claim, Exception, ConfigError))), folder
 
 
 def run(cfg: RunConfig, callbacks: Sequence[Callback] = ()) -> dict[str, Any]:

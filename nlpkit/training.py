@@ -20,7 +20,7 @@ import re
 import shutil
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -35,7 +35,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from nlpkit.artifacts import atomic_dir
 from nlpkit.callbacks import BEST_DIR, BestModelKeeper, Callback, EarlyStopping, TrackerLogger
-from nlpkit.errors import ConfigError, ModelNotFoundError, UnsafeFileError, UsageError
+from nlpkit.errors import ConfigError, ModelNotFoundError, NlpkitError, UnsafeFileError, UsageError
 from nlpkit.inference import length_order
 from nlpkit.lora import trainable_parameters
 from nlpkit.task import RunResults, Task
@@ -437,6 +437,30 @@ def run_dir_per_machine(accelerator: Accelerator, run_dir: Path) -> bool:
     return per_machine
 
 
+def decided_on_main(state: Any, decide: Callable[[], str | None], catch: type[Exception] | tuple[type[Exception], ...],
+                    refused: type[NlpkitError]) -> str | None:
+    """``decide()`` run on the main process only, and its answer (a string or None) on every process of ``state``
+    (an ``Accelerator`` or ``PartialState``). An error of type ``catch`` that it raises stops every process: as it
+    is on the main process, as ``refused(message)`` on the others, which would otherwise wait for an answer that
+    never comes. Every process must call this (it holds a collective)."""
+    from accelerate.utils import broadcast_object_list
+
+    shared: list[str | None] = [None, None]  # answer, error message
+    error: Exception | None = None
+    if state.is_main_process:
+        try:
+            shared[0] = decide()
+        except catch as err:  # raised below, once the other processes know
+            error, shared[1] = err, str(err)
+    if state.num_processes > 1:
+        broadcast_object_list(shared)
+    if error is not None:
+        raise error
+    if shared[1] is not None:
+        raise refused(shared[1])
+    return shared[0]
+
+
 def agree_resume(accelerator: Accelerator, resume: str, run_dir: Path, per_machine: bool = False) -> Path | None:
     """:func:`resolve_resume` decided once, on the main process, and the same checkpoint used everywhere.
 
@@ -444,25 +468,16 @@ def agree_resume(accelerator: Accelerator, resume: str, run_dir: Path, per_machi
     :class:`~nlpkit.errors.ModelNotFoundError` on every process names the machines that lack it (one machine
     resuming while another starts fresh would train on silently different weights).
     """
-    from accelerate.utils import broadcast_object_list, gather_object
+    from accelerate.utils import gather_object
 
-    choice: list[str | None] = [None, None]  # checkpoint, error
-    error: Exception | None = None
-    if accelerator.is_main_process:
-        try:
-            found = resolve_resume(resume, run_dir)
-            choice[0] = None if found is None else str(found)
-        except ModelNotFoundError as err:
-            error, choice[1] = err, str(err)
-    if accelerator.num_processes > 1:
-        broadcast_object_list(choice)
-    if error is not None:
-        raise error
-    if choice[1] is not None:
-        raise ModelNotFoundError(choice[1])
-    if choice[0] is None:
+    def checkpoint() -> str | None:
+        found = resolve_resume(resume, run_dir)
+        return None if found is None else str(found)
+
+    chosen = decided_on_main(accelerator, checkpoint, ModelNotFoundError, ModelNotFoundError)
+    if chosen is None:
         return None
-    ckpt = Path(choice[0])
+    ckpt = Path(chosen)
     if per_machine:
         lacks = gather_object([accelerator.is_local_main_process and not (ckpt / STATE_FILE).is_file()])
         per = max(1, accelerator.num_processes // machines(accelerator))
