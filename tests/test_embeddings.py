@@ -162,6 +162,52 @@ def test_int8_export_keeps_the_vectors_and_the_retrieval(trained: dict, planted:
     assert abs(again["mrr_at_10"] - trained["test"]["mrr_at_10"]) <= 0.005, again
 
 
+def test_int8_export_runs_short_texts_on_its_fp32_graph_and_long_ones_in_int8(trained: dict,
+                                                                             tmp_path: Path) -> None:
+    """The length rule: in one padded batch, the rows of at most FP32_MAX_TOKENS tokens get the fp32 export's
+    token vectors and the longer rows the int8 graph's; the feed-forward output projections stay fp32."""
+    pytest.importorskip("onnxruntime")
+    import onnx
+    import torch
+
+    from nlpkit.export import export_model
+    from nlpkit.inference import pad
+    from nlpkit.plugins.embeddings.export import FP32_MAX_TOKENS
+
+    export_model(trained["run_dir"], tmp_path / "int8", quantize="int8")
+    export_model(trained["run_dir"], tmp_path / "fp32")
+    int8, fp32 = (nlpkit.pipeline(str(tmp_path / name), device="cpu") for name in ("int8", "fp32"))
+    entry = json.loads((tmp_path / "int8" / "nlpkit_task.json").read_text())["onnx"]
+    assert entry["fallback"]["margin"] == FP32_MAX_TOKENS == int8.model.max_fp32_tokens
+    assert fp32.model.fallback is None and fp32.model.max_fp32_tokens == 0
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "int8" / "model.onnx")).graph.node]
+    assert ops.count("FusedMatMul") == entry["fp32_projections"]["nodes"] == 2  # one per layer, left fp32
+    assert "MatMulInteger" in ops or "DynamicQuantizeMatMul" in ops
+
+    texts = ["boring", "the plot", "the film great was quite", "a really long script and the acting " * 3]
+    ids = [int8.task.tokenizer(t)["input_ids"] for t in texts]
+    short = np.array([len(x) <= FP32_MAX_TOKENS for x in ids])
+    assert short.any() and not short.all(), [len(x) for x in ids]
+    input_ids, mask = pad(ids, int8.task.tokenizer.pad_token_id or 0)
+    with torch.inference_mode():
+        routed = int8.model(input_ids=input_ids, attention_mask=mask).last_hidden_state.numpy()
+        all_int8 = int8.model(input_ids=input_ids, attention_mask=mask, fallback=False).last_hidden_state.numpy()
+        long_int8 = int8.model(input_ids=input_ids[~short], attention_mask=mask[~short],
+                               fallback=False).last_hidden_state.numpy()  # the long rows alone, as routed
+        want = fp32.model(input_ids=input_ids, attention_mask=mask).last_hidden_state.numpy()
+    real = mask.numpy().astype(bool)
+    for i in np.flatnonzero(short):
+        assert np.allclose(routed[i][real[i]], want[i][real[i]], atol=1e-5), i  # the fp32 graph's vectors
+        assert not np.allclose(all_int8[i][real[i]], want[i][real[i]], atol=1e-5), i  # which int8 would not give
+    for i, j in zip(np.flatnonzero(~short), range((~short).sum())):
+        assert np.array_equal(routed[i][real[i]], long_int8[j][real[i]]), i  # the int8 graph's
+        assert not np.allclose(routed[i][real[i]], want[i][real[i]], atol=1e-5), i
+    # through the pipeline (length-sorted batches): short texts exactly as the fp32 export embeds them
+    assert np.allclose(np.asarray(int8(texts))[short], np.asarray(fp32(texts))[short], atol=1e-6)
+    with pytest.raises(UsageError, match="length rule"):
+        export_model(trained["run_dir"], tmp_path / "margin", quantize="int8", fallback_margin=0.2)
+
+
 def test_predict_writes_vectors_to_parquet(trained: dict, tmp_path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq

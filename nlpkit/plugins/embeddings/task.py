@@ -393,13 +393,17 @@ class EmbeddingsTask(Task):
 
     # ------------------------------------------------------------------ hooks: export, demo, serve
     def export_spec(self) -> Any:
-        """``nlpkit export``: the token-vector graph (:mod:`nlpkit.plugins.embeddings.export`); an int8 export
-        whose vectors fall under cosine 0.99 to the fp32 model's on the check texts is refused."""
+        """``nlpkit export``: the token-vector graph (:mod:`nlpkit.plugins.embeddings.export`). An int8 export
+        keeps its fp32 graph for texts of at most :data:`~nlpkit.plugins.embeddings.export.FP32_MAX_TOKENS`
+        tokens, and is refused if its vectors fall under cosine 0.99 to the PyTorch model's on the check texts."""
         from nlpkit.onnx_runtime import ExportSpec
-        from nlpkit.plugins.embeddings.export import CHECK_TEXTS, KEEP_FP32, SENTENCE_ENCODER, min_cosine
+        from nlpkit.plugins.embeddings.export import CHECK_TEXTS, FP32_MAX_TOKENS, SENTENCE_ENCODER, min_cosine
 
         return ExportSpec(SENTENCE_ENCODER, check_inputs=list(CHECK_TEXTS), agreement=min_cosine,
-                          agreement_name="min_cosine", min_int8_agreement=0.99, keep_fp32=KEEP_FP32,
+                          agreement_name="min_cosine", min_int8_agreement=0.99, fallback_margin=FP32_MAX_TOKENS,
+                          no_fallback_reason=f"its int8 export runs the texts of at most {FP32_MAX_TOKENS} tokens "
+                                             f"on the kept fp32 graph, a length rule rather than a probability gap "
+                                             f"(--fallback-margin 0: every text int8)",
                           int8_hint="Export in fp32 (no --quantize): int8 moves this model's vectors too far.",
                           fp32_tolerance=1e-3)
 
