@@ -404,7 +404,9 @@ class EmbeddingsTask(Task):
                           no_fallback_reason=f"its int8 export runs the texts of at most {FP32_MAX_TOKENS} tokens "
                                              f"on the kept fp32 graph, a length rule rather than a probability gap "
                                              f"(--fallback-margin 0: every text int8)",
-                          int8_hint="Export in fp32 (no --quantize): int8 moves this model's vectors too far.",
+                          int8_hint=f"Export in fp32 (no --quantize): int8 moves this model's vectors too far "
+                                    f"(with --fallback-margin 0 also on the texts of at most {FP32_MAX_TOKENS} tokens, "
+                                    f"which an int8 export otherwise runs in fp32).",
                           fp32_tolerance=1e-3)
 
     # ------------------------------------------------------------------ hooks: demo, serve
