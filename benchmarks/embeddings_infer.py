@@ -4,15 +4,19 @@ exports (fp32, int8), on the same texts, with the vectors compared by cosine.
     python benchmarks/embeddings_infer.py outputs/embeddings-<time>               # texts: the run's test split
     python benchmarks/embeddings_infer.py RUN --texts 2000 --rounds 5 --threads 2 --json infer.json
     python benchmarks/embeddings_infer.py RUN --no-onnx                          # PyTorch only
+    python benchmarks/embeddings_infer.py RUN --bf16                 # also both libraries with bfloat16 weights
 
 The texts are the run's test split (its anchors, then its distinct passages; repeated when ``--texts`` asks for
 more). Every side gets the same model, batch size and threads, in one process, after one untimed warm-up pass on
 a sample. Each round times one pass of every side, the order rotated from round to round; a side's ratio to
 ``SentenceTransformer.encode`` is the MEDIAN of its per-round ratios (both passes of a ratio come from the same
 round, so a slow spell of a shared machine weighs on both), its texts/s the median of its passes; every round's
-ratio is printed too. The ONNX sides are made by ``nlpkit export`` into ``--export-dir`` (an int8 export that the
-export's own check refuses is reported as refused, with its reason). Columns: texts/s, the ratio, and the smallest
-and mean cosine of each text's vector to sentence-transformers' vector of it.
+ratio is printed too. ``--bf16`` adds ``nlpkit.pipeline(run, dtype="bfloat16")`` and, for a fair view of it,
+``SentenceTransformer.encode`` on the same model cast to bfloat16 (on a CPU with bf16 instructions, AVX512-BF16 or
+AMX, the matrix products run natively in bf16; elsewhere bf16 is slower than fp32). The ONNX sides are made by
+``nlpkit export`` into ``--export-dir`` (an int8 export that the export's own check refuses is reported as
+refused, with its reason). Columns: texts/s, the ratio, and the smallest and mean cosine of each text's vector to
+sentence-transformers' fp32 vector of it.
 """
 
 from __future__ import annotations
@@ -71,6 +75,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="Where the exports go (default: a temporary folder, removed afterwards).")
     parser.add_argument("--also", action="append", default=[], metavar="FOLDER",
                         help="Also time this existing ONNX export of the run (nlpkit export); may be repeated.")
+    parser.add_argument("--bf16", action="store_true",
+                        help="Also time nlpkit.pipeline(run, dtype='bfloat16') and SentenceTransformer.encode on the "
+                             "model cast to bfloat16 (cosines stay against the fp32 reference).")
     parser.add_argument("--json", type=Path, help="Write the results here too.")
     args = parser.parse_args(argv)
     if args.threads:
@@ -90,6 +97,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         REFERENCE: lambda xs: st.encode(xs, batch_size=bs, convert_to_numpy=True, show_progress_bar=False),
         "nlpkit.pipeline (PyTorch)": lambda xs: pipe.task.vectors(xs, bs),
     }
+    if args.bf16:
+        st16 = SentenceTransformer(model_folder(args.run), device="cpu").to(torch.bfloat16)
+        pipe16 = nlpkit.pipeline(args.run, device="cpu", threads=threads, dtype="bfloat16")
+        sides[f"{REFERENCE} (bf16)"] = lambda xs: np.asarray(
+            st16.encode(xs, batch_size=bs, convert_to_tensor=True, show_progress_bar=False).float().numpy())
+        sides["nlpkit.pipeline (PyTorch bf16)"] = lambda xs: pipe16.task.vectors(xs, bs)
     refused: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as tmp:
         if not args.no_onnx:
