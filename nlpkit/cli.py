@@ -223,9 +223,11 @@ def _cmd_export(args: argparse.Namespace) -> None:
     graphs = entry.get("graphs", ["model.onnx"])
     size = sum((Path(args.out) / g).stat().st_size for g in graphs) / 2**20
     fused = "fused, " if entry.get("fused") else ""
+    kept = (entry.get("fallback") or {}).get("file")  # the fp32 graph an int8 export keeps: on disk too
+    kept = f"; fp32 fallback {kept}, {(Path(args.out) / kept).stat().st_size / 2**20:.1f} MB" if kept else ""
     agreement = ", ".join(f"{k.replace('_', ' ')} {100 * v:.4g}%" for k, v in check.items() if k != "max_abs_diff")
     print(f"Exported {args.run} -> {args.out} ({entry['kind']}: {fused}{' + '.join(graphs)}, {entry['precision']}, "
-          f"{size:.1f} MB). Check against PyTorch: max |output diff| {check['max_abs_diff']:.2e}, {agreement}.\n"
+          f"{size:.1f} MB{kept}). Check against PyTorch: max |output diff| {check['max_abs_diff']:.2e}, {agreement}.\n"
           f"Use it: nlpkit predict {args.out} \"some text\"   or   nlpkit.pipeline({str(args.out)!r})")
 
 

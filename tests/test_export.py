@@ -145,6 +145,9 @@ def test_export_and_predict_from_the_command_line(run: str, tmp_path: Path, caps
     out = tmp_path / "cli-export"
     console_main(["export", run, "--out", str(out)])
     assert "label agreement 100%" in capsys.readouterr().out
+    console_main(["export", run, "--out", str(tmp_path / "cli-int8"), "--quantize", "int8"])
+    said = capsys.readouterr().out
+    assert "int8" in said and "fp32 fallback fallback.onnx" in said  # the kept graph's size is said too
     console_main(["predict", str(out), "a great and moving film", "dull and boring"])
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     expected = nlpkit.pipeline(run, device="cpu")(["a great and moving film", "dull and boring"])
