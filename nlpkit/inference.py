@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import torch
 
 from nlpkit.errors import UsageError
+from nlpkit.progress import progress_bar
 
 __all__ = ["check_texts", "length_order", "pad", "run_sorted", "sorted_batches"]
 
@@ -90,12 +91,10 @@ def run_sorted(items: Sequence[Any], lengths: Sequence[int], batch_size: int,
     ``fn`` gets a list of items (longest first) and returns one result per item. ``progress`` (default: when
     there are more than :data:`PROGRESS_MIN_BATCHES` batches) shows a tqdm bar.
     """
-    from tqdm.auto import tqdm
-
     batches = list(sorted_batches(lengths, batch_size))
     show = len(batches) > PROGRESS_MIN_BATCHES if progress is None else progress
     results: list[Any] = [None] * len(items)
-    for chunk in tqdm(batches, desc=desc, unit="batch", disable=not show, leave=False):
+    for chunk in progress_bar(batches, show=show, desc=desc, unit="batch", leave=False):
         outs = fn([items[i] for i in chunk])
         if len(outs) != len(chunk):
             raise RuntimeError(f"{desc}: {len(outs)} results for a batch of {len(chunk)}.")

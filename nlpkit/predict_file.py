@@ -27,6 +27,7 @@ from typing import Any
 import pandas as pd
 
 from nlpkit.errors import DataError, UsageError
+from nlpkit.progress import progress_bar
 
 __all__ = ["FORMATS", "check_output", "chunk_inputs", "predict_file", "read_chunks", "with_predictions"]
 
@@ -238,7 +239,6 @@ def predict_file(pipe: Any, input_path: str | Path, output_path: str | Path, *, 
     """
     from accelerate import PartialState
     from accelerate.utils import gather_object
-    from tqdm.auto import tqdm
 
     state = PartialState()
     task = pipe.task
@@ -249,7 +249,7 @@ def predict_file(pipe: Any, input_path: str | Path, output_path: str | Path, *, 
     column = text_column or task.prediction_input_column()
     writer = _Writer(output_path) if state.is_main_process else None
     total = count_rows(input_path) if state.is_main_process and progress else None
-    bar = tqdm(total=total, desc="Predicting", unit="row", disable=not (progress and state.is_main_process))
+    bar = progress_bar(total=total, show=progress and state.is_main_process, desc="Predicting", unit="row")
     new_columns: list[str] = []
     try:
         for chunk in read_chunks(input_path, chunk_rows):

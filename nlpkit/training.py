@@ -29,7 +29,6 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from datasets import Dataset, DatasetDict
 from torch.utils.data import DataLoader, Sampler
-from tqdm.auto import tqdm
 from transformers import get_scheduler
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
@@ -38,6 +37,7 @@ from nlpkit.callbacks import BEST_DIR, BestModelKeeper, Callback, EarlyStopping,
 from nlpkit.errors import ConfigError, ModelNotFoundError, NlpkitError, UnsafeFileError, UsageError
 from nlpkit.inference import length_order
 from nlpkit.lora import trainable_parameters
+from nlpkit.progress import progress_bar
 from nlpkit.task import RunResults, Task
 from nlpkit.throughput import gpu_training_figures
 
@@ -159,7 +159,7 @@ def evaluate_loader(task: Task, model: torch.nn.Module, loader: DataLoader, acce
     collected: dict[str, list] = defaultdict(list)
     start = time.perf_counter()
     with accelerator.autocast():
-        for batch in tqdm(loader, desc=desc, disable=not accelerator.is_local_main_process, leave=False):
+        for batch in progress_bar(loader, show=accelerator.is_local_main_process, desc=desc, leave=False):
             for k, v in _gather(accelerator, task.eval_step(model, batch)).items():
                 collected[k].extend(v)
     seconds = time.perf_counter() - start
@@ -716,8 +716,8 @@ class Loop:
         """Optimizer updates until the schedule ends or a stop is requested."""
         acc, tcfg, state = self.accelerator, self.tcfg, self.state
         eval_every = tcfg.eval_every if tcfg.eval_every > 0 else self.updates_per_epoch
-        bar = tqdm(total=self.total_updates, initial=state["global_step"], desc="Training", unit="step",
-                   disable=not acc.is_local_main_process, dynamic_ncols=True)
+        bar = progress_bar(total=self.total_updates, initial=state["global_step"], desc="Training", unit="step",
+                       show=acc.is_local_main_process, dynamic_ncols=True)
         # The logged loss is a mean per item (target token, or micro-batch for mean-loss tasks) over the log
         # interval and all processes.
         run_loss, run_items = torch.zeros((), device=acc.device), torch.zeros((), device=acc.device)

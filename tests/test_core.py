@@ -115,6 +115,19 @@ def test_run_sorted_batches_longest_first_and_restores_order() -> None:
         run_sorted(items, [1] * 5, 0, fn)
 
 
+def test_progress_bars_show_when_asked_and_tqdm_disable_hides_them(capsys: pytest.CaptureFixture,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from nlpkit.inference import run_sorted
+
+    items = ["a", "bb", "ccc"]
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    run_sorted(items, [len(x) for x in items], 1, lambda b: b, desc="Counting", progress=True)
+    assert "Counting" in capsys.readouterr().err
+    monkeypatch.setenv("TQDM_DISABLE", "1")  # tqdm's own switch: nlpkit's bars pass `disable`, so it checks it
+    run_sorted(items, [len(x) for x in items], 1, lambda b: b, desc="Counting", progress=True)
+    assert "Counting" not in capsys.readouterr().err
+
+
 def test_sorted_batches_end_where_padding_would_waste_much() -> None:
     from nlpkit.inference import sorted_batches
 
