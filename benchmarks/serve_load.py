@@ -12,6 +12,7 @@ Targets, each started as its own process on 127.0.0.1 and stopped (SIGTERM) afte
 
 * ``serve``: ``nlpkit serve RUN`` (PyTorch), with its dynamic batching;
 * ``serve-export``: ``nlpkit serve EXPORT`` (an ``nlpkit export`` folder, e.g. int8), when ``--export`` is given;
+* ``serve-bf16``: ``nlpkit serve RUN --dtype bfloat16``, with ``--bf16``;
 * ``peer``: what people write by hand: a FastAPI endpoint that calls ``transformers.pipeline(
   "text-classification")`` once per request, on the same model, with the same torch threads.
 
@@ -144,6 +145,8 @@ def start(kind: str, model: str, port: int, args: argparse.Namespace, workdir: P
                "--threads", str(args.threads), *extra]
         if args.task:
             cmd += ["--task", args.task]
+        if kind == "serve-bf16":
+            cmd += ["--dtype", "bfloat16"]
     return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
@@ -438,6 +441,8 @@ def classify_test(args: argparse.Namespace, workdir: Path) -> dict:
     expected = [p["label"] for p in reference(texts)]
     del reference
     targets = [("serve", args.run)] + ([("serve-export", args.export)] if args.export else [])
+    if args.bf16:
+        targets.append(("serve-bf16", args.run))
     if not args.skip_peer:
         targets.append(("peer", args.run))
     results = measure(targets, texts, expected, args, workdir)
@@ -569,6 +574,9 @@ def main() -> None:
     parser.add_argument("--max-seconds", type=float, default=600.0, help="Stop a target's load after this long.")
     parser.add_argument("--request-timeout", type=float, default=60.0, help="Per request, seconds.")
     parser.add_argument("--skip-peer", action="store_true", help="Only the nlpkit targets.")
+    parser.add_argument("--bf16", action="store_true",
+                        help="Also serve the run with --dtype bfloat16 (its labels compared with the fp32 pipeline's); "
+                             "fast only on a CPU with bf16 instructions (AVX512-BF16, AMX) or a GPU.")
     parser.add_argument("--json", help="Also write the results to this JSON file.")
     parser.add_argument("--translation", metavar="RUN", nargs="?", const="",
                         help="Measure a translation run instead: nlpkit serve vs a FastAPI endpoint calling "

@@ -195,11 +195,11 @@ def test_word2vec_train(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
 
 
 def test_serve_load(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, str(BENCHMARKS / "serve_load.py"), "--smoke", "--threads", "1",
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "serve_load.py"), "--smoke", "--threads", "1", "--bf16",
                            "--json", str(tmp_path / "r.json")], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((tmp_path / "r.json").read_text())["results"]
-    assert set(results) == {"serve", "peer"}
+    assert set(results) == {"serve", "serve-bf16", "peer"}
     assert all(r["errors"] == 0 for r in results.values())
     assert results["serve"]["agreement"] == 1.0  # the server's labels are the pipeline's
 

@@ -399,6 +399,30 @@ def test_an_int8_export_is_served_with_the_answers_its_pipeline_gives(sentiment_
             assert g["score"] == pytest.approx(w["score"], abs=1e-6) if w["score"] is not None else g["score"] is None
 
 
+def test_dtype_loads_the_served_weights_in_that_precision(sentiment_run: Path, tmp_path: Path) -> None:
+    import torch
+
+    from nlpkit.errors import ConfigError, UsageError
+    from nlpkit.serve.app import load_pipeline
+
+    pipe = load_pipeline(str(sentiment_run), ServeSettings(dtype="bfloat16"))
+    assert next(pipe.task.model.parameters()).dtype == torch.bfloat16
+    with serving(sentiment_run, pipe=pipe) as running, running.client() as c:
+        got = c.post("/v1/classify", json={"inputs": TEXTS})
+        assert got.status_code == 200, got.text
+        want = nlpkit.pipeline(str(sentiment_run), dtype="bfloat16")(TEXTS)
+        assert [p["label"] for p in got.json()["predictions"]] == [p["label"] for p in want]
+    with pytest.raises(ConfigError, match="--dtype 'int4'"):
+        ServeSettings(dtype="int4")
+    pytest.importorskip("onnxruntime")
+    from nlpkit import export
+
+    out = tmp_path / "fp32"
+    export.export_model(str(sentiment_run), out)
+    with pytest.raises(UsageError, match="ONNX export"):  # an export's precision was fixed when it was exported
+        load_pipeline(str(out), ServeSettings(dtype="bfloat16"))
+
+
 def test_cors_is_off_unless_an_origin_is_given(sentiment_run: Path) -> None:
     preflight = {"Origin": "https://app.example.com", "Access-Control-Request-Method": "POST"}
     with serving(sentiment_run) as running, running.client() as c:
@@ -649,7 +673,7 @@ def test_serve_help_explains_every_option() -> None:
     sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
     text = sub.choices["serve"].format_help()
     for option in ("--host", "--port", "--max-batch-tokens", "--max-wait-ms", "--max-concurrency", "--max-inputs",
-                   "--max-chars", "--timeout", "--api-key", "--cors-origin", "--workers", "--log-level"):
+                   "--max-chars", "--timeout", "--api-key", "--cors-origin", "--workers", "--dtype", "--log-level"):
         assert option in text, option
     args = parser.parse_args(["serve", "RUN"])
     assert args.host == "127.0.0.1"  # loopback unless asked

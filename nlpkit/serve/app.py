@@ -209,8 +209,8 @@ def load_pipeline(model: str, settings: ServeSettings) -> Pipeline:
     if settings.threads:
         torch.set_num_threads(settings.threads)  # this thread's; the model thread sets its own (Server)
     if settings.task:
-        return pipeline(settings.task, model=model, threads=settings.threads)
-    return pipeline(model, threads=settings.threads)
+        return pipeline(settings.task, model=model, threads=settings.threads, dtype=settings.dtype)
+    return pipeline(model, threads=settings.threads, dtype=settings.dtype)
 
 
 def build_app(pipe: Pipeline, settings: ServeSettings | None = None, model_name: str | None = None) -> FastAPI:

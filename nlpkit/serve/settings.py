@@ -10,7 +10,7 @@ from typing import Any
 
 from nlpkit.errors import ConfigError
 
-__all__ = ["API_KEY_ENV", "ServeSettings", "default_threads"]
+__all__ = ["API_KEY_ENV", "DTYPES", "ServeSettings", "default_threads"]
 
 #: The environment variable that gives the API key when ``--api-key`` is not used (keeps it out of ``ps``).
 API_KEY_ENV = "NLPKIT_API_KEY"
@@ -30,6 +30,10 @@ def default_threads(workers: int = 1) -> int:
     except ImportError:
         cores = os.cpu_count() or 1
     return max(1, cores // max(workers, 1))
+
+
+#: The precisions ``--dtype`` takes (those of ``model.dtype``).
+DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 @dataclass
@@ -66,6 +70,8 @@ class ServeSettings:
     task: str | None = None
     #: Threads of the model (torch intra-op, and ONNX Runtime for an export); default: :func:`default_threads`.
     threads: int | None = None
+    #: Precision the weights are loaded in (``bfloat16``, ``float16``, ``float32``, ``auto``); default: the run's.
+    dtype: str | None = None
     #: Seconds uvicorn waits for requests in flight after SIGTERM before it closes them.
     graceful_timeout: float | None = None
 
@@ -94,6 +100,8 @@ class ServeSettings:
         at_least("port", 0)
         if self.timeout <= 0:
             raise ConfigError(f"--timeout {self.timeout!r}: must be a positive number of seconds.")
+        if self.dtype is not None and self.dtype not in DTYPES:
+            raise ConfigError(f"--dtype {self.dtype!r}: choose {', '.join(DTYPES)} (or leave it out: the run's).")
         if self.log_level.lower() not in ("critical", "error", "warning", "info", "debug", "trace"):
             raise ConfigError(f"--log-level {self.log_level!r}: choose critical, error, warning, info, debug "
                               f"or trace.")
