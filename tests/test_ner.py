@@ -233,11 +233,11 @@ def test_int8_export_gives_nearly_every_row_the_same_spans(ner_run: dict, tmp_pa
     assert entry["kind"] == "token-classifier"
     exported = nlpkit.pipeline(str(tmp_path / "int8"))
     ours = nlpkit.pipeline(ner_run["run_dir"], device="cpu")
-    # 60 new sentences with planted entities. The tiny model's weights differ a little from run to run (its
-    # training here is not bit-reproducible across processes: weight sums 164.05, 166.14, 169.04 in three runs),
-    # and int8 may move a span whose score is a close call, so this asks what a user checks: nearly every row's
-    # spans are the PyTorch model's (59 of 60 rows in runs measured by hand; an export that lost the model would
-    # agree on few).
+    # 60 new sentences with planted entities. The tiny model differs a little from build to build (tokenizers'
+    # WordPiece trainer breaks ties in no fixed order, so the vocabulary changes: trained weight sums 164.05,
+    # 166.14, 169.04 in three processes), and int8 may move a span whose score is a close call, so this asks what
+    # a user checks: nearly every row's spans are the PyTorch model's (59 of 60 rows in runs measured by hand;
+    # an export that lost the model would agree on few).
     rows = ner_rows(60, seed=7)
     texts = [" ".join(r["tokens"]) for r in rows]
 
