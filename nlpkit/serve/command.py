@@ -15,10 +15,11 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
+from nlpkit.config import DTYPES
 from nlpkit.errors import ConfigError
 from nlpkit.report import DISTRIBUTION
 from nlpkit.serve.ray_engine import add_ray_options, serve_on_ray
-from nlpkit.serve.settings import API_KEY_ENV, DTYPES, ServeSettings
+from nlpkit.serve.settings import API_KEY_ENV, ServeSettings
 
 if TYPE_CHECKING:
     import argparse

@@ -8,9 +8,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from nlpkit.config import DTYPES
 from nlpkit.errors import ConfigError
 
-__all__ = ["API_KEY_ENV", "DTYPES", "ServeSettings", "default_threads"]
+__all__ = ["API_KEY_ENV", "ServeSettings", "default_threads"]
 
 #: The environment variable that gives the API key when ``--api-key`` is not used (keeps it out of ``ps``).
 API_KEY_ENV = "NLPKIT_API_KEY"
@@ -30,10 +31,6 @@ def default_threads(workers: int = 1) -> int:
     except ImportError:
         cores = os.cpu_count() or 1
     return max(1, cores // max(workers, 1))
-
-
-#: The precisions ``--dtype`` takes (those of ``model.dtype``).
-DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 @dataclass
