@@ -19,6 +19,7 @@ from nlpkit.plugins.word2vec.benchmarks import benchmark_vectors, nearest_neighb
 from nlpkit.plugins.word2vec.config import Word2VecConfig, check_config, gensim_params
 from nlpkit.plugins.word2vec.text import write_corpus
 from nlpkit.plugins.word2vec.vectors import load_full_model, load_vectors
+from nlpkit.progress import progress_bar
 from nlpkit.task import RunResults
 from nlpkit.trackers import start_trackers
 
@@ -37,12 +38,10 @@ CORPUS_FILE = "corpus.txt"  # the tokenized training corpus, one sentence per li
 
 def write_training_corpus(cfg: Word2VecConfig, train: Dataset, folder: Path) -> tuple[Path, dict[str, Any]]:
     """Tokenize the texts of ``train`` into ``folder/corpus.txt`` (one sentence a line): (path, corpus stats)."""
-    from tqdm.auto import tqdm
-
     d = cfg.data
     path = Path(folder) / CORPUS_FILE
     t0 = time.perf_counter()
-    with tqdm(total=len(train), desc="Tokenizing", unit="text") as bar:
+    with progress_bar(total=len(train), desc="Tokenizing", unit="text") as bar:
         texts = (row[d.text_column] for row in train)
         stats = write_corpus(texts, path, cfg.text, progress=bar)
     if stats.words == 0:
@@ -59,7 +58,6 @@ class _EpochProgress:
 
     def __init__(self, epochs: int):
         from gensim.models.callbacks import CallbackAny2Vec
-        from tqdm.auto import tqdm
 
         outer = self
 
@@ -75,7 +73,7 @@ class _EpochProgress:
 
         self.epoch = 0
         self.started = 0.0
-        self.bar = tqdm(total=epochs, desc="Training word2vec", unit="epoch")
+        self.bar = progress_bar(total=epochs, desc="Training word2vec", unit="epoch")
         self.callback = _Callback()
 
     def close(self) -> None:
