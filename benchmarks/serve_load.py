@@ -127,7 +127,7 @@ def wait_ready(url: str, proc: subprocess.Popen, seconds: float) -> None:
 def start(kind: str, model: str, port: int, args: argparse.Namespace, workdir: Path,
           extra: tuple[str, ...] = ()) -> subprocess.Popen:
     """The target's server process (its output goes to a log file in ``workdir``). ``kind``: ``serve`` /
-    ``serve-export`` (``nlpkit serve``, with ``extra`` options), ``peer`` or ``translation-peer``."""
+    ``serve-export`` / ``serve-bf16`` (``nlpkit serve``, with ``extra`` options), ``peer`` or ``translation-peer``."""
     # OMP_NUM_THREADS for both: an OpenMP thread count set in one thread does not reach the others
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": str(args.threads)}
     log = open(workdir / f"{kind}.log", "a")  # noqa: SIM115 - closed with the process
