@@ -25,7 +25,8 @@ With ``--translation RUN``: ``nlpkit serve RUN`` against the peer people write f
 the tokenizer and ``model.generate`` once per request, with the run's decoding settings), outputs compared with
 ``nlpkit.pipeline``'s. With ``--faults``: a soak of ``--soak-seconds`` at 32 clients (errors, resident memory
 from the first seconds of load to the end), SIGTERM after ``--sigterm-after`` seconds of load at 64 clients (every
-request sent before it must be answered), and 64 clients against ``--max-concurrency 16`` (429s counted).
+request written to the socket before it must be answered), and 64 clients against ``--max-concurrency 16``
+(429s counted).
 
 Every target gets the same requests (rotten_tomatoes test texts; synthetic texts with ``--smoke``) from
 ``--clients`` concurrent clients. Columns: requests/s, p50 and p99 latency, errors (non-200 or no answer),
@@ -41,6 +42,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import signal
 import socket
@@ -153,11 +155,13 @@ def start(kind: str, model: str, port: int, args: argparse.Namespace, workdir: P
 async def load(url: str, texts: list[str], clients: int, request_timeout: float, max_seconds: float, *,
                route: str = "/v1/classify", body: Callable[[str], dict] = lambda t: {"inputs": t},
                answer: Callable[[dict], Any] = lambda b: b["predictions"]["label"], repeat: bool = False,
-               stop_on_error: bool = False) -> dict:
+               stop_on_error: bool = False, stamp_sent: bool = False) -> dict:
     """Send every text as one request to ``route`` from ``clients`` concurrent clients: latencies, statuses,
     answers, and each request's (start, end, status) in ``events`` (status 0: no HTTP answer). ``repeat``: cycle
     through the texts until ``max_seconds`` have passed (a soak), instead of once. ``stop_on_error``: a client
     stops at its first answer other than 200 (a server shutting down refuses every new connection at once).
+    ``stamp_sent``: each event's start is when the request's body went to the socket (``inf``: it never did),
+    not when the client began it: aiohttp writes the body from a task of its own, a loop turn or more later.
 
     The clients are aiohttp's: the load generator shares the machine's cores with the server, and httpx's
     AsyncClient spent so much CPU per request that it, not the server, set the pace (measured against one
@@ -170,17 +174,25 @@ async def load(url: str, texts: list[str], clients: int, request_timeout: float,
     deadline = time.monotonic() + max_seconds
     connector = aiohttp.TCPConnector(limit=clients)
     timeout = aiohttp.ClientTimeout(total=request_timeout)
+    traces = []
+    if stamp_sent:
+        async def body_sent(session: Any, context: Any, params: Any) -> None:
+            context.trace_request_ctx["sent"] = time.perf_counter()  # just before the write, no loop turn between
 
-    async with aiohttp.ClientSession(base_url=url, connector=connector, timeout=timeout) as client:
+        traces.append(aiohttp.TraceConfig())
+        traces[0].on_request_chunk_sent.append(body_sent)
+
+    async with aiohttp.ClientSession(base_url=url, connector=connector, timeout=timeout,
+                                     trace_configs=traces) as client:
         async def worker() -> None:
             nonlocal next_index
             while (repeat or next_index < len(texts)) and time.monotonic() < deadline:
                 i = next_index % len(texts)
                 next_index += 1
                 t0 = time.perf_counter()
-                status, got = 0, None
+                status, got, stamps = 0, None, {"sent": math.inf}
                 try:
-                    async with client.post(route, json=body(texts[i])) as r:
+                    async with client.post(route, json=body(texts[i]), trace_request_ctx=stamps) as r:
                         status = r.status
                         if r.status == 200:
                             got = answer(await r.json())
@@ -188,7 +200,7 @@ async def load(url: str, texts: list[str], clients: int, request_timeout: float,
                             await r.read()
                 except (aiohttp.ClientError, TimeoutError):
                     pass
-                events.append((t0, time.perf_counter(), status))
+                events.append((stamps["sent"] if stamp_sent else t0, time.perf_counter(), status))
                 if got is not None:
                     answers[i] = got
                 elif stop_on_error:
@@ -531,7 +543,8 @@ def faults_test(args: argparse.Namespace, workdir: Path) -> dict:
                 proc.send_signal(signal.SIGTERM)
 
             asyncio.get_running_loop().call_later(args.sigterm_after, term)
-            result = await load(url, texts, 64, args.request_timeout, 60.0, repeat=True, stop_on_error=True)
+            result = await load(url, texts, 64, args.request_timeout, 60.0, repeat=True, stop_on_error=True,
+                                stamp_sent=True)
             return result, when[0]
 
         result, at = asyncio.run(terminated())
@@ -541,7 +554,8 @@ def faults_test(args: argparse.Namespace, workdir: Path) -> dict:
     out["sigterm"] = {"sent_before": len(before), "answered_before": sum(e[2] == 200 for e in before),
                       "in_flight_at_sigterm": len(in_flight), "in_flight_answered": sum(e[2] == 200 for e in in_flight),
                       "refused_after": sum(e[2] != 200 for e in result["events"] if e[0] >= at),
-                      "exit_code": proc.returncode}
+                      "exit_code": proc.returncode,
+                      "lost": [(round(b - at, 4), round(e - at, 4), st) for b, e, st in before if st != 200]}
     s = out["sigterm"]
     print(f"SIGTERM after {args.sigterm_after:g} s at 64 clients: {s['answered_before']}/{s['sent_before']} "
           f"requests sent before it answered 200 ({s['in_flight_answered']}/{s['in_flight_at_sigterm']} of those in "

@@ -35,6 +35,7 @@ from tiny_word2vec import planted_texts, w2v_overrides, write_corpus_file  # noq
 
 import nlpkit  # noqa: E402
 from nlpkit.serve.app import build_app  # noqa: E402
+from nlpkit.serve.draining import DrainingServer  # noqa: E402
 from nlpkit.serve.settings import ServeSettings  # noqa: E402
 
 #: Seconds any one HTTP call may take (tiny models answer in milliseconds; CI machines are busy).
@@ -97,7 +98,7 @@ def serving(run: Path | str, pipe=None, wait_ready: bool = True, **settings) -> 
     options = ServeSettings(**{"max_wait_ms": 5.0, **settings})
     app = build_app(pipe, options, model_name="tiny")
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
+    server = DrainingServer(config)  # what `nlpkit serve` runs
     loops: list = []
 
     def run_server() -> None:
@@ -664,6 +665,38 @@ def test_sigterm_answers_the_requests_in_flight_then_exits_0(sentiment_run: Path
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+def test_a_request_delivered_to_an_idle_connection_before_the_shutdown_is_answered() -> None:
+    """A keep-alive connection's next request sits unread in its socket when the shutdown begins (the event loop
+    had no turn to read it, as when it is busy answering others): it is answered before the connection closes,
+    not dropped with it (uvicorn's own shutdown closes the idle connection, and the client gets a reset)."""
+    import uvicorn
+
+    async def app(scope: dict, receive, send) -> None:
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"8")]})
+        await send({"type": "http.response.body", "body": b"answered"})
+
+    async def scenario() -> bytes:
+        config = uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", log_level="warning")
+        config.load()
+        server = DrainingServer(config)
+        server.lifespan = config.lifespan_class(config)
+        await server.startup()
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.servers[0].sockets[0].getsockname()[1])
+        request = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        writer.write(request)
+        await asyncio.wait_for(reader.readuntil(b"answered"), CALL_TIMEOUT)  # the connection is idle again
+        writer.write(request)  # in the server's socket at once (loopback), unread: no loop turn before the shutdown
+        await asyncio.wait_for(server.shutdown(), START_TIMEOUT)
+        try:
+            return await asyncio.wait_for(reader.read(), CALL_TIMEOUT)
+        finally:
+            writer.close()
+
+    rest = asyncio.run(scenario())  # everything the server sent until it closed the connection
+    assert rest.startswith(b"HTTP/1.1 200 OK") and rest.endswith(b"answered")
 
 
 def test_serve_help_explains_every_option() -> None:

@@ -2,8 +2,10 @@
 
 uvicorn owns the process: on SIGTERM or Ctrl+C it stops accepting connections, lets the requests in flight
 finish (at most ``graceful_timeout`` seconds), then runs the app's shutdown, which answers whatever is still
-queued before the model thread stops; the process then exits 0. ``--workers N`` starts N processes through
-an app factory (:func:`nlpkit.serve.app.create_app_from_env`), each loading the model once.
+queued before the model thread stops; the process then exits 0. One process runs
+:class:`~nlpkit.serve.draining.DrainingServer`, which also answers requests delivered to idle connections just
+before the signal. ``--workers N`` starts N processes through an app factory
+(:func:`nlpkit.serve.app.create_app_from_env`), each loading the model once, under uvicorn's own server.
 """
 
 from __future__ import annotations
@@ -84,6 +86,7 @@ def serve(model: str, settings: ServeSettings | None = None) -> None:
     import uvicorn
 
     from nlpkit.serve.app import MODEL_ENV, SETTINGS_ENV, build_app, load_pipeline, served_name
+    from nlpkit.serve.draining import DrainingServer
 
     settings = settings or ServeSettings()
     configure_logging(settings.log_level)
@@ -98,7 +101,7 @@ def serve(model: str, settings: ServeSettings | None = None) -> None:
         uvicorn.run("nlpkit.serve.app:create_app_from_env", factory=True, workers=settings.workers, **common)
         return
     app = build_app(load_pipeline(model, settings), settings, served_name(model))
-    uvicorn.Server(uvicorn.Config(app, **common)).run()
+    DrainingServer(uvicorn.Config(app, **common)).run()
 
 
 def add_serve_command(subparsers: argparse._SubParsersAction) -> None:
