@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
-__all__ = ["check_task_contract", "close", "tiny_bert"]
+__all__ = ["check_task_contract", "close", "tiny_bert", "tiny_vocab"]
 
 
 def check_task_contract(task: str, overrides: dict[str, Any], inputs: list[Any]) -> dict[str, Any]:
@@ -61,19 +62,19 @@ def close(a: object, b: object) -> bool:
 def tiny_bert(out: str | Path, corpus: list[str], *, vocab_size: int = 200, hidden_size: int = 32,
               intermediate_size: int = 64, layers: int = 2, seed: int = 0) -> Path:
     """Write a tiny, randomly initialised BERT encoder (``BertModel``) and a lowercasing WordPiece tokenizer
-    trained on ``corpus`` to the folder ``out``, laid out like a hub repo; return the folder. A task's
+    whose vocabulary comes from ``corpus`` (:func:`tiny_vocab`) to the folder ``out``, laid out like a hub repo;
+    return the folder. The same arguments give the same files, byte for byte. A task's
     ``build_model`` puts its own head on it. Built from scratch on the spot: no download, no remote code, seconds."""
     import torch
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok.train_from_iterator(corpus, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials))
+    normalizer, pre_tokenizer = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+    words = Counter(w for text in corpus for w, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)))
+    tok = Tokenizer(models.WordPiece(tiny_vocab(words, vocab_size), unk_token="[UNK]"))
+    tok.normalizer, tok.pre_tokenizer = normalizer, pre_tokenizer
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
         special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))])
@@ -84,3 +85,21 @@ def tiny_bert(out: str | Path, corpus: list[str], *, vocab_size: int = 200, hidd
                         num_attention_heads=2, intermediate_size=intermediate_size, max_position_embeddings=128)
     BertModel(config).save_pretrained(out)
     return out
+
+
+def tiny_vocab(words: Counter[str], size: int) -> dict[str, int]:
+    """A WordPiece vocabulary built the same way every time from the corpus's word counts: the special tokens,
+    every character and its ``##`` continuation (so every word can be spelled), then whole words, most frequent
+    first, ties by spelling, until ``size``. (The tokenizers library's WordPiece trainer breaks ties between equal
+    counts differently from run to run, so a tiny model and every test on it changed with each build.)"""
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    chars = sorted({c for w in words for c in w})
+    tokens = specials + chars + ["##" + c for c in chars]
+    known = set(tokens)
+    for word, _ in sorted(words.items(), key=lambda kv: (-kv[1], kv[0])):
+        if len(tokens) >= size:
+            break
+        if word not in known:
+            tokens.append(word)
+            known.add(word)
+    return {t: i for i, t in enumerate(tokens)}

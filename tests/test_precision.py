@@ -72,8 +72,9 @@ def test_sentiment_dtype_in_training_and_pipeline(tiny_bert: Path, sentiment_dat
     assert _dtypes(half.model) == {torch.bfloat16}
     texts = ["a great and wonderful film", "dull boring mess", "fine"]
     full, reduced = default(texts), half(texts)
-    assert [o["label"] for o in reduced] == [o["label"] for o in full]
     assert [o["score"] for o in reduced] == pytest.approx([o["score"] for o in full], abs=0.02)
+    # the head is untrained: a row whose two classes are within bfloat16's rounding may fall either way
+    assert all(r["label"] == f["label"] for r, f in zip(reduced, full) if f["score"] > 0.52)
 
 
 def test_generation_and_translation_pipelines_load_in_bfloat16(tmp_path: Path) -> None:
