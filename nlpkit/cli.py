@@ -339,10 +339,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                         "keeps an fp32 graph for close calls, see "
                                                         "--fallback-margin); default: fp32.")
     p.add_argument("--keep-fp32", default=None, metavar="REGEX",
-                   help="int8: ONNX nodes whose names match stay fp32 (default: none with a fallback, else the "
-                        "task's: for a classifier the attention and feed-forward output projections of BERT-style "
-                        "encoders, the most quantization-sensitive; none for generators; '' quantizes every "
-                        "MatMul).")
+                   help="int8: ONNX nodes whose names match stay fp32 (default: the task's: for a classifier the "
+                        "attention and feed-forward output projections of BERT-style encoders, the most "
+                        "quantization-sensitive, none when it keeps an fp32 fallback; for sentence embeddings the "
+                        "feed-forward output projections; none for generators; '' quantizes every MatMul).")
     p.add_argument("--fallback-margin", type=float, default=None, metavar="GAP",
                    help="int8 single-label classifiers: keep the fp32 graph too and score again in fp32 every "
                         "row whose two best label probabilities are within GAP (default: the task's, 0.2 for "

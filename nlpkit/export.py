@@ -149,9 +149,9 @@ def export_model(run: str | Path, out: str | Path, *, format: str = "onnx", quan
 
     ``quantize="int8"``: dynamic int8. ``fallback_margin``: for kinds that support it (a single-label
     classifier), keep the fp32 graph and score again in fp32 the rows whose top-two probability gap is under it
-    (default: the task's spec; 0: none). ``keep_fp32``: nodes int8 keeps fp32 (default: none with a fallback,
-    else the spec's; ``""`` quantizes every op). ``optimize=False`` skips the transformer fusion. ``force``
-    (``--overwrite``) replaces an earlier export at ``out``.
+    (default: the task's spec; 0: none). ``keep_fp32``: nodes int8 keeps fp32 (default: the spec's, none with a
+    fallback unless the spec keeps them with one; ``""`` quantizes every op). ``optimize=False`` skips the
+    transformer fusion. ``force`` (``--overwrite``) replaces an earlier export at ``out``.
     """
     if format not in FORMATS:
         raise UsageError(f"--format {format!r}: nlpkit exports {', '.join(FORMATS)}.")
@@ -176,8 +176,8 @@ def export_model(run: str | Path, out: str | Path, *, format: str = "onnx", quan
         raise UsageError(f"--fallback-margin: {run} is a {task.name} model: {why}. Export without it.")
     if fallback_margin is None:  # the spec's default (a single-label classifier's int8 export falls back)
         fallback_margin = (spec.fallback_margin or 0.0) if quantize and kind.supports_fallback else 0.0
-    if keep_fp32 is None:  # with a fallback every op is int8; without one the spec's sensitive nodes stay fp32
-        keep_fp32 = "" if fallback_margin else spec.keep_fp32
+    if keep_fp32 is None:  # the spec's sensitive nodes stay fp32, unless a fallback rescores close calls in fp32
+        keep_fp32 = "" if fallback_margin and not spec.keep_fp32_with_fallback else spec.keep_fp32
     entry: dict[str, Any] = {"format": "onnx", "kind": kind.name, "precision": quantize or "fp32",
                              "source": str(src_path), "opset": opset, "onnxruntime": ort.__version__,
                              "torch": torch.__version__}

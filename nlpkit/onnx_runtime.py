@@ -330,8 +330,13 @@ class ExportSpec:
     fallback_margin: float | None = None
     #: Why a fallback cannot be used, when the user asks for one (None: the kind decides).
     no_fallback_reason: str | None = None
-    #: Nodes int8 keeps in fp32 when there is no fallback (a regular expression on node names).
+    #: Nodes int8 keeps in fp32 (a regular expression on node names), when there is no fallback or
+    #: :attr:`keep_fp32_with_fallback` says so.
     keep_fp32: str = ""
+    #: Whether :attr:`keep_fp32` holds in an int8 export that keeps its fp32 graph too. A classifier's fallback
+    #: scores its close calls again in fp32, so the rest can be int8 throughout (False); a fallback that takes rows
+    #: by another rule (an embeddings export's shortest texts) leaves the int8 graph with every other row (True).
+    keep_fp32_with_fallback: bool = False
     #: The largest output difference the fp32 export may have from PyTorch on :attr:`check_texts`.
     fp32_tolerance: float = 1e-3
 
