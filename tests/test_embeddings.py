@@ -5,6 +5,7 @@ gives the same vectors, serves them as OpenAI's /v1/embeddings, exports to int8 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -172,7 +173,7 @@ def test_int8_export_runs_short_texts_on_its_fp32_graph_and_long_ones_in_int8(tr
 
     from nlpkit.export import export_model
     from nlpkit.inference import pad
-    from nlpkit.plugins.embeddings.export import FP32_MAX_TOKENS
+    from nlpkit.plugins.embeddings.export import FP32_MAX_TOKENS, KEEP_FP32
 
     export_model(trained["run_dir"], tmp_path / "int8", quantize="int8")
     export_model(trained["run_dir"], tmp_path / "fp32")
@@ -180,8 +181,11 @@ def test_int8_export_runs_short_texts_on_its_fp32_graph_and_long_ones_in_int8(tr
     entry = json.loads((tmp_path / "int8" / "nlpkit_task.json").read_text())["onnx"]
     assert entry["fallback"]["margin"] == FP32_MAX_TOKENS == int8.model.max_fp32_tokens
     assert fp32.model.fallback is None and fp32.model.max_fp32_tokens == 0
-    ops = [n.op_type for n in onnx.load(str(tmp_path / "int8" / "model.onnx")).graph.node]
-    assert ops.count("FusedMatMul") == entry["fp32_projections"]["nodes"] == 2  # one per layer, left fp32
+    nodes = onnx.load(str(tmp_path / "int8" / "model.onnx")).graph.node
+    ops = [n.op_type for n in nodes]
+    kept = [n.name for n in nodes if n.op_type == "MatMul" and re.search(KEEP_FP32, n.name)]
+    assert entry["quantization"]["kept_fp32"] == KEEP_FP32  # the spec's, kept with the fallback too
+    assert len(kept) == entry["quantization"]["nodes_kept_fp32"] == 2, kept  # one per layer, left fp32
     assert "MatMulInteger" in ops or "DynamicQuantizeMatMul" in ops
 
     texts = ["boring", "the plot", "the film great was quite", "a really long script and the acting " * 3]

@@ -8,7 +8,6 @@ also the cheapest to run in fp32. For this kind the descriptor's ``fallback.marg
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from nlpkit.onnx_runtime import ONNX_FILE, EncoderKind, OnnxModel
+from nlpkit.onnx_runtime import EncoderKind, OnnxModel
 
 __all__ = ["SENTENCE_ENCODER", "CHECK_TEXTS", "FP32_MAX_TOKENS", "KEEP_FP32", "TokenVectorsModel", "min_cosine"]
 
@@ -47,10 +46,8 @@ class _TokenVectors(torch.nn.Module):
 class TokenVectorsKind(EncoderKind):
     """An encoder exported as ``input_ids, attention_mask -> last_hidden_state`` (per token), opened as
     :class:`TokenVectorsModel`. int8 quantizes the weight MatMuls only: the fused Attention nodes (query/key/value
-    projections) stay fp32, and so do the :data:`KEEP_FP32` projections, which the export writes as ONNX
-    Runtime's ``FusedMatMul`` (the same product, an op the int8 quantizer leaves alone): an export that keeps an
-    fp32 fallback quantizes every MatMul unless ``--keep-fp32`` is given, whatever the task's spec says.
-    The fp32 graph is kept as the fallback for texts of at most :data:`FP32_MAX_TOKENS` tokens."""
+    projections) stay fp32, and so do the :data:`KEEP_FP32` projections (the task's spec keeps them with its
+    fallback too). The fp32 graph is kept as the fallback for texts of at most :data:`FP32_MAX_TOKENS` tokens."""
 
     #: Measured on the default run, smallest cosine of 606 texts' int8 vectors to PyTorch's (length-sorted
     #: batches of 64): every quantizable op 0.980, MatMul only 0.978, MatMul only with :data:`KEEP_FP32` fp32 0.989
@@ -60,29 +57,8 @@ class TokenVectorsKind(EncoderKind):
     def module(self, model: Any) -> torch.nn.Module:
         return _TokenVectors(model)
 
-    def export(self, model: Any, folder: Path, opset: int, optimize: bool) -> dict[str, Any]:
-        entry = super().export(model, folder, opset, optimize)
-        entry["fp32_projections"] = {"pattern": KEEP_FP32, "nodes": _as_fused_matmul(folder / ONNX_FILE, KEEP_FP32)}
-        return entry
-
     def open(self, folder: str | Path, *, threads: int | None = None, trust_remote_code: bool = False) -> Any:
         return TokenVectorsModel(folder, threads=threads, trust_remote_code=trust_remote_code)
-
-
-def _as_fused_matmul(path: Path, pattern: str) -> int:
-    """Rewrite the ``MatMul`` nodes of the graph at ``path`` whose names match ``pattern`` as ``FusedMatMul``
-    (ONNX Runtime's contrib op; with its default attributes it is the same product); returns how many."""
-    import onnx
-
-    graph = onnx.load(str(path))
-    found = [n for n in graph.graph.node if n.op_type == "MatMul" and re.search(pattern, n.name)]
-    for node in found:
-        node.op_type, node.domain = "FusedMatMul", "com.microsoft"
-    if found:
-        if not any(o.domain == "com.microsoft" for o in graph.opset_import):
-            graph.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
-        onnx.save(graph, str(path))
-    return len(found)
 
 
 class TokenVectorsModel(OnnxModel):

@@ -397,10 +397,17 @@ class EmbeddingsTask(Task):
         keeps its fp32 graph for texts of at most :data:`~nlpkit.plugins.embeddings.export.FP32_MAX_TOKENS`
         tokens, and is refused if its vectors fall under cosine 0.99 to the PyTorch model's on the check texts."""
         from nlpkit.onnx_runtime import ExportSpec
-        from nlpkit.plugins.embeddings.export import CHECK_TEXTS, FP32_MAX_TOKENS, SENTENCE_ENCODER, min_cosine
+        from nlpkit.plugins.embeddings.export import (
+            CHECK_TEXTS,
+            FP32_MAX_TOKENS,
+            KEEP_FP32,
+            SENTENCE_ENCODER,
+            min_cosine,
+        )
 
         return ExportSpec(SENTENCE_ENCODER, check_inputs=list(CHECK_TEXTS), agreement=min_cosine,
                           agreement_name="min_cosine", min_int8_agreement=0.99, fallback_margin=FP32_MAX_TOKENS,
+                          keep_fp32=KEEP_FP32, keep_fp32_with_fallback=True,
                           no_fallback_reason=f"its int8 export runs the texts of at most {FP32_MAX_TOKENS} tokens "
                                              f"on the kept fp32 graph, a length rule rather than a probability gap "
                                              f"(--fallback-margin 0: every text int8)",
