@@ -174,16 +174,14 @@ async def load(url: str, texts: list[str], clients: int, request_timeout: float,
     deadline = time.monotonic() + max_seconds
     connector = aiohttp.TCPConnector(limit=clients)
     timeout = aiohttp.ClientTimeout(total=request_timeout)
-    traces = []
-    if stamp_sent:
-        async def body_sent(session: Any, context: Any, params: Any) -> None:
-            context.trace_request_ctx["sent"] = time.perf_counter()  # just before the write, no loop turn between
+    trace = aiohttp.TraceConfig()
 
-        traces.append(aiohttp.TraceConfig())
-        traces[0].on_request_chunk_sent.append(body_sent)
+    async def body_sent(session: Any, context: Any, params: Any) -> None:
+        context.trace_request_ctx["sent"] = time.perf_counter()  # just before the write, no loop turn between
 
+    trace.on_request_chunk_sent.append(body_sent)
     async with aiohttp.ClientSession(base_url=url, connector=connector, timeout=timeout,
-                                     trace_configs=traces) as client:
+                                     trace_configs=[trace] if stamp_sent else []) as client:
         async def worker() -> None:
             nonlocal next_index
             while (repeat or next_index < len(texts)) and time.monotonic() < deadline:

@@ -717,7 +717,7 @@ class Loop:
         acc, tcfg, state = self.accelerator, self.tcfg, self.state
         eval_every = tcfg.eval_every if tcfg.eval_every > 0 else self.updates_per_epoch
         bar = progress_bar(total=self.total_updates, initial=state["global_step"], desc="Training", unit="step",
-                       show=acc.is_local_main_process, dynamic_ncols=True)
+                           show=acc.is_local_main_process, dynamic_ncols=True)
         # The logged loss is a mean per item (target token, or micro-batch for mean-loss tasks) over the log
         # interval and all processes.
         run_loss, run_items = torch.zeros((), device=acc.device), torch.zeros((), device=acc.device)

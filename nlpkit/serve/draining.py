@@ -8,7 +8,7 @@ turns, which read those requests and accept connections waiting in the backlog; 
 uvicorn answers them before it closes their connections.
 
 A request still on the wire when the connections close can be lost still: that is HTTP/1.1 keep-alive's own race
-(clients retry a request on a connection that closed unanswered), and it needs no server to be slow.
+(the client sees its connection close unanswered and can retry elsewhere), and it needs no server to be slow.
 """
 
 from __future__ import annotations
